@@ -1,0 +1,184 @@
+//! One collection cycle: read every source, then encode one snapshot of the text exposition.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::Bytes;
+use prometheus::Registry;
+use telltale_model::time::{align_down, to_millis, TimestampMs};
+use telltale_model::{LabelSet, TextEncoder};
+use tracing::{info, warn};
+
+use crate::cgroup::{CgroupSource, Layout};
+use crate::errors::CycleErrors;
+use crate::metrics::Metrics;
+use crate::node::NodeSource;
+use crate::read::{FdBudget, ReadBuf};
+
+/// What the collector reads and how it labels it.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `cluster` label on every series.
+    pub cluster: String,
+    /// `node` label on every series.
+    pub node_name: String,
+    /// Where procfs is (`/proc`, or `/host/proc` in a container).
+    pub proc_root: PathBuf,
+    /// Where sysfs is; cgroups are under `<sys_root>/fs/cgroup`.
+    pub sys_root: PathBuf,
+    /// Prefix for statfs of mount points (`/`, or `/host/root` in a container).
+    pub rootfs: PathBuf,
+    /// Collection interval; sample timestamps are aligned to it.
+    pub interval: Duration,
+}
+
+/// Errors setting the collector up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The procfs root does not look like procfs.
+    #[error("--proc-root {0}: no stat file there; is it a procfs mount?")]
+    NoProcfs(PathBuf),
+    /// Registering own metrics failed (a name collision in the registry).
+    #[error("registering collector metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// The latest collection, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// When it was collected, aligned down to the interval (ms since the epoch).
+    pub timestamp_ms: TimestampMs,
+    /// Text exposition format 0.0.4, own metrics included.
+    pub text: Bytes,
+    /// Series (own metrics excluded).
+    pub series: usize,
+    /// Families with at least one series (own metrics excluded).
+    pub families: usize,
+}
+
+/// Owns every source and the state kept between cycles.
+pub struct Collector {
+    node: NodeSource,
+    cgroups: Option<CgroupSource>,
+    labels: LabelSet,
+    interval: Duration,
+    buf: ReadBuf,
+    errors: CycleErrors,
+    failing: Vec<&'static str>,
+    metrics: Metrics,
+    registry: Registry,
+    last_len: usize,
+}
+
+impl Collector {
+    /// Sets up the sources; own metrics are registered in `registry`.
+    pub fn new(opts: &Options, registry: Registry) -> Result<Self, Error> {
+        if !opts.proc_root.join("stat").exists() {
+            return Err(Error::NoProcfs(opts.proc_root.clone()));
+        }
+        FdBudget::init();
+        let cgroups = match Layout::detect(&opts.sys_root) {
+            Ok(layout) => {
+                info!(version = ?layout.version(), "reading cgroups");
+                Some(CgroupSource::new(layout, &opts.proc_root, &opts.cluster, &opts.node_name))
+            }
+            Err(e) => {
+                warn!(error = %e, "no container metrics: only node metrics will be exported");
+                None
+            }
+        };
+        Ok(Collector {
+            node: NodeSource::new(&opts.proc_root, &opts.rootfs),
+            cgroups,
+            labels: LabelSet::new([("cluster", opts.cluster.as_str()), ("node", opts.node_name.as_str())]),
+            interval: opts.interval,
+            buf: ReadBuf::default(),
+            errors: CycleErrors::default(),
+            failing: Vec::new(),
+            metrics: Metrics::new(&registry)?,
+            registry,
+            last_len: 64 * 1024,
+        })
+    }
+
+    /// The cgroup layout being read, if any.
+    pub fn cgroup_layout(&self) -> Option<&Layout> {
+        self.cgroups.as_ref().map(CgroupSource::layout)
+    }
+
+    /// Errors recorded by the last `read`.
+    pub fn last_errors(&self) -> &CycleErrors {
+        &self.errors
+    }
+
+    /// Phase one of a cycle: reads every source.
+    pub fn read(&mut self) {
+        self.errors.clear();
+        self.node.read(&mut self.buf, &mut self.errors);
+        if let Some(cg) = &mut self.cgroups {
+            cg.read(&mut self.buf, &mut self.errors);
+        }
+    }
+
+    /// Phase two: encodes what the last `read` found, then own metrics (which by then
+    /// count this cycle).
+    pub fn encode(&mut self, timestamp_ms: TimestampMs) -> Snapshot {
+        let mut enc = TextEncoder::with_capacity(self.last_len + self.last_len / 8);
+        self.node.emit(&self.labels, &mut enc);
+        if let Some(cg) = &self.cgroups {
+            cg.emit(self.node.devices(), &mut enc);
+        }
+        let (series, families) = (enc.samples(), enc.families());
+        self.metrics.cycles.inc();
+        self.metrics.series.set(series as i64);
+        self.metrics.exposition_bytes.set(enc.as_bytes().len() as i64);
+        let own = prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default();
+        enc.append_raw(own.as_bytes());
+        let text = enc.take();
+        self.last_len = text.len();
+        Snapshot { timestamp_ms, text: Bytes::from(text), series, families }
+    }
+
+    /// A whole cycle: read, encode, and account for it in own metrics and the log. The
+    /// duration of a cycle's encode phase shows in the next snapshot.
+    pub fn collect(&mut self, now: SystemTime) -> Snapshot {
+        let started = Instant::now();
+        self.read();
+        let read_time = started.elapsed();
+        self.account();
+        let m = &self.metrics;
+        m.cycle_duration.with_label_values(&["read"]).observe(read_time.as_secs_f64());
+        let encode_started = Instant::now();
+        let snap = self.encode(align_down(to_millis(now), self.interval));
+        let m = &self.metrics;
+        m.cycle_duration.with_label_values(&["encode"]).observe(encode_started.elapsed().as_secs_f64());
+        snap
+    }
+
+    /// Counts this cycle's errors and logs sources that started failing or recovered.
+    fn account(&mut self) {
+        for (source, n, first) in self.errors.iter() {
+            self.metrics.errors.with_label_values(&[source]).inc_by(n);
+            if !self.failing.contains(&source) {
+                warn!(source, errors = n, first, "collection source failing; its series are skipped");
+            }
+        }
+        let errors = &self.errors;
+        self.failing.retain(|s| {
+            let still = errors.count(s) > 0;
+            if !still {
+                info!(source = *s, "collection source recovered");
+            }
+            still
+        });
+        for (source, _, _) in errors.iter() {
+            if !self.failing.contains(&source) {
+                self.failing.push(source);
+            }
+        }
+        self.metrics.cgroups.set(self.cgroups.as_ref().map_or(0, |c| c.len()) as i64);
+        self.metrics.kept_files.set(FdBudget::kept() as i64);
+    }
+}

@@ -1,0 +1,114 @@
+//! Telltale's per-node collector.
+//!
+//! It owns: reading the node (procfs, statfs: [`node`]) and its containers (cgroup v1, hybrid
+//! and v2: [`cgroup`]) into the metric catalogue of `shared/design/metrics.md`, encoding one
+//! text-format snapshot per interval ([`collect`]), and serving it ([`server`]). It promises:
+//! a scrape serves the latest snapshot and never triggers a collection; series of vanished
+//! objects are gone from the next snapshot; an unreadable or malformed file skips only the
+//! series that depend on it and is counted in `telltale_collector_errors_total{source}`.
+//!
+//! The data path: [`read`] (kept handles, `pread`) → sources fill their state in place →
+//! `emit` into a [`telltale_model::Sink`] family by family → [`collect::Snapshot`].
+
+pub mod cgroup;
+pub mod collect;
+pub mod errors;
+#[cfg(feature = "fixture")]
+pub mod fixture;
+pub mod metrics;
+pub mod node;
+pub mod read;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus::Registry;
+use telltale_model::time::until_next_boundary;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, Instrument};
+
+pub use collect::{Collector, Options, Snapshot};
+
+/// Errors that stop the collector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Setting up the sources failed.
+    #[error(transparent)]
+    Setup(#[from] collect::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Collects one snapshot and returns its text (`--once`).
+pub fn once(opts: &Options) -> Result<Snapshot, Error> {
+    let mut c = Collector::new(opts, Registry::new())?;
+    Ok(c.collect(SystemTime::now()))
+}
+
+/// Runs the collector until `cancel`: a collection at start, then one at every interval
+/// boundary, served on `listen`. `on_listen` learns the bound address (port 0 in tests).
+pub async fn run(
+    opts: Options,
+    listen: SocketAddr,
+    cancel: CancellationToken,
+    on_listen: impl FnOnce(SocketAddr),
+) -> Result<(), Error> {
+    let collector = Collector::new(&opts, Registry::new())?;
+    let (tx, rx) = watch::channel(None);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Bind { addr: listen, source })?;
+    let bound = listener.local_addr().map_err(Error::Serve)?;
+    info!(addr = %bound, interval = ?opts.interval, "collector serving /metrics");
+    on_listen(bound);
+    let server = axum::serve(listener, server::router(rx))
+        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+    collect_loop(collector, opts.interval, tx, cancel).await;
+    server.await.map_err(|e| Error::Serve(std::io::Error::other(e)))?.map_err(Error::Serve)
+}
+
+async fn collect_loop(
+    mut collector: Collector,
+    interval: Duration,
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let now = SystemTime::now();
+        let cycle = tokio::task::spawn_blocking(move || {
+            let snap = collector.collect(now);
+            (collector, snap)
+        })
+        .instrument(info_span!("cycle"))
+        .await;
+        let snap;
+        (collector, snap) = match cycle {
+            Ok(done) => done,
+            Err(e) => {
+                // A panic in a source is a bug; stop rather than serve a frozen snapshot.
+                tracing::error!(error = %e, "collection cycle panicked; stopping");
+                cancel.cancel();
+                return;
+            }
+        };
+        tx.send_replace(Some(Arc::new(snap)));
+        let wait = until_next_boundary(SystemTime::now(), interval);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Command line, environment and YAML config for every role.
+//!
+//! Precedence: a flag beats its `TELLTALE_<FLAG>` environment variable, which beats the key
+//! of the same name in the `--config` YAML file, which beats the default shown by `--help`.
+//! YAML keys are the flag names (`node-name: n1`); an unknown key is an error naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Errors in the command line or config file; the process exits with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("--config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid YAML for this role, or has an unknown key.
+    #[error("--config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// serde's message, naming the key and position.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The flag or key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Telltale: monitoring, alarms and pay-as-you-go billing for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "telltale", version, about)]
+pub struct Cli {
+    /// The role to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One subcommand per role.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Per-node agent: node and container metrics, served on /metrics.
+    Collector(CollectorArgs),
+}
+
+/// `telltale collector` flags. Every flag may also be set by `TELLTALE_<FLAG>` or in the
+/// `--config` file under the flag's name.
+#[derive(Debug, Clone, Args, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CollectorArgs {
+    /// YAML file with any of these flags as keys.
+    #[arg(long, env = "TELLTALE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve /metrics, /healthz and /readyz on.
+    #[arg(long, env = "TELLTALE_LISTEN", default_value = "0.0.0.0:9101")]
+    pub listen: SocketAddr,
+
+    /// Collect one snapshot, print it in the text format to stdout, and exit.
+    #[arg(long, env = "TELLTALE_ONCE")]
+    pub once: bool,
+
+    /// `node` label on every series. [default: $NODE_NAME, else the hostname]
+    #[arg(long, env = "TELLTALE_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// `cluster` label on every series.
+    #[arg(long, env = "TELLTALE_CLUSTER", default_value = "default")]
+    pub cluster: String,
+
+    /// Where procfs is mounted (`/host/proc` in a container).
+    #[arg(long, env = "TELLTALE_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
+    /// Where sysfs is mounted; cgroups are read under `<sys-root>/fs/cgroup`.
+    #[arg(long, env = "TELLTALE_SYS_ROOT", default_value = "/sys")]
+    pub sys_root: PathBuf,
+
+    /// Where the host's root filesystem is mounted, for filesystem sizes (statfs of
+    /// `<rootfs>/<mountpoint>`).
+    #[arg(long, env = "TELLTALE_ROOTFS", default_value = "/")]
+    pub rootfs: PathBuf,
+
+    /// Collection interval; sample timestamps are aligned to it (e.g. 15s, 1m).
+    #[arg(long, env = "TELLTALE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+
+    /// Run without Kubernetes: node and raw cgroup metrics only. (Kubernetes integration is
+    /// not built yet, so this is currently how the collector always runs.)
+    #[arg(long, env = "TELLTALE_NO_KUBE")]
+    pub no_kube: bool,
+}
+
+impl Default for CollectorArgs {
+    fn default() -> Self {
+        let m = Cli::command().get_matches_from(["telltale", "collector"]);
+        let (_, sub) = m.subcommand().expect("collector subcommand");
+        let mut args = CollectorArgs::from_arg_matches(sub).expect("defaults parse");
+        args.config = None;
+        args
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 15s, 1m)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+/// The collector's settings after layering flags, environment, file and defaults.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// `--once`.
+    pub once: bool,
+    /// `--no-kube`.
+    pub no_kube: bool,
+    opts: telltale_collector::Options,
+}
+
+impl CollectorConfig {
+    /// Options for the collector library.
+    pub fn options(&self) -> telltale_collector::Options {
+        self.opts.clone()
+    }
+}
+
+/// True when `id` was given on the command line or in the environment.
+fn explicit(m: &ArgMatches, id: &str) -> bool {
+    matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+}
+
+fn load_file<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
+    let Some(path) = path else { return Ok(T::default()) };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+}
+
+/// Layers `cli` (whose sources `m` records) over the `--config` file and defaults.
+pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, ConfigError> {
+    let file: CollectorArgs = load_file(cli.config.as_deref())?;
+    macro_rules! pick {
+        ($($field:ident),*) => {
+            CollectorArgs {
+                config: cli.config.clone(),
+                $($field: if explicit(m, stringify!($field)) { cli.$field.clone() } else { file.$field.clone() },)*
+            }
+        };
+    }
+    let a = pick!(listen, once, node_name, cluster, proc_root, sys_root, rootfs, interval, no_kube);
+    let node_name = match a.node_name.filter(|n| !n.is_empty()) {
+        Some(n) => n,
+        None => match std::env::var("NODE_NAME") {
+            Ok(n) if !n.is_empty() => n,
+            _ => rustix::system::uname().nodename().to_string_lossy().into_owned(),
+        },
+    };
+    if a.cluster.is_empty() {
+        return Err(ConfigError::Invalid { key: "cluster", message: "must not be empty".into() });
+    }
+    if a.interval.is_zero() {
+        return Err(ConfigError::Invalid { key: "interval", message: "must be more than zero".into() });
+    }
+    Ok(CollectorConfig {
+        listen: a.listen,
+        once: a.once,
+        no_kube: a.no_kube,
+        opts: telltale_collector::Options {
+            cluster: a.cluster,
+            node_name,
+            proc_root: a.proc_root,
+            sys_root: a.sys_root,
+            rootfs: a.rootfs,
+            interval: a.interval,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> (CollectorArgs, ArgMatches) {
+        let m = Cli::command().try_get_matches_from(argv).unwrap();
+        let sub = m.subcommand_matches("collector").unwrap().clone();
+        (CollectorArgs::from_arg_matches(&sub).unwrap(), sub)
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "cluster: from-file\ninterval: 30s\nnode-name: n-file\n").unwrap();
+        let f = file.to_str().unwrap();
+        let (cli, m) = parse(&["telltale", "collector", "--config", f, "--cluster", "from-flag"]);
+        let cfg = collector(cli, &m).unwrap();
+        let o = cfg.options();
+        assert_eq!(o.cluster, "from-flag");
+        assert_eq!(o.interval, Duration::from_secs(30));
+        assert_eq!(o.node_name, "n-file");
+        assert_eq!(o.proc_root, PathBuf::from("/proc"));
+        assert_eq!(cfg.listen, "0.0.0.0:9101".parse().unwrap());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "clutser: x\n").unwrap();
+        let (cli, m) = parse(&["telltale", "collector", "--config", file.to_str().unwrap()]);
+        let err = collector(cli, &m).unwrap_err().to_string();
+        assert!(err.contains("unknown field `clutser`"), "{err}");
+        assert!(err.contains("c.yaml"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_in_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "interval: soon\n").unwrap();
+        let (cli, m) = parse(&["telltale", "collector", "--config", file.to_str().unwrap()]);
+        let err = collector(cli, &m).unwrap_err().to_string();
+        assert!(err.contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn defaults_match_help() {
+        let d = CollectorArgs::default();
+        assert_eq!(d.listen, "0.0.0.0:9101".parse().unwrap());
+        assert_eq!(d.interval, Duration::from_secs(15));
+        assert_eq!(d.cluster, "default");
+        let help = Cli::command().find_subcommand_mut("collector").unwrap().render_long_help().to_string();
+        for want in ["[default: 0.0.0.0:9101]", "[default: 15s]", "[default: /proc]", "[default: /sys]", "[default: default]", "TELLTALE_NODE_NAME"] {
+            assert!(help.contains(want), "help lacks {want}:\n{help}");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The `telltale` binary: parses the command line and wires up one role per subcommand.
+//! Everything else lives in the role crates.
+
+mod config;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+use tokio_util::sync::CancellationToken;
+
+use config::{Cli, Command, ConfigError};
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging();
+    match run(cli, &matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("telltale: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            tracing::error!(error = %e, "telltale stopped");
+            eprintln!("telltale: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Usage(ConfigError),
+    Runtime(Box<dyn std::error::Error>),
+}
+
+fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
+    let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
+    match cli.command {
+        Command::Collector(args) => {
+            let cfg = config::collector(args, &sub).map_err(Failure::Usage)?;
+            let opts = cfg.options();
+            if cfg.once {
+                let snap = telltale_collector::once(&opts).map_err(|e| Failure::Runtime(e.into()))?;
+                use std::io::Write as _;
+                std::io::stdout()
+                    .write_all(&snap.text)
+                    .map_err(|e| Failure::Runtime(e.into()))?;
+                return Ok(());
+            }
+            if !cfg.no_kube {
+                tracing::warn!(
+                    "Kubernetes integration is not built yet: running as with --no-kube (cgroup ids, no pod names)"
+                );
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            rt.block_on(async {
+                let cancel = CancellationToken::new();
+                tokio::spawn(stop_on_signal(cancel.clone()));
+                telltale_collector::run(opts, cfg.listen, cancel, |_| {}).await
+            })
+            .map_err(|e| Failure::Runtime(e.into()))
+        }
+    }
+}
+
+/// Cancels `cancel` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    cancel.cancel();
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TELLTALE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
