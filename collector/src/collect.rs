@@ -116,7 +116,7 @@ impl Collector {
         self.errors.clear();
         self.node.read(&mut self.buf, &mut self.errors);
         if let Some(cg) = &mut self.cgroups {
-            cg.read(&mut self.buf, &mut self.errors);
+            cg.read(&mut self.buf, &mut self.errors, self.node.has_swap());
         }
     }
 

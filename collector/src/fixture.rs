@@ -156,6 +156,8 @@ pub struct Node {
     driver: Driver,
 }
 
+const DELEGATED: &str = "cpuset cpu io memory hugetlb pids rdma misc\n";
+
 const V1_DIRS: [&str; 5] = ["cpu,cpuacct", "memory", "blkio", "pids", "systemd"];
 
 impl Node {
@@ -340,7 +342,14 @@ impl Node {
             Version::V2 => {
                 let f = |name: &str| self.cgroup_file(rel, "", name);
                 write(&f("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n")?;
-                write(&f("cgroup.subtree_control"), "\n")?;
+                // Non-leaf cgroups (QoS, pods) delegate controllers to their children.
+                let leaf = !self.dirs(rel)[0].read_dir()?.flatten().any(|e| e.path().is_dir());
+                write(&f("cgroup.subtree_control"), if leaf { "\n" } else { DELEGATED })?;
+                let parts: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
+                for i in 1..parts.len() {
+                    let anc = format!("/{}", parts[..i].join("/"));
+                    write(&self.cgroup_file(&anc, "", "cgroup.subtree_control"), DELEGATED)?;
+                }
                 write(&f("cgroup.events"), "populated 1\nfrozen 0\n")?;
                 write(&f("cgroup.procs"), &procs)?;
                 write(&f("cpu.stat"), &format!(
@@ -434,10 +443,10 @@ pub fn container_id(i: usize) -> String {
     format!("{:016x}{:048x}", 0xc0ffee_u64 + i as u64, i)
 }
 
-/// Fills `node` with `pods` pods holding `containers` application containers in all
-/// (spread evenly; each pod also has its sandbox container, as on a real node), a few
-/// system services outside kubepods, and a network table per pod. Returns the container
-/// cgroup paths.
+/// Fills `node` with `pods` pods holding `containers` containers in all, sandboxes
+/// included (each pod has its sandbox plus one or more application containers, spread
+/// evenly), a few system services outside kubepods, and a network table per pod. Returns
+/// the container cgroup paths.
 pub fn populate(node: &Node, pods: usize, containers: usize, runtime: Runtime) -> io::Result<Vec<String>> {
     let mut rels = Vec::new();
     for svc in ["containerd.service", "kubelet.service", "sshd.service", "systemd-journald.service", "cron.service"] {
@@ -451,8 +460,8 @@ pub fn populate(node: &Node, pods: usize, containers: usize, runtime: Runtime) -
         let uid = pod_uid(p);
         let pod = node.pod_rel(qos, &uid);
         node.write_cgroup(&pod, &Usage { pids: vec![], ..Usage::sample(p as u64) })?;
-        let apps = containers / pods + usize::from(p < containers % pods);
-        for c in 0..=apps {
+        let per_pod = containers / pods + usize::from(p < containers % pods);
+        for c in 0..per_pod.max(1) {
             let rel = node.container_rel(qos, &uid, runtime, &container_id(next));
             let pid = 10_000 + 10 * next as u32;
             let usage = Usage { pids: vec![pid, pid + 1], threads: 7, ..Usage::sample(next as u64) };

@@ -194,6 +194,14 @@ impl NodeSource {
         &self.devices
     }
 
+    /// Whether the node has swap configured (meminfo SwapTotal > 0). Unknown counts as yes.
+    pub fn has_swap(&self) -> bool {
+        self.meminfo
+            .iter()
+            .find(|m| m.key == "SwapTotal")
+            .is_none_or(|m| m.value > 0.0)
+    }
+
     /// The number of logical CPUs in the last /proc/stat read.
     pub fn cpu_count(&self) -> Option<usize> {
         self.stat.as_ref().map(|s| s.cpus.len())
@@ -252,14 +260,14 @@ impl NodeSource {
             v
         });
 
-        let b = read!(F_NETDEV, pid1("net/dev"), Shape::Records, "netdev");
+        let b = read!(F_NETDEV, pid1("net/dev"), Shape::TABLE, "netdev");
         match b {
             Some(b) if parse_net_dev(b, &mut self.net) => {}
             Some(_) => errors.record("netdev", "malformed net/dev"),
             None => self.net.clear(),
         }
 
-        let b = read!(F_DISKSTATS, root.join("diskstats"), Shape::Records, "diskstats");
+        let b = read!(F_DISKSTATS, root.join("diskstats"), Shape::TABLE, "diskstats");
         match b {
             Some(b) if parse_diskstats(b, &mut self.disks) => {
                 if self.devices.len() != self.disks.len()
@@ -282,7 +290,7 @@ impl NodeSource {
             None => self.disks.clear(),
         }
 
-        let b = read!(F_MOUNTINFO, pid1("mountinfo"), Shape::Records, "mountinfo");
+        let b = read!(F_MOUNTINFO, pid1("mountinfo"), Shape::MOUNTS, "mountinfo");
         match b {
             Some(b) => {
                 if !parse_mountinfo(b, &mut self.filesystems) {

@@ -17,10 +17,27 @@ pub enum Shape {
     /// Produced by one `show` call (cgroup interface files, /proc/stat, meminfo): a read that
     /// does not fill the buffer has returned everything.
     Whole,
-    /// A sequence of records (/proc/net/dev, diskstats, mountinfo, cgroup.procs): the kernel
-    /// may stop at any page boundary, so read until end of file.
-    Records,
+    /// A sequence of records (/proc/net/dev, diskstats, mountinfo, cgroup.procs) none longer
+    /// than `max_record` bytes. The kernel fills at most one page-sized buffer per read and
+    /// stops before a record that does not fit, so a read that returns less than a page less
+    /// one record has reached the end; otherwise read on.
+    Records {
+        /// Longest possible record, in bytes.
+        max_record: usize,
+    },
 }
+
+impl Shape {
+    /// cgroup.procs: one pid per line.
+    pub const PIDS: Shape = Shape::Records { max_record: 16 };
+    /// /proc/net/dev and diskstats lines.
+    pub const TABLE: Shape = Shape::Records { max_record: 512 };
+    /// mountinfo lines (paths may be long).
+    pub const MOUNTS: Shape = Shape::Records { max_record: 4096 };
+}
+
+/// The smallest buffer the kernel's seq_file fills per read.
+const PAGE: usize = 4096;
 
 /// Counts kept handles against the process's descriptor limit.
 ///
@@ -135,10 +152,11 @@ impl ReadBuf {
             }
             let n = file.read_at(&mut self.data[filled..], filled as u64)?;
             filled += n;
-            let more = match shape {
-                Shape::Whole => filled == self.data.len(),
-                Shape::Records => n > 0,
-            };
+            let more = filled == self.data.len()
+                || match shape {
+                    Shape::Whole => false,
+                    Shape::Records { max_record } => n > 0 && n + max_record >= PAGE,
+                };
             if !more {
                 return Ok(filled);
             }
@@ -262,7 +280,8 @@ mod tests {
         let big = "x".repeat(100_000);
         std::fs::write(&p, &big).unwrap();
         assert_eq!(kf.read(path, Shape::Whole, &mut buf).unwrap().len(), 100_000);
-        assert_eq!(kf.read(path, Shape::Records, &mut buf).unwrap().len(), 100_000);
+        assert_eq!(kf.read(path, Shape::PIDS, &mut buf).unwrap().len(), 100_000);
+        assert_eq!(kf.read(path, Shape::MOUNTS, &mut buf).unwrap().len(), 100_000);
         let missing = || dir.path().join("none");
         assert!(KeptFile::default().read(missing, Shape::Whole, &mut buf).is_err());
     }

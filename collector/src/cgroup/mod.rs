@@ -199,16 +199,35 @@ struct Stats {
     start_time: Option<f64>,
     io: Vec<Io>,
     first_pid: Option<u32>,
+    /// v2: memory.swap.current was absent at the last spec read (no swap accounting).
+    no_swap_file: bool,
+    /// v2: controllers are enabled for children (cgroup.subtree_control is not empty), so by
+    /// the kernel's no-internal-process rule this cgroup holds no process.
+    delegates: bool,
 }
 
 impl Stats {
-    fn clear(&mut self) {
+    /// Forgets last cycle's values, keeping the start time and, unless `spec_due`, the
+    /// spec values (limits and shares) which are re-read only every [`SPEC_EVERY`] cycles.
+    fn clear(&mut self, spec_due: bool) {
         let io = std::mem::take(&mut self.io);
-        let start_time = self.start_time;
-        *self = Stats { io, start_time, ..Default::default() };
+        let keep = Stats {
+            start_time: self.start_time,
+            ..Default::default()
+        };
+        let spec = (self.cpu_quota, self.cpu_period, self.cpu_shares, self.mem_limit, self.no_swap_file, self.delegates);
+        *self = Stats { io, ..keep };
         self.io.clear();
+        if !spec_due {
+            (self.cpu_quota, self.cpu_period, self.cpu_shares, self.mem_limit, self.no_swap_file, self.delegates) = spec;
+        }
     }
 }
+
+/// Limits and shares (`container_spec_*`) change only when a pod is resized: they are read
+/// when a cgroup appears and then every this many cycles (1 minute at the default 15 s).
+/// cAdvisor reads them once, at container creation.
+pub const SPEC_EVERY: u64 = 4;
 
 /// File slots of a cgroup; v1 and v2 use the slots by meaning.
 #[derive(Clone, Copy)]
@@ -229,8 +248,9 @@ enum F {
     IoOps,        // blkio.*io_serviced_recursive
     Pids,         // pids.current
     Procs,        // cgroup.procs
+    Subtree,      // v2 cgroup.subtree_control
 }
-const SLOTS: usize = 16;
+const SLOTS: usize = 17;
 
 struct Cgroup {
     rel: String,
@@ -240,6 +260,8 @@ struct Cgroup {
     files: [KeptFile; SLOTS],
     stats: Stats,
     seen: u64,
+    /// Cycles this cgroup has been read in.
+    reads: u64,
 }
 
 #[derive(Default)]
@@ -292,14 +314,16 @@ impl CgroupSource {
         self.cgroups.is_empty()
     }
 
-    /// Finds new and vanished cgroups, then reads every known one.
-    pub fn read(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors) {
+    /// Finds new and vanished cgroups, then reads every known one. `node_has_swap` false
+    /// (the node's SwapTotal is 0) means no cgroup can use swap, so v2's memory.swap.current
+    /// is not read.
+    pub fn read(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors, node_has_swap: bool) {
         self.cycle += 1;
         self.discover(buf, errors);
         for cg in self.cgroups.values_mut() {
             match &self.layout {
                 Layout::V1 { .. } => read_v1(&self.layout, cg, buf, errors),
-                Layout::V2 { root } => read_v2(root, cg, buf, errors),
+                Layout::V2 { root } => read_v2(root, cg, buf, errors, node_has_swap),
             }
         }
         self.read_pod_networks(buf, errors);
@@ -389,6 +413,7 @@ impl CgroupSource {
             files: Default::default(),
             stats,
             seen: self.cycle,
+            reads: 0,
         };
         self.cgroups.insert(cg.rel.clone(), cg);
         descend
@@ -419,7 +444,7 @@ impl CgroupSource {
         for net in self.pods.values_mut() {
             let pid = net.pid;
             let path = || proc_root.join(pid.to_string()).join("net/dev");
-            net.ok = match net.file.read(path, Shape::Records, buf) {
+            net.ok = match net.file.read(path, Shape::TABLE, buf) {
                 Ok(b) => {
                     let ok = parse_net_dev(b, &mut net.devs);
                     if !ok {
@@ -655,8 +680,10 @@ fn parse_io_stat(b: &[u8], io: &mut Vec<Io>) -> Option<()> {
 
 fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleErrors) {
     let Layout::V1 { cpu, cpuacct, memory, blkio, pids, blkio_files } = layout else { return };
+    let spec_due = cg.reads % SPEC_EVERY == 0;
+    cg.reads += 1;
     let Cgroup { rel, ctrl, files, stats: s, .. } = cg;
-    s.clear();
+    s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
     macro_rules! file {
@@ -683,9 +710,11 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
             s.cfs_throttled_periods = t.map(|v| v as f64);
             s.cfs_throttled_seconds = ns.map(|v| v as f64 / 1e9);
         }
-        s.cpu_quota = file!(root, F::CpuQuota, "cpu.cfs_quota_us", Shape::Whole, parse_i64).and_then(|q| (q > 0).then_some(q as f64));
-        s.cpu_period = file!(root, F::CpuPeriod, "cpu.cfs_period_us", Shape::Whole, parse_u64).map(|v| v as f64);
-        s.cpu_shares = file!(root, F::CpuShares, "cpu.shares", Shape::Whole, parse_u64).map(|v| v as f64);
+        if spec_due {
+            s.cpu_quota = file!(root, F::CpuQuota, "cpu.cfs_quota_us", Shape::Whole, parse_i64).and_then(|q| (q > 0).then_some(q as f64));
+            s.cpu_period = file!(root, F::CpuPeriod, "cpu.cfs_period_us", Shape::Whole, parse_u64).map(|v| v as f64);
+            s.cpu_shares = file!(root, F::CpuShares, "cpu.shares", Shape::Whole, parse_u64).map(|v| v as f64);
+        }
     }
     if let (Some(root), true) = (memory, ctrl & MEMORY != 0) {
         let usage = file!(root, F::MemUsage, "memory.usage_in_bytes", Shape::Whole, parse_u64);
@@ -708,7 +737,9 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
         s.oom_events = file!(root, F::MemOom, "memory.oom_control", Shape::Whole, |b| {
             scan_keys(b, &mut want).then(|| want[0].1.unwrap_or(0) as f64) // oom_kill is absent before Linux 4.13
         });
-        s.mem_limit = file!(root, F::MemLimit, "memory.limit_in_bytes", Shape::Whole, parse_u64).map(limit_bytes);
+        if spec_due {
+            s.mem_limit = file!(root, F::MemLimit, "memory.limit_in_bytes", Shape::Whole, parse_u64).map(limit_bytes);
+        }
     }
     if let (Some(root), true) = (blkio, ctrl & IO != 0) {
         let io = &mut s.io;
@@ -724,13 +755,15 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
     }
     if let Some(root) = layout.discovery_root() {
         let first = &mut s.first_pid;
-        s.processes = file!(root, F::Procs, "cgroup.procs", Shape::Records, |b| count_procs(b, first));
+        s.processes = file!(root, F::Procs, "cgroup.procs", Shape::PIDS, |b| count_procs(b, first));
     }
 }
 
-fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleErrors) {
+fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleErrors, node_has_swap: bool) {
+    let spec_due = cg.reads % SPEC_EVERY == 0;
+    cg.reads += 1;
     let Cgroup { rel, ctrl, files, stats: s, .. } = cg;
-    s.clear();
+    s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
     macro_rules! file {
@@ -761,7 +794,7 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
             s.cfs_throttled_seconds = v[5].map(|us| us as f64 / 1e6);
         }
     }
-    if throttling {
+    if throttling && spec_due {
         // "max 100000" or "50000 100000"
         if let Some((quota, period)) = file!(F::CpuQuota, "cpu.max", Shape::Whole, |b| {
             let mut f = fields(b);
@@ -788,14 +821,22 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
                 s.mem_working_set = Some(u.saturating_sub(inactive) as f64);
             }
         }
-        // memory.swap.current exists only with swap accounting: absent means no swap.
+        // memory.swap.current exists only with swap accounting: absent means no swap (and
+        // is not looked for again until the next spec read).
         let swap_path = || root.join(rel.trim_start_matches('/')).join("memory.swap.current");
-        s.mem_swap = match files[F::MemSwap as usize].read(swap_path, Shape::Whole, buf) {
-            Ok(b) => parse_u64(b).map(|v| v as f64),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0.0),
-            Err(e) => {
-                errors.record("cgroup", format_args!("{}: {e}", swap_path().display()));
-                None
+        s.mem_swap = if s.no_swap_file || !node_has_swap {
+            Some(0.0)
+        } else {
+            match files[F::MemSwap as usize].read(swap_path, Shape::Whole, buf) {
+                Ok(b) => parse_u64(b).map(|v| v as f64),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    s.no_swap_file = true;
+                    Some(0.0)
+                }
+                Err(e) => {
+                    errors.record("cgroup", format_args!("{}: {e}", swap_path().display()));
+                    None
+                }
             }
         };
         s.mem_failcnt = Some(0.0);
@@ -803,9 +844,11 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
         s.oom_events = file!(F::MemOom, "memory.events", Shape::Whole, |b| {
             (scan_keys(b, &mut want)).then_some(want[0].1).flatten().map(|v| v as f64)
         });
-        s.mem_limit = file!(F::MemLimit, "memory.max", Shape::Whole, |b| {
-            if b.trim_ascii() == b"max" { Some(0.0) } else { parse_u64(b).map(limit_bytes) }
-        });
+        if spec_due {
+            s.mem_limit = file!(F::MemLimit, "memory.max", Shape::Whole, |b| {
+                if b.trim_ascii() == b"max" { Some(0.0) } else { parse_u64(b).map(limit_bytes) }
+            });
+        }
     }
     if ctrl & IO != 0 {
         let io = &mut s.io;
@@ -816,8 +859,16 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
     if ctrl & PIDS != 0 {
         s.threads = file!(F::Pids, "pids.current", Shape::Whole, parse_u64).map(|v| v as f64);
     }
-    let first = &mut s.first_pid;
-    s.processes = file!(F::Procs, "cgroup.procs", Shape::Records, |b| count_procs(b, first));
+    if spec_due {
+        s.delegates = file!(F::Subtree, "cgroup.subtree_control", Shape::Whole, |b| Some(!b.trim_ascii().is_empty()))
+            .unwrap_or(false);
+    }
+    if s.delegates {
+        s.processes = Some(0.0);
+    } else {
+        let first = &mut s.first_pid;
+        s.processes = file!(F::Procs, "cgroup.procs", Shape::PIDS, |b| count_procs(b, first));
+    }
 }
 
 /// cAdvisor's conversion of a cgroup v2 `cpu.weight` (1..10000) back to v1 shares (2..262144).

@@ -1,0 +1,232 @@
+//! Collector benchmarks (issue "Foundation and the node/container collector").
+//!
+//! `cargo bench --bench collector` prints three figures, each against its target:
+//! 1. CPU time of one collection cycle (read, encode) on a fixture node of 110 pods and
+//!    250 application containers (plus their 110 sandboxes), cgroup v1 and v2;
+//! 2. RSS of the `telltale collector` process after 100 cycles on that fixture;
+//! 3. CPU per scrape of `telltale collector` vs `prometheus-node-exporter` (default
+//!    collectors) on this machine, each scraped 200 times in the same run.
+//!
+//! CPU is measured as thread CPU time (in process) or utime+stime from /proc (processes),
+//! not wall time, because the machines are shared.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use telltale_collector::fixture::{self, Driver, Runtime, Version};
+use telltale_collector::{Collector, Options};
+
+const PODS: usize = 110;
+const CONTAINERS: usize = 250;
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn options(node: &fixture::Node) -> Options {
+    Options {
+        cluster: "bench".into(),
+        node_name: "node-1".into(),
+        proc_root: node.proc_root(),
+        sys_root: node.sys_root(),
+        rootfs: node.rootfs(),
+        interval: Duration::from_secs(15),
+    }
+}
+
+fn cycle_cpu(version: Version) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = fixture::Node::new(dir.path(), version, Driver::Systemd).expect("fixture");
+    fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).expect("populate");
+    let mut c = Collector::new(&options(&node), prometheus::Registry::new()).expect("collector");
+    for _ in 0..5 {
+        c.collect(SystemTime::now());
+    }
+    let (mut read, mut encode) = (Vec::new(), Vec::new());
+    let mut series = 0;
+    // More cycles make profiles of the cycle alone (the fixture's creation is then noise).
+    let cycles: usize = std::env::var("BENCH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    for _ in 0..cycles {
+        let t0 = thread_cpu();
+        c.read();
+        let t1 = thread_cpu();
+        let snap = c.encode(0);
+        let t2 = thread_cpu();
+        read.push(t1 - t0);
+        encode.push(t2 - t1);
+        series = snap.series;
+    }
+    let (r, e) = (median(&mut read), median(&mut encode));
+    println!(
+        "cycle {version:?}: {series} series; CPU per cycle median {:.2} ms (read {:.2} ms + encode {:.2} ms); targets <= 5 ms per cycle, <= 2 ms encode",
+        (r + e).as_secs_f64() * 1e3,
+        r.as_secs_f64() * 1e3,
+        e.as_secs_f64() * 1e3
+    );
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn get(url: &str) -> String {
+    ureq::get(url).timeout(Duration::from_secs(5)).call().expect("GET").into_string().expect("body")
+}
+
+fn wait_ready(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if ureq::get(url).timeout(Duration::from_secs(1)).call().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} never became ready");
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn spawn_collector(args: &[&str], port: u16) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
+        .args(["collector", "--no-kube", "--listen", &listen])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn telltale");
+    Proc(child)
+}
+
+fn rss_after_100_cycles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = fixture::Node::new(dir.path(), Version::V2, Driver::Systemd).expect("fixture");
+    fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).expect("populate");
+    let port = free_port();
+    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
+    let args = ["--interval", "100ms", "--proc-root", p.to_str().unwrap(), "--sys-root", s.to_str().unwrap(), "--rootfs", r.to_str().unwrap()];
+    let c = spawn_collector(&args, port);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    wait_ready(&url);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut text = get(&url);
+    while metric(&text, "telltale_collector_cycles_total") < 100.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        text = get(&url);
+    }
+    let cycles = metric(&text, "telltale_collector_cycles_total");
+    let series = metric(&text, "telltale_collector_series");
+    println!(
+        "rss: telltale collector after {cycles} cycles on the fixture ({series} series): {:.1} MiB; target <= 20 MiB",
+        rss_kib(c.0.id()) as f64 / 1024.0
+    );
+}
+
+/// Scrapes `url` `n` times, `every` apart, and returns the process's CPU per scrape.
+fn cpu_per_scrape(pid: u32, url: &str, n: usize, every: Duration) -> (Duration, usize) {
+    let before = process_cpu(pid);
+    let mut bytes = 0;
+    let start = Instant::now();
+    for i in 0..n {
+        bytes = get(url).len();
+        let next = start + every * (i as u32 + 1);
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
+    ((process_cpu(pid) - before) / n as u32, bytes)
+}
+
+fn versus_node_exporter() {
+    let ne = Path::new("/usr/bin/prometheus-node-exporter");
+    if !ne.exists() {
+        println!("scrape: skipped, prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)");
+        return;
+    }
+    let every = Duration::from_millis(100);
+    let n = 200;
+    let port = free_port();
+    let child = Command::new(ne)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node_exporter");
+    let ne_proc = Proc(child);
+    let ne_url = format!("http://127.0.0.1:{port}/metrics");
+    wait_ready(&ne_url);
+    get(&ne_url);
+    let (ne_cpu, ne_bytes) = cpu_per_scrape(ne_proc.0.id(), &ne_url, n, every);
+    let ne_series = get(&ne_url).lines().filter(|l| !l.starts_with('#')).count();
+    drop(ne_proc);
+
+    // Ours collects on its own interval; at an interval equal to the scrape spacing every
+    // scrape pays for one collection, as node_exporter's does.
+    let port = free_port();
+    let ours = spawn_collector(&["--interval", "100ms"], port);
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    wait_ready(&url);
+    let c0 = metric(&get(&url), "telltale_collector_cycles_total");
+    let (our_cpu, our_bytes) = cpu_per_scrape(ours.0.id(), &url, n, every);
+    let text = get(&url);
+    let cycles = metric(&text, "telltale_collector_cycles_total") - c0;
+    let our_series = text.lines().filter(|l| !l.starts_with('#')).count();
+    println!(
+        "scrape: node_exporter {:.2} ms CPU per scrape ({ne_series} series, {ne_bytes} B); telltale {:.2} ms CPU per scrape ({our_series} series, {our_bytes} B, {cycles} collections for {n} scrapes); ratio {:.2} (target <= 1.0)",
+        ne_cpu.as_secs_f64() * 1e3,
+        our_cpu.as_secs_f64() * 1e3,
+        our_cpu.as_secs_f64() / ne_cpu.as_secs_f64()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument picks one part.
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    if want("cycle") {
+        cycle_cpu(Version::V1);
+        cycle_cpu(Version::V2);
+    }
+    if want("rss") {
+        rss_after_100_cycles();
+    }
+    if want("scrape") {
+        versus_node_exporter();
+    }
+}
