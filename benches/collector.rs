@@ -69,7 +69,10 @@ fn cycle_cpu(version: Version) {
     let (mut read, mut encode) = (Vec::new(), Vec::new());
     let mut series = 0;
     // More cycles make profiles of the cycle alone (the fixture's creation is then noise).
-    let cycles: usize = std::env::var("BENCH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let cycles: usize = std::env::var("BENCH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     for _ in 0..cycles {
         let t0 = thread_cpu();
         c.read();
@@ -98,17 +101,30 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn get(url: &str) -> String {
-    ureq::get(url).timeout(Duration::from_secs(5)).call().expect("GET").into_string().expect("body")
+    ureq::get(url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .expect("GET")
+        .into_string()
+        .expect("body")
 }
 
 fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if ureq::get(url).timeout(Duration::from_secs(1)).call().is_ok() {
+        if ureq::get(url)
+            .timeout(Duration::from_secs(1))
+            .call()
+            .is_ok()
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -140,7 +156,16 @@ fn rss_after_100_cycles() {
     fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).expect("populate");
     let port = free_port();
     let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
-    let args = ["--interval", "100ms", "--proc-root", p.to_str().unwrap(), "--sys-root", s.to_str().unwrap(), "--rootfs", r.to_str().unwrap()];
+    let args = [
+        "--interval",
+        "100ms",
+        "--proc-root",
+        p.to_str().unwrap(),
+        "--sys-root",
+        s.to_str().unwrap(),
+        "--rootfs",
+        r.to_str().unwrap(),
+    ];
     let c = spawn_collector(&args, port);
     let url = format!("http://127.0.0.1:{port}/metrics");
     wait_ready(&url);
@@ -217,7 +242,10 @@ fn versus_node_exporter() {
 
 fn main() {
     // `cargo bench` passes --bench; a filter argument picks one part.
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     if want("cycle") {
         cycle_cpu(Version::V1);

@@ -146,16 +146,29 @@ impl CollectorConfig {
 
 /// True when `id` was given on the command line or in the environment.
 fn explicit(m: &ArgMatches, id: &str) -> bool {
-    matches!(m.value_source(id), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+    matches!(
+        m.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
 }
 
-fn load_file<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
-    let Some(path) = path else { return Ok(T::default()) };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+fn load_file<T: for<'de> Deserialize<'de> + Default>(
+    path: Option<&Path>,
+) -> Result<T, ConfigError> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Layers `cli` (whose sources `m` records) over the `--config` file and defaults.
@@ -174,14 +187,23 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
         Some(n) => n,
         None => match std::env::var("NODE_NAME") {
             Ok(n) if !n.is_empty() => n,
-            _ => rustix::system::uname().nodename().to_string_lossy().into_owned(),
+            _ => rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
         },
     };
     if a.cluster.is_empty() {
-        return Err(ConfigError::Invalid { key: "cluster", message: "must not be empty".into() });
+        return Err(ConfigError::Invalid {
+            key: "cluster",
+            message: "must not be empty".into(),
+        });
     }
     if a.interval.is_zero() {
-        return Err(ConfigError::Invalid { key: "interval", message: "must be more than zero".into() });
+        return Err(ConfigError::Invalid {
+            key: "interval",
+            message: "must be more than zero".into(),
+        });
     }
     Ok(CollectorConfig {
         listen: a.listen,
@@ -212,9 +234,20 @@ mod tests {
     fn flag_beats_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.yaml");
-        std::fs::write(&file, "cluster: from-file\ninterval: 30s\nnode-name: n-file\n").unwrap();
+        std::fs::write(
+            &file,
+            "cluster: from-file\ninterval: 30s\nnode-name: n-file\n",
+        )
+        .unwrap();
         let f = file.to_str().unwrap();
-        let (cli, m) = parse(&["telltale", "collector", "--config", f, "--cluster", "from-flag"]);
+        let (cli, m) = parse(&[
+            "telltale",
+            "collector",
+            "--config",
+            f,
+            "--cluster",
+            "from-flag",
+        ]);
         let cfg = collector(cli, &m).unwrap();
         let o = cfg.options();
         assert_eq!(o.cluster, "from-flag");
@@ -251,8 +284,19 @@ mod tests {
         assert_eq!(d.listen, "0.0.0.0:9101".parse().unwrap());
         assert_eq!(d.interval, Duration::from_secs(15));
         assert_eq!(d.cluster, "default");
-        let help = Cli::command().find_subcommand_mut("collector").unwrap().render_long_help().to_string();
-        for want in ["[default: 0.0.0.0:9101]", "[default: 15s]", "[default: /proc]", "[default: /sys]", "[default: default]", "TELLTALE_NODE_NAME"] {
+        let help = Cli::command()
+            .find_subcommand_mut("collector")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for want in [
+            "[default: 0.0.0.0:9101]",
+            "[default: 15s]",
+            "[default: /proc]",
+            "[default: /sys]",
+            "[default: default]",
+            "TELLTALE_NODE_NAME",
+        ] {
             assert!(help.contains(want), "help lacks {want}:\n{help}");
         }
     }

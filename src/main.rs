@@ -37,13 +37,17 @@ enum Failure {
 }
 
 fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
-    let sub = matches.subcommand().map(|(_, m)| m.clone()).unwrap_or_default();
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
     match cli.command {
         Command::Collector(args) => {
             let cfg = config::collector(args, &sub).map_err(Failure::Usage)?;
             let opts = cfg.options();
             if cfg.once {
-                let snap = telltale_collector::once(&opts).map_err(|e| Failure::Runtime(e.into()))?;
+                let snap =
+                    telltale_collector::once(&opts).map_err(|e| Failure::Runtime(e.into()))?;
                 use std::io::Write as _;
                 std::io::stdout()
                     .write_all(&snap.text)

@@ -80,7 +80,12 @@ impl Collector {
         let cgroups = match Layout::detect(&opts.sys_root) {
             Ok(layout) => {
                 info!(version = ?layout.version(), "reading cgroups");
-                Some(CgroupSource::new(layout, &opts.proc_root, &opts.cluster, &opts.node_name))
+                Some(CgroupSource::new(
+                    layout,
+                    &opts.proc_root,
+                    &opts.cluster,
+                    &opts.node_name,
+                ))
             }
             Err(e) => {
                 warn!(error = %e, "no container metrics: only node metrics will be exported");
@@ -90,7 +95,10 @@ impl Collector {
         Ok(Collector {
             node: NodeSource::new(&opts.proc_root, &opts.rootfs),
             cgroups,
-            labels: LabelSet::new([("cluster", opts.cluster.as_str()), ("node", opts.node_name.as_str())]),
+            labels: LabelSet::new([
+                ("cluster", opts.cluster.as_str()),
+                ("node", opts.node_name.as_str()),
+            ]),
             interval: opts.interval,
             buf: ReadBuf::default(),
             errors: CycleErrors::default(),
@@ -131,14 +139,21 @@ impl Collector {
         let (series, families) = (enc.samples(), enc.families());
         self.metrics.cycles.inc();
         self.metrics.series.set(series as i64);
-        self.metrics.exposition_bytes.set(enc.as_bytes().len() as i64);
+        self.metrics
+            .exposition_bytes
+            .set(enc.as_bytes().len() as i64);
         let own = prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default();
         enc.append_raw(own.as_bytes());
         let text = enc.take();
         self.last_len = text.len();
-        Snapshot { timestamp_ms, text: Bytes::from(text), series, families }
+        Snapshot {
+            timestamp_ms,
+            text: Bytes::from(text),
+            series,
+            families,
+        }
     }
 
     /// A whole cycle: read, encode, and account for it in own metrics and the log. The
@@ -149,11 +164,15 @@ impl Collector {
         let read_time = started.elapsed();
         self.account();
         let m = &self.metrics;
-        m.cycle_duration.with_label_values(&["read"]).observe(read_time.as_secs_f64());
+        m.cycle_duration
+            .with_label_values(&["read"])
+            .observe(read_time.as_secs_f64());
         let encode_started = Instant::now();
         let snap = self.encode(align_down(to_millis(now), self.interval));
         let m = &self.metrics;
-        m.cycle_duration.with_label_values(&["encode"]).observe(encode_started.elapsed().as_secs_f64());
+        m.cycle_duration
+            .with_label_values(&["encode"])
+            .observe(encode_started.elapsed().as_secs_f64());
         snap
     }
 
@@ -162,7 +181,12 @@ impl Collector {
         for (source, n, first) in self.errors.iter() {
             self.metrics.errors.with_label_values(&[source]).inc_by(n);
             if !self.failing.contains(&source) {
-                warn!(source, errors = n, first, "collection source failing; its series are skipped");
+                warn!(
+                    source,
+                    errors = n,
+                    first,
+                    "collection source failing; its series are skipped"
+                );
             }
         }
         let errors = &self.errors;
@@ -178,7 +202,9 @@ impl Collector {
                 self.failing.push(source);
             }
         }
-        self.metrics.cgroups.set(self.cgroups.as_ref().map_or(0, |c| c.len()) as i64);
+        self.metrics
+            .cgroups
+            .set(self.cgroups.as_ref().map_or(0, |c| c.len()) as i64);
         self.metrics.kept_files.set(FdBudget::kept() as i64);
     }
 }

@@ -141,7 +141,14 @@ impl Usage {
             cpu_quota_us: Some(50_000),
             cpu_period_us: 100_000,
             cpu_shares: 512,
-            io: vec![DevIo { major: 254, minor: 0, rbytes: 4096 * s, wbytes: 8192 * s, rios: s, wios: 2 * s }],
+            io: vec![DevIo {
+                major: 254,
+                minor: 0,
+                rbytes: 4096 * s,
+                wbytes: 8192 * s,
+                rios: s,
+                wios: 2 * s,
+            }],
             pids: vec![],
             threads: 0,
         }
@@ -164,7 +171,11 @@ impl Node {
     /// Creates an empty node (procfs files, cgroup roots, a rootfs with two mount points)
     /// under `root`.
     pub fn new(root: &Path, version: Version, driver: Driver) -> io::Result<Node> {
-        let node = Node { root: root.to_owned(), version, driver };
+        let node = Node {
+            root: root.to_owned(),
+            version,
+            driver,
+        };
         let cg = node.sys_root().join("fs/cgroup");
         fs::create_dir_all(&cg)?;
         match version {
@@ -177,20 +188,35 @@ impl Node {
                 std::os::unix::fs::symlink("cpu,cpuacct", cg.join("cpu"))?;
                 std::os::unix::fs::symlink("cpu,cpuacct", cg.join("cpuacct"))?;
                 write(&cg.join("cpu,cpuacct/cpuacct.usage"), "99000000000\n")?;
-                write(&cg.join("blkio/blkio.throttle.io_service_bytes_recursive"), "Total 0\n")?;
+                write(
+                    &cg.join("blkio/blkio.throttle.io_service_bytes_recursive"),
+                    "Total 0\n",
+                )?;
                 if version == Version::Hybrid {
                     let u = cg.join("unified");
                     fs::create_dir_all(&u)?;
                     write(&u.join("cgroup.controllers"), "\n")?;
                     write(&u.join("cgroup.procs"), "1\n")?;
-                    write(&u.join("cpu.stat"), "usage_usec 99000000\nuser_usec 60000000\nsystem_usec 39000000\n")?;
+                    write(
+                        &u.join("cpu.stat"),
+                        "usage_usec 99000000\nuser_usec 60000000\nsystem_usec 39000000\n",
+                    )?;
                 }
             }
             Version::V2 => {
-                write(&cg.join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n")?;
-                write(&cg.join("cgroup.subtree_control"), "cpuset cpu io memory pids\n")?;
+                write(
+                    &cg.join("cgroup.controllers"),
+                    "cpuset cpu io memory hugetlb pids rdma misc\n",
+                )?;
+                write(
+                    &cg.join("cgroup.subtree_control"),
+                    "cpuset cpu io memory pids\n",
+                )?;
                 write(&cg.join("cgroup.procs"), "1\n")?;
-                write(&cg.join("cpu.stat"), "usage_usec 99000000\nuser_usec 60000000\nsystem_usec 39000000\n")?;
+                write(
+                    &cg.join("cpu.stat"),
+                    "usage_usec 99000000\nuser_usec 60000000\nsystem_usec 39000000\n",
+                )?;
             }
         }
         node.write_proc()?;
@@ -223,8 +249,12 @@ impl Node {
             (Driver::Cgroupfs, Qos::Burstable) => vec!["kubepods".into(), "burstable".into()],
             (Driver::Cgroupfs, Qos::BestEffort) => vec!["kubepods".into(), "besteffort".into()],
             (Driver::Systemd, Qos::Guaranteed) => vec!["kubepods.slice".into()],
-            (Driver::Systemd, Qos::Burstable) => vec!["kubepods.slice".into(), "kubepods-burstable.slice".into()],
-            (Driver::Systemd, Qos::BestEffort) => vec!["kubepods.slice".into(), "kubepods-besteffort.slice".into()],
+            (Driver::Systemd, Qos::Burstable) => {
+                vec!["kubepods.slice".into(), "kubepods-burstable.slice".into()]
+            }
+            (Driver::Systemd, Qos::BestEffort) => {
+                vec!["kubepods.slice".into(), "kubepods-besteffort.slice".into()]
+            }
         }
     }
 
@@ -234,7 +264,10 @@ impl Node {
         parts.push(match self.driver {
             Driver::Cgroupfs => format!("pod{uid}"),
             Driver::Systemd => {
-                let prefix = parts.last().map(|p| p.trim_end_matches(".slice").to_owned()).unwrap_or_default();
+                let prefix = parts
+                    .last()
+                    .map(|p| p.trim_end_matches(".slice").to_owned())
+                    .unwrap_or_default();
                 format!("{prefix}-pod{}.slice", uid.replace('-', "_"))
             }
         });
@@ -259,7 +292,11 @@ impl Node {
         let rel = rel.trim_start_matches('/');
         match self.version {
             Version::V1 => V1_DIRS.iter().map(|d| cg.join(d).join(rel)).collect(),
-            Version::Hybrid => V1_DIRS.iter().chain(&["unified"]).map(|d| cg.join(d).join(rel)).collect(),
+            Version::Hybrid => V1_DIRS
+                .iter()
+                .chain(&["unified"])
+                .map(|d| cg.join(d).join(rel))
+                .collect(),
             Version::V2 => vec![cg.join(rel)],
         }
     }
@@ -282,7 +319,15 @@ impl Node {
         for i in 1..parts.len() {
             let anc = format!("/{}", parts[..i].join("/"));
             if !self.dirs(&anc)[0].exists() {
-                self.write_files(&anc, &Usage { memory_limit: None, cpu_quota_us: None, io: vec![], ..Usage::sample(0) })?;
+                self.write_files(
+                    &anc,
+                    &Usage {
+                        memory_limit: None,
+                        cpu_quota_us: None,
+                        io: vec![],
+                        ..Usage::sample(0)
+                    },
+                )?;
             }
         }
         self.write_files(rel, usage)
@@ -301,27 +346,51 @@ impl Node {
                     write(&f(d, "cgroup.clone_children"), "0\n")?;
                 }
                 let c = "cpu,cpuacct";
-                write(&f(c, "cpuacct.usage"), &format!("{}\n", u.usage_usec * 1000))?;
-                write(&f(c, "cpuacct.stat"), &format!("user {}\nsystem {}\n", u.user_usec / 10_000, u.system_usec / 10_000))?;
+                write(
+                    &f(c, "cpuacct.usage"),
+                    &format!("{}\n", u.usage_usec * 1000),
+                )?;
+                write(
+                    &f(c, "cpuacct.stat"),
+                    &format!(
+                        "user {}\nsystem {}\n",
+                        u.user_usec / 10_000,
+                        u.system_usec / 10_000
+                    ),
+                )?;
                 write(&f(c, "cpu.stat"), &format!(
                     "nr_periods {}\nnr_throttled {}\nthrottled_time {}\nnr_bursts 0\nburst_time 0\n",
                     u.nr_periods, u.nr_throttled, u.throttled_usec * 1000
                 ))?;
                 let quota = u.cpu_quota_us.map_or("-1".to_owned(), |q| q.to_string());
                 write(&f(c, "cpu.cfs_quota_us"), &format!("{quota}\n"))?;
-                write(&f(c, "cpu.cfs_period_us"), &format!("{}\n", u.cpu_period_us))?;
+                write(
+                    &f(c, "cpu.cfs_period_us"),
+                    &format!("{}\n", u.cpu_period_us),
+                )?;
                 write(&f(c, "cpu.shares"), &format!("{}\n", u.cpu_shares))?;
                 let m = "memory";
-                write(&f(m, "memory.usage_in_bytes"), &format!("{}\n", u.memory_usage))?;
+                write(
+                    &f(m, "memory.usage_in_bytes"),
+                    &format!("{}\n", u.memory_usage),
+                )?;
                 write(&f(m, "memory.stat"), &v1_memory_stat(u))?;
                 write(&f(m, "memory.failcnt"), &format!("{}\n", u.failcnt))?;
-                write(&f(m, "memory.oom_control"), &format!("oom_kill_disable 0\nunder_oom 0\noom_kill {}\n", u.oom_kills))?;
+                write(
+                    &f(m, "memory.oom_control"),
+                    &format!(
+                        "oom_kill_disable 0\nunder_oom 0\noom_kill {}\n",
+                        u.oom_kills
+                    ),
+                )?;
                 let limit = u.memory_limit.unwrap_or(9_223_372_036_854_771_712);
                 write(&f(m, "memory.limit_in_bytes"), &format!("{limit}\n"))?;
                 let (mut bytes, mut ops) = (String::new(), String::new());
                 for d in &u.io {
                     let dev = format!("{}:{}", d.major, d.minor);
-                    for (out, r, w) in [(&mut bytes, d.rbytes, d.wbytes), (&mut ops, d.rios, d.wios)] {
+                    for (out, r, w) in
+                        [(&mut bytes, d.rbytes, d.wbytes), (&mut ops, d.rios, d.wios)]
+                    {
                         let _ = write!(out, "{dev} Read {r}\n{dev} Write {w}\n{dev} Sync {w}\n{dev} Async {r}\n{dev} Discard 0\n{dev} Total {}\n", r + w);
                     }
                 }
@@ -329,26 +398,44 @@ impl Node {
                 let _ = writeln!(bytes, "Total {total}");
                 let total: u64 = u.io.iter().map(|d| d.rios + d.wios).sum();
                 let _ = writeln!(ops, "Total {total}");
-                write(&f("blkio", "blkio.throttle.io_service_bytes_recursive"), &bytes)?;
+                write(
+                    &f("blkio", "blkio.throttle.io_service_bytes_recursive"),
+                    &bytes,
+                )?;
                 write(&f("blkio", "blkio.throttle.io_serviced_recursive"), &ops)?;
                 write(&f("pids", "pids.current"), &format!("{}\n", u.threads))?;
                 if self.version == Version::Hybrid {
                     let un = self.dirs(rel).pop().unwrap_or_default();
                     write(&un.join("cgroup.procs"), &procs)?;
                     write(&un.join("cgroup.controllers"), "\n")?;
-                    write(&un.join("cpu.stat"), &format!("usage_usec {}\nuser_usec 1\nsystem_usec 1\n", u.usage_usec))?;
+                    write(
+                        &un.join("cpu.stat"),
+                        &format!("usage_usec {}\nuser_usec 1\nsystem_usec 1\n", u.usage_usec),
+                    )?;
                 }
             }
             Version::V2 => {
                 let f = |name: &str| self.cgroup_file(rel, "", name);
-                write(&f("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n")?;
+                write(
+                    &f("cgroup.controllers"),
+                    "cpuset cpu io memory hugetlb pids rdma misc\n",
+                )?;
                 // Non-leaf cgroups (QoS, pods) delegate controllers to their children.
-                let leaf = !self.dirs(rel)[0].read_dir()?.flatten().any(|e| e.path().is_dir());
-                write(&f("cgroup.subtree_control"), if leaf { "\n" } else { DELEGATED })?;
+                let leaf = !self.dirs(rel)[0]
+                    .read_dir()?
+                    .flatten()
+                    .any(|e| e.path().is_dir());
+                write(
+                    &f("cgroup.subtree_control"),
+                    if leaf { "\n" } else { DELEGATED },
+                )?;
                 let parts: Vec<&str> = rel.trim_start_matches('/').split('/').collect();
                 for i in 1..parts.len() {
                     let anc = format!("/{}", parts[..i].join("/"));
-                    write(&self.cgroup_file(&anc, "", "cgroup.subtree_control"), DELEGATED)?;
+                    write(
+                        &self.cgroup_file(&anc, "", "cgroup.subtree_control"),
+                        DELEGATED,
+                    )?;
                 }
                 write(&f("cgroup.events"), "populated 1\nfrozen 0\n")?;
                 write(&f("cgroup.procs"), &procs)?;
@@ -364,12 +451,22 @@ impl Node {
                 write(&f("memory.current"), &format!("{}\n", u.memory_usage))?;
                 write(&f("memory.stat"), &v2_memory_stat(u))?;
                 write(&f("memory.swap.current"), &format!("{}\n", u.swap))?;
-                write(&f("memory.events"), &format!("low 0\nhigh 0\nmax 0\noom 0\noom_kill {}\noom_group_kill 0\n", u.oom_kills))?;
+                write(
+                    &f("memory.events"),
+                    &format!(
+                        "low 0\nhigh 0\nmax 0\noom 0\noom_kill {}\noom_group_kill 0\n",
+                        u.oom_kills
+                    ),
+                )?;
                 let limit = u.memory_limit.map_or("max".to_owned(), |l| l.to_string());
                 write(&f("memory.max"), &format!("{limit}\n"))?;
                 let mut io = String::new();
                 for d in &u.io {
-                    let _ = writeln!(io, "{}:{} rbytes={} wbytes={} rios={} wios={} dbytes=0 dios=0", d.major, d.minor, d.rbytes, d.wbytes, d.rios, d.wios);
+                    let _ = writeln!(
+                        io,
+                        "{}:{} rbytes={} wbytes={} rios={} wios={} dbytes=0 dios=0",
+                        d.major, d.minor, d.rbytes, d.wbytes, d.rios, d.wios
+                    );
                 }
                 write(&f("io.stat"), &io)?;
                 write(&f("pids.current"), &format!("{}\n", u.threads))?;
@@ -389,14 +486,22 @@ impl Node {
     /// Sets cgroup `rel`'s creation time (directory and marker file mtimes).
     pub fn set_start_time(&self, rel: &str, unix_seconds: i64) -> io::Result<()> {
         use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
-        let t = Timespec { tv_sec: unix_seconds, tv_nsec: 0 };
-        let times = Timestamps { last_access: t, last_modification: t };
+        let t = Timespec {
+            tv_sec: unix_seconds,
+            tv_nsec: 0,
+        };
+        let times = Timestamps {
+            last_access: t,
+            last_modification: t,
+        };
         let marker = match self.version {
             Version::V2 => "cgroup.events",
             _ => "cgroup.clone_children",
         };
         for d in self.dirs(rel) {
-            rustix::fs::utimensat(CWD, &d.join(marker), &times, AtFlags::empty())?;
+            if d.join(marker).exists() {
+                rustix::fs::utimensat(CWD, &d.join(marker), &times, AtFlags::empty())?;
+            }
             rustix::fs::utimensat(CWD, &d, &times, AtFlags::empty())?;
         }
         Ok(())
@@ -406,10 +511,36 @@ impl Node {
     pub fn write_pod_net(&self, pid: u32, rx_bytes: u64, tx_bytes: u64) -> io::Result<()> {
         let dir = self.proc_root().join(pid.to_string()).join("net");
         fs::create_dir_all(&dir)?;
-        write(&dir.join("dev"), &net_dev(&[
-            ("lo", [1000, 10, 0, 0, 0, 0, 0, 0, 1000, 10, 0, 0, 0, 0, 0, 0]),
-            ("eth0", [rx_bytes, rx_bytes / 1000, 1, 2, 0, 0, 0, 0, tx_bytes, tx_bytes / 1000, 3, 4, 0, 0, 0, 0]),
-        ]))
+        write(
+            &dir.join("dev"),
+            &net_dev(&[
+                (
+                    "lo",
+                    [1000, 10, 0, 0, 0, 0, 0, 0, 1000, 10, 0, 0, 0, 0, 0, 0],
+                ),
+                (
+                    "eth0",
+                    [
+                        rx_bytes,
+                        rx_bytes / 1000,
+                        1,
+                        2,
+                        0,
+                        0,
+                        0,
+                        0,
+                        tx_bytes,
+                        tx_bytes / 1000,
+                        3,
+                        4,
+                        0,
+                        0,
+                        0,
+                        0,
+                    ],
+                ),
+            ]),
+        )
     }
 
     /// Writes the node's procfs files with fixed, known values.
@@ -420,10 +551,21 @@ impl Node {
         write(&p.join("meminfo"), PROC_MEMINFO)?;
         write(&p.join("loadavg"), "0.26 0.06 0.02 4/83 2137\n")?;
         write(&p.join("diskstats"), PROC_DISKSTATS)?;
-        write(&p.join("1/net/dev"), &net_dev(&[
-            ("lo", [3193, 29, 0, 0, 0, 0, 0, 0, 3193, 29, 0, 0, 0, 0, 0, 0]),
-            ("eth0", [55_814_743, 1447, 1, 2, 0, 0, 0, 0, 62_324, 787, 3, 4, 0, 0, 0, 0]),
-        ]))?;
+        write(
+            &p.join("1/net/dev"),
+            &net_dev(&[
+                (
+                    "lo",
+                    [3193, 29, 0, 0, 0, 0, 0, 0, 3193, 29, 0, 0, 0, 0, 0, 0],
+                ),
+                (
+                    "eth0",
+                    [
+                        55_814_743, 1447, 1, 2, 0, 0, 0, 0, 62_324, 787, 3, 4, 0, 0, 0, 0,
+                    ],
+                ),
+            ]),
+        )?;
         write(&p.join("1/net/snmp"), PROC_SNMP)?;
         let rootfs = self.rootfs();
         fs::create_dir_all(rootfs.join("data"))?;
@@ -447,24 +589,50 @@ pub fn container_id(i: usize) -> String {
 /// included (each pod has its sandbox plus one or more application containers, spread
 /// evenly), a few system services outside kubepods, and a network table per pod. Returns
 /// the container cgroup paths.
-pub fn populate(node: &Node, pods: usize, containers: usize, runtime: Runtime) -> io::Result<Vec<String>> {
+pub fn populate(
+    node: &Node,
+    pods: usize,
+    containers: usize,
+    runtime: Runtime,
+) -> io::Result<Vec<String>> {
     let mut rels = Vec::new();
-    for svc in ["containerd.service", "kubelet.service", "sshd.service", "systemd-journald.service", "cron.service"] {
+    for svc in [
+        "containerd.service",
+        "kubelet.service",
+        "sshd.service",
+        "systemd-journald.service",
+        "cron.service",
+    ] {
         let rel = format!("/system.slice/{svc}");
         node.write_cgroup(&rel, &Usage::sample(7))?;
         node.set_start_time(&rel, 1_700_000_000)?;
     }
     let mut next = 0;
     for p in 0..pods {
-        let qos = [Qos::Burstable, Qos::Burstable, Qos::BestEffort, Qos::Guaranteed][p % 4];
+        let qos = [
+            Qos::Burstable,
+            Qos::Burstable,
+            Qos::BestEffort,
+            Qos::Guaranteed,
+        ][p % 4];
         let uid = pod_uid(p);
         let pod = node.pod_rel(qos, &uid);
-        node.write_cgroup(&pod, &Usage { pids: vec![], ..Usage::sample(p as u64) })?;
+        node.write_cgroup(
+            &pod,
+            &Usage {
+                pids: vec![],
+                ..Usage::sample(p as u64)
+            },
+        )?;
         let per_pod = containers / pods + usize::from(p < containers % pods);
         for c in 0..per_pod.max(1) {
             let rel = node.container_rel(qos, &uid, runtime, &container_id(next));
             let pid = 10_000 + 10 * next as u32;
-            let usage = Usage { pids: vec![pid, pid + 1], threads: 7, ..Usage::sample(next as u64) };
+            let usage = Usage {
+                pids: vec![pid, pid + 1],
+                threads: 7,
+                ..Usage::sample(next as u64)
+            };
             node.write_cgroup(&rel, &usage)?;
             node.set_start_time(&rel, 1_700_000_000 + next as i64)?;
             if c == 0 {
@@ -507,7 +675,10 @@ fn v1_memory_stat(u: &Usage) -> String {
         );
         if prefix.is_empty() {
             let limit = u.memory_limit.unwrap_or(9_223_372_036_854_771_712);
-            let _ = write!(s, "hierarchical_memory_limit {limit}\nhierarchical_memsw_limit 9223372036854771712\n");
+            let _ = write!(
+                s,
+                "hierarchical_memory_limit {limit}\nhierarchical_memsw_limit 9223372036854771712\n"
+            );
         }
     }
     s

@@ -69,7 +69,10 @@ pub async fn run(
     let (tx, rx) = watch::channel(None);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|source| Error::Bind { addr: listen, source })?;
+        .map_err(|source| Error::Bind {
+            addr: listen,
+            source,
+        })?;
     let bound = listener.local_addr().map_err(Error::Serve)?;
     info!(addr = %bound, interval = ?opts.interval, "collector serving /metrics");
     on_listen(bound);
@@ -77,7 +80,10 @@ pub async fn run(
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
     collect_loop(collector, opts.interval, tx, cancel).await;
-    server.await.map_err(|e| Error::Serve(std::io::Error::other(e)))?.map_err(Error::Serve)
+    server
+        .await
+        .map_err(|e| Error::Serve(std::io::Error::other(e)))?
+        .map_err(Error::Serve)
 }
 
 async fn collect_loop(

@@ -1,6 +1,8 @@
 //! The collector's own health, as `telltale_collector_*` families in an injected registry.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// Duration of a collection cycle's phases (`phase` = read | encode).
 pub const CYCLE_DURATION: &str = "telltale_collector_cycle_duration_seconds";
@@ -19,8 +21,17 @@ pub const KEPT_FILES: &str = "telltale_collector_kept_files";
 
 /// Every error source, pre-registered at 0 so that rate() works from the first failure.
 pub const SOURCES: &[&str] = &[
-    "stat", "meminfo", "loadavg", "netdev", "diskstats", "mountinfo", "filesystem", "netstat",
-    "cgroup", "cgroup_discovery", "pod_network",
+    "stat",
+    "meminfo",
+    "loadavg",
+    "netdev",
+    "diskstats",
+    "mountinfo",
+    "filesystem",
+    "netstat",
+    "cgroup",
+    "cgroup_discovery",
+    "pod_network",
 ];
 
 /// Handles to the collector's own metrics.
@@ -45,21 +56,35 @@ pub struct Metrics {
 impl Metrics {
     /// Creates and registers the metrics in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
-        let buckets = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+        let buckets = vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
         let m = Metrics {
             cycle_duration: HistogramVec::new(
-                HistogramOpts::new(CYCLE_DURATION, "Wall time of each collection cycle phase (read, encode).")
-                    .buckets(buckets),
+                HistogramOpts::new(
+                    CYCLE_DURATION,
+                    "Wall time of each collection cycle phase (read, encode).",
+                )
+                .buckets(buckets),
                 &["phase"],
             )?,
             cycles: IntCounter::new(CYCLES, "Collection cycles completed.")?,
-            series: IntGauge::new(SERIES, "Series in the latest snapshot (own metrics excluded).")?,
+            series: IntGauge::new(
+                SERIES,
+                "Series in the latest snapshot (own metrics excluded).",
+            )?,
             errors: IntCounterVec::new(
-                Opts::new(ERRORS, "Read or parse errors by source; the affected series were skipped."),
+                Opts::new(
+                    ERRORS,
+                    "Read or parse errors by source; the affected series were skipped.",
+                ),
                 &["source"],
             )?,
             cgroups: IntGauge::new(CGROUPS, "Cgroups tracked.")?,
-            exposition_bytes: IntGauge::new(EXPOSITION_BYTES, "Size of the latest exposition in bytes.")?,
+            exposition_bytes: IntGauge::new(
+                EXPOSITION_BYTES,
+                "Size of the latest exposition in bytes.",
+            )?,
             kept_files: IntGauge::new(KEPT_FILES, "File handles kept open between cycles.")?,
         };
         registry.register(Box::new(m.cycle_duration.clone()))?;

@@ -12,13 +12,17 @@ use std::path::{Path, PathBuf};
 use telltale_model::{LabelSet, MetricKind, Sink};
 
 use crate::errors::CycleErrors;
-use crate::read::{fields, key_value, lines, parse_f64, parse_i64, parse_u64, KeptFile, ReadBuf, Shape};
+use crate::read::{
+    fields, key_value, lines, parse_f64, parse_i64, parse_u64, KeptFile, ReadBuf, Shape,
+};
 
 /// Linux's USER_HZ: /proc/stat and cpuacct.stat count in 1/100 s on every architecture
 /// Kubernetes runs on (the kernel ABI fixes it, whatever CONFIG_HZ is).
 pub const USER_HZ: f64 = 100.0;
 
-const CPU_MODES: [&str; 8] = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"];
+const CPU_MODES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
 
 /// One interface's counters from a `net/dev` table, in the kernel's column order
 /// (8 receive columns, then 8 transmit columns).
@@ -267,7 +271,12 @@ impl NodeSource {
             None => self.net.clear(),
         }
 
-        let b = read!(F_DISKSTATS, root.join("diskstats"), Shape::TABLE, "diskstats");
+        let b = read!(
+            F_DISKSTATS,
+            root.join("diskstats"),
+            Shape::TABLE,
+            "diskstats"
+        );
         match b {
             Some(b) if parse_diskstats(b, &mut self.disks) => {
                 if self.devices.len() != self.disks.len()
@@ -333,19 +342,53 @@ impl NodeSource {
     pub fn emit(&self, labels: &LabelSet, sink: &mut dyn Sink) {
         use MetricKind::{Counter, Gauge};
         if let Some(st) = &self.stat {
-            sink.family("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.", Counter);
+            sink.family(
+                "node_cpu_seconds_total",
+                "Seconds the CPUs spent in each mode.",
+                Counter,
+            );
             for (cpu, ticks) in &st.cpus {
                 for (mode, t) in CPU_MODES.iter().zip(ticks) {
                     sink.sample(labels, &[("cpu", cpu), ("mode", mode)], *t as f64 / USER_HZ);
                 }
             }
             let scalars: [(&str, &str, MetricKind, u64); 6] = [
-                ("node_boot_time_seconds", "Node boot time, in unixtime.", Gauge, st.btime),
-                ("node_context_switches_total", "Total number of context switches.", Counter, st.ctxt),
-                ("node_forks_total", "Total number of forks.", Counter, st.forks),
-                ("node_intr_total", "Total number of interrupts serviced.", Counter, st.intr),
-                ("node_procs_running", "Number of processes in runnable state.", Gauge, st.running),
-                ("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", Gauge, st.blocked),
+                (
+                    "node_boot_time_seconds",
+                    "Node boot time, in unixtime.",
+                    Gauge,
+                    st.btime,
+                ),
+                (
+                    "node_context_switches_total",
+                    "Total number of context switches.",
+                    Counter,
+                    st.ctxt,
+                ),
+                (
+                    "node_forks_total",
+                    "Total number of forks.",
+                    Counter,
+                    st.forks,
+                ),
+                (
+                    "node_intr_total",
+                    "Total number of interrupts serviced.",
+                    Counter,
+                    st.intr,
+                ),
+                (
+                    "node_procs_running",
+                    "Number of processes in runnable state.",
+                    Gauge,
+                    st.running,
+                ),
+                (
+                    "node_procs_blocked",
+                    "Number of processes blocked waiting for I/O to complete.",
+                    Gauge,
+                    st.blocked,
+                ),
             ];
             for (name, help, kind, v) in scalars {
                 sink.family(name, help, kind);
@@ -355,22 +398,38 @@ impl NodeSource {
             sink.sample(labels, &[], st.cpus.len() as f64);
         }
         for m in &self.meminfo {
-            sink.family(&m.family, "Memory information field from /proc/meminfo.", Gauge);
+            sink.family(
+                &m.family,
+                "Memory information field from /proc/meminfo.",
+                Gauge,
+            );
             sink.sample(labels, &[], m.value);
         }
         if let Some(total) = self.meminfo.iter().find(|m| m.key == "MemTotal") {
-            sink.family("machine_memory_bytes", "Amount of memory installed on the machine.", Gauge);
+            sink.family(
+                "machine_memory_bytes",
+                "Amount of memory installed on the machine.",
+                Gauge,
+            );
             sink.sample(labels, &[], total.value);
         }
         if let Some(l) = self.loadavg {
             for (name, v) in ["node_load1", "node_load5", "node_load15"].iter().zip(l) {
-                sink.family(name, "Load average over the last 1, 5 or 15 minutes.", Gauge);
+                sink.family(
+                    name,
+                    "Load average over the last 1, 5 or 15 minutes.",
+                    Gauge,
+                );
                 sink.sample(labels, &[], v);
             }
         }
         for (dir, col, what) in NET_COLUMNS {
             let name = net_family("node_network", dir, what);
-            sink.family(&name, "Network device statistic from /proc/net/dev.", Counter);
+            sink.family(
+                &name,
+                "Network device statistic from /proc/net/dev.",
+                Counter,
+            );
             for d in &self.net {
                 sink.sample(labels, &[("device", &d.name)], d.values[col] as f64);
             }
@@ -388,24 +447,102 @@ impl NodeSource {
 
     fn emit_disks(&self, labels: &LabelSet, sink: &mut dyn Sink) {
         use MetricKind::{Counter, Gauge};
-        // (family, help, type, column, scale)
-        let families: [(&str, &str, MetricKind, usize, f64); 11] = [
-            ("node_disk_reads_completed_total", "The total number of reads completed successfully.", Counter, 0, 1.0),
-            ("node_disk_reads_merged_total", "The total number of reads merged.", Counter, 1, 1.0),
-            ("node_disk_read_bytes_total", "The total number of bytes read successfully.", Counter, 2, 512.0),
-            ("node_disk_read_time_seconds_total", "The total number of seconds spent by all reads.", Counter, 3, 0.001),
-            ("node_disk_writes_completed_total", "The total number of writes completed successfully.", Counter, 4, 1.0),
-            ("node_disk_writes_merged_total", "The number of writes merged.", Counter, 5, 1.0),
-            ("node_disk_written_bytes_total", "The total number of bytes written successfully.", Counter, 6, 512.0),
-            ("node_disk_write_time_seconds_total", "This is the total number of seconds spent by all writes.", Counter, 7, 0.001),
-            ("node_disk_io_now", "The number of I/Os currently in progress.", Gauge, 8, 1.0),
-            ("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.", Counter, 9, 0.001),
-            ("node_disk_io_time_weighted_seconds_total", "The weighted number of seconds spent doing I/Os.", Counter, 10, 0.001),
+        // (family, help, type, column, multiplier, divisor): sectors are 512 bytes; times are
+        // in ms, divided by 1000 (not multiplied by 0.001) so that 3316 ms is exactly 3.316 s.
+        let families: [(&str, &str, MetricKind, usize, f64, f64); 11] = [
+            (
+                "node_disk_reads_completed_total",
+                "The total number of reads completed successfully.",
+                Counter,
+                0,
+                1.0,
+                1.0,
+            ),
+            (
+                "node_disk_reads_merged_total",
+                "The total number of reads merged.",
+                Counter,
+                1,
+                1.0,
+                1.0,
+            ),
+            (
+                "node_disk_read_bytes_total",
+                "The total number of bytes read successfully.",
+                Counter,
+                2,
+                512.0,
+                1.0,
+            ),
+            (
+                "node_disk_read_time_seconds_total",
+                "The total number of seconds spent by all reads.",
+                Counter,
+                3,
+                1.0,
+                1000.0,
+            ),
+            (
+                "node_disk_writes_completed_total",
+                "The total number of writes completed successfully.",
+                Counter,
+                4,
+                1.0,
+                1.0,
+            ),
+            (
+                "node_disk_writes_merged_total",
+                "The number of writes merged.",
+                Counter,
+                5,
+                1.0,
+                1.0,
+            ),
+            (
+                "node_disk_written_bytes_total",
+                "The total number of bytes written successfully.",
+                Counter,
+                6,
+                512.0,
+                1.0,
+            ),
+            (
+                "node_disk_write_time_seconds_total",
+                "This is the total number of seconds spent by all writes.",
+                Counter,
+                7,
+                1.0,
+                1000.0,
+            ),
+            (
+                "node_disk_io_now",
+                "The number of I/Os currently in progress.",
+                Gauge,
+                8,
+                1.0,
+                1.0,
+            ),
+            (
+                "node_disk_io_time_seconds_total",
+                "Total seconds spent doing I/Os.",
+                Counter,
+                9,
+                1.0,
+                1000.0,
+            ),
+            (
+                "node_disk_io_time_weighted_seconds_total",
+                "The weighted number of seconds spent doing I/Os.",
+                Counter,
+                10,
+                1.0,
+                1000.0,
+            ),
         ];
-        for (name, help, kind, col, scale) in families {
+        for (name, help, kind, col, mul, div) in families {
             sink.family(name, help, kind);
             for d in self.disks.iter().filter(|d| !ignored_disk(&d.name)) {
-                sink.sample(labels, &[("device", &d.name)], d.v[col] as f64 * scale);
+                sink.sample(labels, &[("device", &d.name)], d.v[col] as f64 * mul / div);
             }
         }
     }
@@ -414,17 +551,45 @@ impl NodeSource {
         use MetricKind::Gauge;
         type Get = fn(&Filesystem) -> f64;
         let families: [(&str, &str, Get); 6] = [
-            ("node_filesystem_size_bytes", "Filesystem size in bytes.", |f| f.size),
-            ("node_filesystem_free_bytes", "Filesystem free space in bytes.", |f| f.free),
-            ("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.", |f| f.avail),
-            ("node_filesystem_files", "Filesystem total file nodes.", |f| f.files),
-            ("node_filesystem_files_free", "Filesystem total free file nodes.", |f| f.files_free),
-            ("node_filesystem_readonly", "Filesystem read-only status.", |f| f.readonly),
+            (
+                "node_filesystem_size_bytes",
+                "Filesystem size in bytes.",
+                |f| f.size,
+            ),
+            (
+                "node_filesystem_free_bytes",
+                "Filesystem free space in bytes.",
+                |f| f.free,
+            ),
+            (
+                "node_filesystem_avail_bytes",
+                "Filesystem space available to non-root users in bytes.",
+                |f| f.avail,
+            ),
+            (
+                "node_filesystem_files",
+                "Filesystem total file nodes.",
+                |f| f.files,
+            ),
+            (
+                "node_filesystem_files_free",
+                "Filesystem total free file nodes.",
+                |f| f.files_free,
+            ),
+            (
+                "node_filesystem_readonly",
+                "Filesystem read-only status.",
+                |f| f.readonly,
+            ),
         ];
         for (name, help, get) in families {
             sink.family(name, help, Gauge);
             for f in &self.filesystems {
-                let extra = [("device", f.device.as_str()), ("fstype", &f.fstype), ("mountpoint", &f.mountpoint)];
+                let extra = [
+                    ("device", f.device.as_str()),
+                    ("fstype", &f.fstype),
+                    ("mountpoint", &f.mountpoint),
+                ];
                 sink.sample(labels, &extra, get(f));
             }
         }
@@ -440,9 +605,13 @@ fn parse_stat(buf: &[u8], st: &mut Stat) -> bool {
     let mut n = 0;
     let mut seen = 0u8;
     for line in lines(buf) {
-        let Some((key, rest)) = key_value(line) else { continue };
+        let Some((key, rest)) = key_value(line) else {
+            continue;
+        };
         if let Some(idx) = key.strip_prefix(b"cpu").filter(|i| !i.is_empty()) {
-            let Ok(idx) = std::str::from_utf8(idx) else { return false };
+            let Ok(idx) = std::str::from_utf8(idx) else {
+                return false;
+            };
             if st.cpus.len() == n {
                 st.cpus.push((String::new(), [0; 8]));
             }
@@ -494,10 +663,16 @@ fn meminfo_family(key: &str, has_unit: bool) -> String {
 fn parse_meminfo(buf: &[u8], out: &mut Vec<MemEntry>) -> bool {
     let mut n = 0;
     for line in lines(buf) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { return false };
-        let Ok(key) = std::str::from_utf8(&line[..colon]) else { return false };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let Ok(key) = std::str::from_utf8(&line[..colon]) else {
+            return false;
+        };
         let mut f = fields(&line[colon + 1..]);
-        let Some(v) = f.next().and_then(parse_u64) else { return false };
+        let Some(v) = f.next().and_then(parse_u64) else {
+            return false;
+        };
         let kb = f.next() == Some(b"kB");
         if out.len() == n {
             out.push(MemEntry::default());
@@ -536,7 +711,9 @@ fn parse_diskstats(buf: &[u8], out: &mut Vec<Disk>) -> bool {
             d.name.push_str(name);
         }
         for slot in d.v.iter_mut() {
-            let Some(v) = f.next().and_then(parse_u64) else { return false };
+            let Some(v) = f.next().and_then(parse_u64) else {
+                return false;
+            };
             *slot = v;
         }
         n += 1;
@@ -548,7 +725,10 @@ fn parse_diskstats(buf: &[u8], out: &mut Vec<Disk>) -> bool {
 /// node_exporter's default: RAM disks, loops, floppies and partitions are not reported.
 fn ignored_disk(name: &str) -> bool {
     let digits_tail = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if ["ram", "loop", "fd"].iter().any(|p| name.strip_prefix(p).is_some_and(digits_tail)) {
+    if ["ram", "loop", "fd"]
+        .iter()
+        .any(|p| name.strip_prefix(p).is_some_and(digits_tail))
+    {
         return true;
     }
     // (h|s|v|xv)d[a-z]+<digits>: a partition of a whole disk
@@ -570,22 +750,58 @@ fn ignored_disk(name: &str) -> bool {
 }
 
 const PSEUDO_FSTYPES: &[&str] = &[
-    "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts",
-    "devtmpfs", "efivarfs", "fusectl", "fuse.lxcfs", "hugetlbfs", "iso9660", "mqueue", "nsfs",
-    "overlay", "proc", "procfs", "pstore", "ramfs", "rpc_pipefs", "securityfs", "selinuxfs",
-    "squashfs", "sysfs", "tracefs",
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fusectl",
+    "fuse.lxcfs",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "ramfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tracefs",
 ];
 
 /// Mount points that are not the node's storage: kernel interfaces, and the per-container
 /// and per-pod mounts of container runtimes and the kubelet (hundreds on a busy node).
 fn ignored_mountpoint(m: &str) -> bool {
     let under = |p: &str| m == p || m.strip_prefix(p).is_some_and(|r| r.starts_with('/'));
-    ["/dev", "/proc", "/sys", "/run/credentials", "/run/containerd", "/run/netns", "/run/k3s"]
+    [
+        "/dev",
+        "/proc",
+        "/sys",
+        "/run/credentials",
+        "/run/containerd",
+        "/run/netns",
+        "/run/k3s",
+    ]
+    .iter()
+    .any(|p| under(p))
+        || [
+            "/var/lib/docker/",
+            "/var/lib/containers/storage/",
+            "/var/lib/kubelet/",
+            "/run/user/",
+        ]
         .iter()
-        .any(|p| under(p))
-        || ["/var/lib/docker/", "/var/lib/containers/storage/", "/var/lib/kubelet/", "/run/user/"]
-            .iter()
-            .any(|p| m.starts_with(p))
+        .any(|p| m.starts_with(p))
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
@@ -598,7 +814,9 @@ fn unescape_into(out: &mut String, s: &[u8]) {
     let mut bytes = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
-        let octal = s.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = s
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match octal {
             Some(d) if s[i] == b'\\' => {
                 bytes.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -629,7 +847,9 @@ fn parse_mountinfo(buf: &[u8], out: &mut Vec<Filesystem>) -> bool {
             ok = false;
             continue;
         };
-        let Ok(fstype) = std::str::from_utf8(fstype) else { continue };
+        let Ok(fstype) = std::str::from_utf8(fstype) else {
+            continue;
+        };
         if PSEUDO_FSTYPES.contains(&fstype) {
             continue;
         }
@@ -662,7 +882,10 @@ fn parse_snmp(buf: &[u8]) -> Option<[i64; SNMP_KEYS.len()]> {
     let mut out = [i64::MIN; SNMP_KEYS.len()];
     let mut it = lines(buf);
     while let (Some(head), Some(vals)) = (it.next(), it.next()) {
-        let (Some(hp), Some(vp)) = (head.iter().position(|&b| b == b':'), vals.iter().position(|&b| b == b':')) else {
+        let (Some(hp), Some(vp)) = (
+            head.iter().position(|&b| b == b':'),
+            vals.iter().position(|&b| b == b':'),
+        ) else {
             return None;
         };
         let proto = &head[..hp];
@@ -670,7 +893,10 @@ fn parse_snmp(buf: &[u8]) -> Option<[i64; SNMP_KEYS.len()]> {
             return None;
         }
         for (k, v) in fields(&head[hp + 1..]).zip(fields(&vals[vp + 1..])) {
-            if let Some(i) = SNMP_KEYS.iter().position(|(p, key, _)| p.as_bytes() == proto && key.as_bytes() == k) {
+            if let Some(i) = SNMP_KEYS
+                .iter()
+                .position(|(p, key, _)| p.as_bytes() == proto && key.as_bytes() == k)
+            {
                 out[i] = parse_i64(v)?;
             }
         }

@@ -191,7 +191,9 @@ pub fn parse_u64(b: &[u8]) -> Option<u64> {
 pub fn parse_i64(b: &[u8]) -> Option<i64> {
     let b = b.trim_ascii();
     match b.first() {
-        Some(b'-') => parse_u64(&b[1..]).and_then(|v| i64::try_from(v).ok()).map(|v| -v),
+        Some(b'-') => parse_u64(&b[1..])
+            .and_then(|v| i64::try_from(v).ok())
+            .map(|v| -v),
         _ => parse_u64(b).and_then(|v| i64::try_from(v).ok()),
     }
 }
@@ -259,7 +261,10 @@ mod tests {
     #[test]
     fn scan_keys_reports_missing_and_malformed() {
         let mut want: [(&[u8], Option<u64>); 2] = [(b"usage_usec", None), (b"user_usec", None)];
-        assert!(scan_keys(b"usage_usec 10\nuser_usec 4\nsystem_usec 6\n", &mut want));
+        assert!(scan_keys(
+            b"usage_usec 10\nuser_usec 4\nsystem_usec 6\n",
+            &mut want
+        ));
         assert_eq!((want[0].1, want[1].1), (Some(10), Some(4)));
         assert!(scan_keys(b"usage_usec 10\nuser_u", &mut want));
         assert_eq!((want[0].1, want[1].1), (Some(10), None));
@@ -279,10 +284,18 @@ mod tests {
         assert_eq!(kf.read(path, Shape::Whole, &mut buf).unwrap(), b"22\n");
         let big = "x".repeat(100_000);
         std::fs::write(&p, &big).unwrap();
-        assert_eq!(kf.read(path, Shape::Whole, &mut buf).unwrap().len(), 100_000);
+        assert_eq!(
+            kf.read(path, Shape::Whole, &mut buf).unwrap().len(),
+            100_000
+        );
         assert_eq!(kf.read(path, Shape::PIDS, &mut buf).unwrap().len(), 100_000);
-        assert_eq!(kf.read(path, Shape::MOUNTS, &mut buf).unwrap().len(), 100_000);
+        assert_eq!(
+            kf.read(path, Shape::MOUNTS, &mut buf).unwrap().len(),
+            100_000
+        );
         let missing = || dir.path().join("none");
-        assert!(KeptFile::default().read(missing, Shape::Whole, &mut buf).is_err());
+        assert!(KeptFile::default()
+            .read(missing, Shape::Whole, &mut buf)
+            .is_err());
     }
 }

@@ -28,8 +28,16 @@ pub fn router(latest: Latest) -> Router {
 async fn metrics(State(latest): State<Latest>) -> Response {
     let snap = latest.borrow().clone();
     match snap {
-        Some(s) => ([(header::CONTENT_TYPE, telltale_model::text::CONTENT_TYPE)], s.text.clone()).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "no collection has finished yet\n").into_response(),
+        Some(s) => (
+            [(header::CONTENT_TYPE, telltale_model::text::CONTENT_TYPE)],
+            s.text.clone(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no collection has finished yet\n",
+        )
+            .into_response(),
     }
 }
 
@@ -37,6 +45,10 @@ async fn readyz(State(latest): State<Latest>) -> Response {
     if latest.borrow().is_some() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the first collection has not finished\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first collection has not finished\n",
+        )
+            .into_response()
     }
 }

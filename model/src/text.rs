@@ -181,14 +181,26 @@ mod tests {
 
     #[test]
     fn values_parse_back_exactly() {
-        let cases = [0.0, -3.0, 1e15, 22.691103, f64::MAX, 1e-300, 123456789012345.0];
+        let cases = [
+            0.0,
+            -3.0,
+            1e15,
+            22.691103,
+            f64::MAX,
+            1e-300,
+            123456789012345.0,
+        ];
         for v in cases {
             let mut out = Vec::new();
             write_value(&mut out, v);
             let s = std::str::from_utf8(&out).unwrap();
             assert_eq!(s.parse::<f64>().unwrap(), v, "{s}");
         }
-        for (v, want) in [(f64::NAN, "NaN"), (f64::INFINITY, "+Inf"), (f64::NEG_INFINITY, "-Inf")] {
+        for (v, want) in [
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
             let mut out = Vec::new();
             write_value(&mut out, v);
             assert_eq!(out, want.as_bytes());
@@ -200,7 +212,10 @@ mod tests {
         let mut e = TextEncoder::default();
         e.family("m", "h", MetricKind::Gauge);
         e.sample(&LabelSet::default(), &[("mountpoint", "/a\"b")], 1.0);
-        assert_eq!(e.as_bytes(), b"# HELP m h\n# TYPE m gauge\nm{mountpoint=\"/a\\\"b\"} 1\n");
+        assert_eq!(
+            e.as_bytes(),
+            b"# HELP m h\n# TYPE m gauge\nm{mountpoint=\"/a\\\"b\"} 1\n"
+        );
         assert_eq!((e.samples(), e.families()), (1, 1));
     }
 }

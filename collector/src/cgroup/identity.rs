@@ -35,7 +35,7 @@ impl Identity {
 /// Parses a cgroup path relative to the hierarchy root (`/kubepods/...`).
 pub fn parse(rel: &str) -> Identity {
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-    let Some(kube) = parts.iter().position(|p| p.starts_with("kubepods")) else {
+    let Some(kube) = parts.iter().position(|p| p.contains("kubepods")) else {
         return Identity::Other;
     };
     let Some((pod_at, pod_uid)) = parts
@@ -109,10 +109,21 @@ mod tests {
 
     #[test]
     fn cgroupfs_driver() {
-        assert_eq!(parse(&format!("/kubepods/burstable/pod{UID}/{ID}")), container());
+        assert_eq!(
+            parse(&format!("/kubepods/burstable/pod{UID}/{ID}")),
+            container()
+        );
         assert_eq!(parse(&format!("/kubepods/pod{UID}/{ID}")), container());
-        assert_eq!(parse(&format!("/kubepods/besteffort/pod{UID}")), Identity::Pod { pod_uid: UID.into() });
-        assert_eq!(parse(&format!("/kubepods/burstable/pod{UID}/crio-{ID}")), container());
+        assert_eq!(
+            parse(&format!("/kubepods/besteffort/pod{UID}")),
+            Identity::Pod {
+                pod_uid: UID.into()
+            }
+        );
+        assert_eq!(
+            parse(&format!("/kubepods/burstable/pod{UID}/crio-{ID}")),
+            container()
+        );
         assert_eq!(parse("/kubepods/burstable"), Identity::Other);
         assert_eq!(parse("/kubepods"), Identity::Other);
     }
@@ -123,10 +134,18 @@ mod tests {
             let p = format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/{rt}-{ID}.scope");
             assert_eq!(parse(&p), container(), "{p}");
         }
-        let guaranteed = format!("/kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{ID}.scope");
+        let guaranteed =
+            format!("/kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{ID}.scope");
         assert_eq!(parse(&guaranteed), container());
-        let pod = format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice");
-        assert_eq!(parse(&pod), Identity::Pod { pod_uid: UID.into() });
+        let pod = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice"
+        );
+        assert_eq!(
+            parse(&pod),
+            Identity::Pod {
+                pod_uid: UID.into()
+            }
+        );
     }
 
     #[test]
@@ -134,12 +153,24 @@ mod tests {
         let conmon = format!("/kubepods.slice/kubepods-pod{UID_}.slice/crio-conmon-{ID}.scope");
         assert_eq!(parse(&conmon), Identity::Other);
         assert_eq!(parse("/system.slice/containerd.service"), Identity::Other);
-        assert_eq!(parse(&format!("/system.slice/docker-{ID}.scope")), Identity::Other);
+        assert_eq!(
+            parse(&format!("/system.slice/docker-{ID}.scope")),
+            Identity::Other
+        );
         let nested = format!("/kubepods/pod{UID}/{ID}/inner");
         assert_eq!(parse(&nested), Identity::Other);
-        let under_root = format!("/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{UID_}.slice");
-        assert_eq!(parse(&under_root), Identity::Pod { pod_uid: UID.into() });
-        assert_eq!(parse(&format!("/user.slice/user-pod{UID_}.slice")), Identity::Other);
+        let under_root =
+            format!("/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{UID_}.slice");
+        assert_eq!(
+            parse(&under_root),
+            Identity::Pod {
+                pod_uid: UID.into()
+            }
+        );
+        assert_eq!(
+            parse(&format!("/user.slice/user-pod{UID_}.slice")),
+            Identity::Other
+        );
         let kubelet_root = format!("/kubelet/kubepods/burstable/pod{UID}/{ID}");
         assert_eq!(parse(&kubelet_root), container());
     }

@@ -93,8 +93,13 @@ impl Layout {
                 (name.split(',').any(|c| c == ctrl) && e.path().is_dir()).then(|| e.path())
             })
         };
-        let (cpu, cpuacct, memory, blkio, pids) =
-            (find("cpu"), find("cpuacct"), find("memory"), find("blkio"), find("pids"));
+        let (cpu, cpuacct, memory, blkio, pids) = (
+            find("cpu"),
+            find("cpuacct"),
+            find("memory"),
+            find("blkio"),
+            find("pids"),
+        );
         if cpu.is_none() && cpuacct.is_none() && memory.is_none() {
             let unified = base.join("unified");
             if unified.join("cgroup.controllers").is_file() {
@@ -103,14 +108,28 @@ impl Layout {
             return Err(Error::NotFound { path: base });
         }
         let blkio_files = match &blkio {
-            Some(b) if !b.join("blkio.throttle.io_service_bytes_recursive").exists()
-                && b.join("blkio.io_service_bytes_recursive").exists() =>
+            Some(b)
+                if !b.join("blkio.throttle.io_service_bytes_recursive").exists()
+                    && b.join("blkio.io_service_bytes_recursive").exists() =>
             {
-                ("blkio.io_service_bytes_recursive", "blkio.io_serviced_recursive")
+                (
+                    "blkio.io_service_bytes_recursive",
+                    "blkio.io_serviced_recursive",
+                )
             }
-            _ => ("blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_serviced_recursive"),
+            _ => (
+                "blkio.throttle.io_service_bytes_recursive",
+                "blkio.throttle.io_serviced_recursive",
+            ),
         };
-        Ok(Layout::V1 { cpu, cpuacct, memory, blkio, pids, blkio_files })
+        Ok(Layout::V1 {
+            cpu,
+            cpuacct,
+            memory,
+            blkio,
+            pids,
+            blkio_files,
+        })
     }
 
     /// The version read.
@@ -124,9 +143,17 @@ impl Layout {
     /// The hierarchy walked to find cgroups.
     fn discovery_root(&self) -> Option<&Path> {
         match self {
-            Layout::V1 { memory, cpu, cpuacct, pids, .. } => {
-                memory.as_deref().or(cpu.as_deref()).or(cpuacct.as_deref()).or(pids.as_deref())
-            }
+            Layout::V1 {
+                memory,
+                cpu,
+                cpuacct,
+                pids,
+                ..
+            } => memory
+                .as_deref()
+                .or(cpu.as_deref())
+                .or(cpuacct.as_deref())
+                .or(pids.as_deref()),
             Layout::V2 { root } => Some(root),
         }
     }
@@ -135,18 +162,31 @@ impl Layout {
     fn controllers(&self, rel: &str, buf: &mut ReadBuf) -> u8 {
         let rel = rel.trim_start_matches('/');
         match self {
-            Layout::V1 { cpu, cpuacct, memory, blkio, pids, .. } => {
+            Layout::V1 {
+                cpu,
+                cpuacct,
+                memory,
+                blkio,
+                pids,
+                ..
+            } => {
                 let has = |root: &Option<PathBuf>, bit: u8| match root {
                     Some(r) if r.join(rel).is_dir() => bit,
                     _ => 0,
                 };
-                has(cpu, CPU) | has(cpuacct, CPUACCT) | has(memory, MEMORY) | has(blkio, IO) | has(pids, PIDS)
+                has(cpu, CPU)
+                    | has(cpuacct, CPUACCT)
+                    | has(memory, MEMORY)
+                    | has(blkio, IO)
+                    | has(pids, PIDS)
             }
             Layout::V2 { root } => {
                 // cpu.stat's usage fields exist in every v2 cgroup; the rest follow
                 // cgroup.controllers.
                 let mut mask = CPUACCT;
-                if let Ok(b) = buf.read_once(&root.join(rel).join("cgroup.controllers"), Shape::Whole) {
+                if let Ok(b) =
+                    buf.read_once(&root.join(rel).join("cgroup.controllers"), Shape::Whole)
+                {
                     for c in fields(b) {
                         mask |= match c {
                             b"cpu" => CPU,
@@ -204,6 +244,20 @@ struct Stats {
     /// v2: controllers are enabled for children (cgroup.subtree_control is not empty), so by
     /// the kernel's no-internal-process rule this cgroup holds no process.
     delegates: bool,
+    /// At least one file of the cgroup was read this cycle. A cgroup that answered nothing
+    /// (it vanished) exports nothing, not even values kept from earlier cycles.
+    alive: bool,
+}
+
+impl Stats {
+    fn mark_alive(&mut self) {
+        self.alive = self.cpu_usage.is_some()
+            || self.mem_usage.is_some()
+            || self.threads.is_some()
+            || self.cfs_periods.is_some()
+            || !self.io.is_empty()
+            || self.first_pid.is_some();
+    }
 }
 
 impl Stats {
@@ -215,11 +269,25 @@ impl Stats {
             start_time: self.start_time,
             ..Default::default()
         };
-        let spec = (self.cpu_quota, self.cpu_period, self.cpu_shares, self.mem_limit, self.no_swap_file, self.delegates);
+        let spec = (
+            self.cpu_quota,
+            self.cpu_period,
+            self.cpu_shares,
+            self.mem_limit,
+            self.no_swap_file,
+            self.delegates,
+        );
         *self = Stats { io, ..keep };
         self.io.clear();
         if !spec_due {
-            (self.cpu_quota, self.cpu_period, self.cpu_shares, self.mem_limit, self.no_swap_file, self.delegates) = spec;
+            (
+                self.cpu_quota,
+                self.cpu_period,
+                self.cpu_shares,
+                self.mem_limit,
+                self.no_swap_file,
+                self.delegates,
+            ) = spec;
         }
     }
 }
@@ -232,23 +300,23 @@ pub const SPEC_EVERY: u64 = 4;
 /// File slots of a cgroup; v1 and v2 use the slots by meaning.
 #[derive(Clone, Copy)]
 enum F {
-    CpuUsage,     // v1 cpuacct.usage | v2 cpu.stat
-    CpuTimes,     // v1 cpuacct.stat
-    CpuThrottle,  // v1 cpu.stat
-    CpuQuota,     // v1 cpu.cfs_quota_us | v2 cpu.max
-    CpuPeriod,    // v1 cpu.cfs_period_us
-    CpuShares,    // v1 cpu.shares | v2 cpu.weight
-    MemUsage,     // memory.usage_in_bytes | memory.current
-    MemStat,      // memory.stat
-    MemFailcnt,   // v1 memory.failcnt
-    MemOom,       // v1 memory.oom_control | v2 memory.events
-    MemLimit,     // memory.limit_in_bytes | memory.max
-    MemSwap,      // v2 memory.swap.current
-    IoBytes,      // blkio.*io_service_bytes_recursive | io.stat
-    IoOps,        // blkio.*io_serviced_recursive
-    Pids,         // pids.current
-    Procs,        // cgroup.procs
-    Subtree,      // v2 cgroup.subtree_control
+    CpuUsage,    // v1 cpuacct.usage | v2 cpu.stat
+    CpuTimes,    // v1 cpuacct.stat
+    CpuThrottle, // v1 cpu.stat
+    CpuQuota,    // v1 cpu.cfs_quota_us | v2 cpu.max
+    CpuPeriod,   // v1 cpu.cfs_period_us
+    CpuShares,   // v1 cpu.shares | v2 cpu.weight
+    MemUsage,    // memory.usage_in_bytes | memory.current
+    MemStat,     // memory.stat
+    MemFailcnt,  // v1 memory.failcnt
+    MemOom,      // v1 memory.oom_control | v2 memory.events
+    MemLimit,    // memory.limit_in_bytes | memory.max
+    MemSwap,     // v2 memory.swap.current
+    IoBytes,     // blkio.*io_service_bytes_recursive | io.stat
+    IoOps,       // blkio.*io_serviced_recursive
+    Pids,        // pids.current
+    Procs,       // cgroup.procs
+    Subtree,     // v2 cgroup.subtree_control
 }
 const SLOTS: usize = 17;
 
@@ -320,6 +388,11 @@ impl CgroupSource {
     pub fn read(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors, node_has_swap: bool) {
         self.cycle += 1;
         self.discover(buf, errors);
+        self.read_known(buf, errors, node_has_swap);
+    }
+
+    /// Reads every cgroup found by the last discovery.
+    fn read_known(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors, node_has_swap: bool) {
         for cg in self.cgroups.values_mut() {
             match &self.layout {
                 Layout::V1 { .. } => read_v1(&self.layout, cg, buf, errors),
@@ -330,7 +403,9 @@ impl CgroupSource {
     }
 
     fn discover(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors) {
-        let Some(root) = self.layout.discovery_root().map(Path::to_owned) else { return };
+        let Some(root) = self.layout.discovery_root().map(Path::to_owned) else {
+            return;
+        };
         let mut path = root;
         let mut rel = String::with_capacity(256);
         if let Err(e) = self.walk(&mut path, &mut rel, 0, buf) {
@@ -341,9 +416,19 @@ impl CgroupSource {
         self.cgroups.retain(|_, c| c.seen == cycle);
     }
 
-    fn walk(&mut self, path: &mut PathBuf, rel: &mut String, depth: usize, buf: &mut ReadBuf) -> rustix::io::Result<()> {
+    fn walk(
+        &mut self,
+        path: &mut PathBuf,
+        rel: &mut String,
+        depth: usize,
+        buf: &mut ReadBuf,
+    ) -> rustix::io::Result<()> {
         const MAX_DEPTH: usize = 16;
-        let fd = match rustix::fs::open(&*path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+        let fd = match rustix::fs::open(
+            &*path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
             // A cgroup removed while we walk: it is simply gone.
             Err(e) if depth > 0 && e == rustix::io::Errno::NOENT => return Ok(()),
@@ -359,11 +444,17 @@ impl CgroupSource {
             }
             let is_dir = match entry.file_type() {
                 FileType::Directory => true,
-                FileType::Unknown => rustix::fs::statat(&fd, entry.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+                FileType::Unknown => rustix::fs::statat(
+                    &fd,
+                    entry.file_name(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
                 _ => false,
             };
-            let Ok(name) = std::str::from_utf8(name) else { continue };
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
             if !is_dir {
                 continue;
             }
@@ -422,7 +513,9 @@ impl CgroupSource {
     fn read_pod_networks(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors) {
         let cycle = self.cycle;
         for cg in self.cgroups.values() {
-            let (Identity::Container { pod_uid, .. }, Some(pid)) = (&cg.identity, cg.stats.first_pid) else {
+            let (Identity::Container { pod_uid, .. }, Some(pid)) =
+                (&cg.identity, cg.stats.first_pid)
+            else {
                 continue;
             };
             let net = match self.pods.get_mut(pod_uid.as_str()) {
@@ -448,7 +541,10 @@ impl CgroupSource {
                 Ok(b) => {
                     let ok = parse_net_dev(b, &mut net.devs);
                     if !ok {
-                        errors.record("pod_network", format_args!("{}: malformed", path().display()));
+                        errors.record(
+                            "pod_network",
+                            format_args!("{}: malformed", path().display()),
+                        );
                     }
                     ok
                 }
@@ -464,7 +560,7 @@ impl CgroupSource {
     pub fn emit(&self, devices: &HashMap<(u32, u32), String>, sink: &mut dyn Sink) {
         for f in SCALARS {
             sink.family(f.name, f.help, f.kind);
-            for cg in self.cgroups.values() {
+            for cg in self.live() {
                 if let Some(v) = (f.get)(&cg.stats) {
                     sink.sample(&cg.labels, f.extra, v);
                 }
@@ -473,7 +569,7 @@ impl CgroupSource {
         let mut unknown = String::new();
         for (name, help, get) in IO_FAMILIES {
             sink.family(name, help, MetricKind::Counter);
-            for cg in self.cgroups.values() {
+            for cg in self.live() {
                 for io in &cg.stats.io {
                     let dev = match devices.get(&(io.major, io.minor)) {
                         Some(d) => d.as_str(),
@@ -495,15 +591,30 @@ impl CgroupSource {
                 w => w,
             };
             let name = net_family("container_network", dir, what);
-            sink.family(&name, "Network statistic of the pod's network namespace, from /proc/<pid>/net/dev.", MetricKind::Counter);
-            for cg in self.cgroups.values() {
-                let Identity::Pod { pod_uid } = &cg.identity else { continue };
-                let Some(net) = self.pods.get(pod_uid.as_str()).filter(|n| n.ok) else { continue };
+            sink.family(
+                &name,
+                "Network statistic of the pod's network namespace, from /proc/<pid>/net/dev.",
+                MetricKind::Counter,
+            );
+            for cg in self.live() {
+                let Identity::Pod { pod_uid } = &cg.identity else {
+                    continue;
+                };
+                let Some(net) = self.pods.get(pod_uid.as_str()).filter(|n| n.ok) else {
+                    continue;
+                };
                 for d in &net.devs {
                     sink.sample(&cg.labels, &[("interface", &d.name)], d.values[col] as f64);
                 }
             }
         }
+    }
+}
+
+impl CgroupSource {
+    /// Cgroups that answered this cycle.
+    fn live(&self) -> impl Iterator<Item = &Cgroup> {
+        self.cgroups.values().filter(|c| c.stats.alive)
     }
 }
 
@@ -514,7 +625,11 @@ fn start_time(dir: &Path, version: Version) -> Option<f64> {
         Version::V1 => "cgroup.clone_children",
         Version::V2 => "cgroup.events",
     };
-    let mtime = |p: &Path| rustix::fs::stat(p).ok().map(|s| s.st_mtime as f64 + s.st_mtime_nsec as f64 / 1e9);
+    let mtime = |p: &Path| {
+        rustix::fs::stat(p)
+            .ok()
+            .map(|s| s.st_mtime as f64 + s.st_mtime_nsec as f64 / 1e9)
+    };
     match (mtime(dir), mtime(&dir.join(marker))) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -529,8 +644,19 @@ struct Scalar {
     get: fn(&Stats) -> Option<f64>,
 }
 
-const fn scalar(name: &'static str, help: &'static str, kind: MetricKind, get: fn(&Stats) -> Option<f64>) -> Scalar {
-    Scalar { name, help, kind, extra: &[], get }
+const fn scalar(
+    name: &'static str,
+    help: &'static str,
+    kind: MetricKind,
+    get: fn(&Stats) -> Option<f64>,
+) -> Scalar {
+    Scalar {
+        name,
+        help,
+        kind,
+        extra: &[],
+        get,
+    }
 }
 
 use MetricKind::{Counter, Gauge, Untyped};
@@ -542,34 +668,145 @@ const SCALARS: &[Scalar] = &[
         extra: &[("cpu", "total")],
         get: |s| s.cpu_usage,
     },
-    scalar("container_cpu_user_seconds_total", "Cumulative user cpu time consumed in seconds.", Counter, |s| s.cpu_user),
-    scalar("container_cpu_system_seconds_total", "Cumulative system cpu time consumed in seconds.", Counter, |s| s.cpu_system),
-    scalar("container_cpu_cfs_periods_total", "Number of elapsed enforcement period intervals.", Counter, |s| s.cfs_periods),
-    scalar("container_cpu_cfs_throttled_periods_total", "Number of throttled period intervals.", Counter, |s| s.cfs_throttled_periods),
-    scalar("container_cpu_cfs_throttled_seconds_total", "Total time duration the container has been throttled.", Counter, |s| s.cfs_throttled_seconds),
-    scalar("container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed.", Gauge, |s| s.mem_usage),
-    scalar("container_memory_working_set_bytes", "Current working set in bytes: usage minus inactive file cache, floored at 0.", Gauge, |s| s.mem_working_set),
-    scalar("container_memory_rss", "Size of RSS (anonymous memory) in bytes.", Gauge, |s| s.mem_rss),
-    scalar("container_memory_cache", "Number of bytes of page cache memory.", Gauge, |s| s.mem_cache),
-    scalar("container_memory_swap", "Container swap usage in bytes.", Gauge, |s| s.mem_swap),
+    scalar(
+        "container_cpu_user_seconds_total",
+        "Cumulative user cpu time consumed in seconds.",
+        Counter,
+        |s| s.cpu_user,
+    ),
+    scalar(
+        "container_cpu_system_seconds_total",
+        "Cumulative system cpu time consumed in seconds.",
+        Counter,
+        |s| s.cpu_system,
+    ),
+    scalar(
+        "container_cpu_cfs_periods_total",
+        "Number of elapsed enforcement period intervals.",
+        Counter,
+        |s| s.cfs_periods,
+    ),
+    scalar(
+        "container_cpu_cfs_throttled_periods_total",
+        "Number of throttled period intervals.",
+        Counter,
+        |s| s.cfs_throttled_periods,
+    ),
+    scalar(
+        "container_cpu_cfs_throttled_seconds_total",
+        "Total time duration the container has been throttled.",
+        Counter,
+        |s| s.cfs_throttled_seconds,
+    ),
+    scalar(
+        "container_memory_usage_bytes",
+        "Current memory usage in bytes, including all memory regardless of when it was accessed.",
+        Gauge,
+        |s| s.mem_usage,
+    ),
+    scalar(
+        "container_memory_working_set_bytes",
+        "Current working set in bytes: usage minus inactive file cache, floored at 0.",
+        Gauge,
+        |s| s.mem_working_set,
+    ),
+    scalar(
+        "container_memory_rss",
+        "Size of RSS (anonymous memory) in bytes.",
+        Gauge,
+        |s| s.mem_rss,
+    ),
+    scalar(
+        "container_memory_cache",
+        "Number of bytes of page cache memory.",
+        Gauge,
+        |s| s.mem_cache,
+    ),
+    scalar(
+        "container_memory_swap",
+        "Container swap usage in bytes.",
+        Gauge,
+        |s| s.mem_swap,
+    ),
     // Untyped: cAdvisor's name lacks `_total`, which a counter must have.
-    scalar("container_memory_failcnt", "Number of memory usage hits limits (cumulative; 0 on cgroup v2).", Untyped, |s| s.mem_failcnt),
-    scalar("container_oom_events_total", "Count of out of memory events observed for the container.", Counter, |s| s.oom_events),
-    scalar("container_spec_memory_limit_bytes", "Memory limit for the container (0 when unlimited).", Gauge, |s| s.mem_limit),
-    scalar("container_spec_cpu_quota", "CPU quota of the container, in microseconds per period (absent when unlimited).", Gauge, |s| s.cpu_quota),
-    scalar("container_spec_cpu_period", "CPU period of the container, in microseconds.", Gauge, |s| s.cpu_period),
-    scalar("container_spec_cpu_shares", "CPU share of the container (cgroup v2 weight converted to shares).", Gauge, |s| s.cpu_shares),
-    scalar("container_processes", "Number of processes running inside the container (its cgroup.procs).", Gauge, |s| s.processes),
-    scalar("container_threads", "Number of threads running inside the container and its children (pids.current).", Gauge, |s| s.threads),
-    scalar("container_start_time_seconds", "Start time of the container since unix epoch in seconds.", Gauge, |s| s.start_time),
+    scalar(
+        "container_memory_failcnt",
+        "Number of memory usage hits limits (cumulative; 0 on cgroup v2).",
+        Untyped,
+        |s| s.mem_failcnt,
+    ),
+    scalar(
+        "container_oom_events_total",
+        "Count of out of memory events observed for the container.",
+        Counter,
+        |s| s.oom_events,
+    ),
+    scalar(
+        "container_spec_memory_limit_bytes",
+        "Memory limit for the container (0 when unlimited).",
+        Gauge,
+        |s| s.mem_limit,
+    ),
+    scalar(
+        "container_spec_cpu_quota",
+        "CPU quota of the container, in microseconds per period (absent when unlimited).",
+        Gauge,
+        |s| s.cpu_quota,
+    ),
+    scalar(
+        "container_spec_cpu_period",
+        "CPU period of the container, in microseconds.",
+        Gauge,
+        |s| s.cpu_period,
+    ),
+    scalar(
+        "container_spec_cpu_shares",
+        "CPU share of the container (cgroup v2 weight converted to shares).",
+        Gauge,
+        |s| s.cpu_shares,
+    ),
+    scalar(
+        "container_processes",
+        "Number of processes running inside the container (its cgroup.procs).",
+        Gauge,
+        |s| s.processes,
+    ),
+    scalar(
+        "container_threads",
+        "Number of threads running inside the container and its children (pids.current).",
+        Gauge,
+        |s| s.threads,
+    ),
+    scalar(
+        "container_start_time_seconds",
+        "Start time of the container since unix epoch in seconds.",
+        Gauge,
+        |s| s.start_time,
+    ),
 ];
 
 type IoGet = fn(&Io) -> u64;
 const IO_FAMILIES: [(&str, &str, IoGet); 4] = [
-    ("container_fs_reads_bytes_total", "Cumulative count of bytes read.", |i| i.rbytes),
-    ("container_fs_writes_bytes_total", "Cumulative count of bytes written.", |i| i.wbytes),
-    ("container_fs_reads_total", "Cumulative count of reads completed.", |i| i.rios),
-    ("container_fs_writes_total", "Cumulative count of writes completed.", |i| i.wios),
+    (
+        "container_fs_reads_bytes_total",
+        "Cumulative count of bytes read.",
+        |i| i.rbytes,
+    ),
+    (
+        "container_fs_writes_bytes_total",
+        "Cumulative count of bytes written.",
+        |i| i.wbytes,
+    ),
+    (
+        "container_fs_reads_total",
+        "Cumulative count of reads completed.",
+        |i| i.rios,
+    ),
+    (
+        "container_fs_writes_total",
+        "Cumulative count of writes completed.",
+        |i| i.wios,
+    ),
 ];
 
 /// Reads one file of a cgroup and parses it; a read or parse failure records one error
@@ -589,12 +826,18 @@ fn read_file<T>(
         Ok(b) => {
             let v = parse(b);
             if v.is_none() {
-                errors.record("cgroup", format_args!("{}/{rel}/{name}: malformed", root.display()));
+                errors.record(
+                    "cgroup",
+                    format_args!("{}/{rel}/{name}: malformed", root.display()),
+                );
             }
             v
         }
         Err(e) => {
-            errors.record("cgroup", format_args!("{}/{rel}/{name}: {e}", root.display()));
+            errors.record(
+                "cgroup",
+                format_args!("{}/{rel}/{name}: {e}", root.display()),
+            );
             None
         }
     }
@@ -626,7 +869,11 @@ fn io_entry(io: &mut Vec<Io>, major: u32, minor: u32) -> &mut Io {
     let i = match io.iter().position(|e| e.major == major && e.minor == minor) {
         Some(i) => i,
         None => {
-            io.push(Io { major, minor, ..Default::default() });
+            io.push(Io {
+                major,
+                minor,
+                ..Default::default()
+            });
             io.len() - 1
         }
     };
@@ -635,14 +882,19 @@ fn io_entry(io: &mut Vec<Io>, major: u32, minor: u32) -> &mut Io {
 
 fn parse_dev(s: &[u8]) -> Option<(u32, u32)> {
     let colon = s.iter().position(|&b| b == b':')?;
-    Some((parse_u64(&s[..colon])? as u32, parse_u64(&s[colon + 1..])? as u32))
+    Some((
+        parse_u64(&s[..colon])? as u32,
+        parse_u64(&s[colon + 1..])? as u32,
+    ))
 }
 
 /// blkio `MAJ:MIN Read N` lines into `io` (the `Total` line and other ops are ignored).
 fn parse_blkio(b: &[u8], io: &mut Vec<Io>, bytes: bool) -> Option<()> {
     for l in lines(b) {
         let mut f = fields(l);
-        let (Some(dev), Some(op), Some(v)) = (f.next(), f.next(), f.next()) else { continue };
+        let (Some(dev), Some(op), Some(v)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
         let (maj, min) = parse_dev(dev)?;
         let v = parse_u64(v)?;
         let e = io_entry(io, maj, min);
@@ -679,50 +931,109 @@ fn parse_io_stat(b: &[u8], io: &mut Vec<Io>) -> Option<()> {
 }
 
 fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleErrors) {
-    let Layout::V1 { cpu, cpuacct, memory, blkio, pids, blkio_files } = layout else { return };
+    let Layout::V1 {
+        cpu,
+        cpuacct,
+        memory,
+        blkio,
+        pids,
+        blkio_files,
+    } = layout
+    else {
+        return;
+    };
     let spec_due = cg.reads % SPEC_EVERY == 0;
     cg.reads += 1;
-    let Cgroup { rel, ctrl, files, stats: s, .. } = cg;
+    let Cgroup {
+        rel,
+        ctrl,
+        files,
+        stats: s,
+        ..
+    } = cg;
     s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
     macro_rules! file {
         ($root:expr, $slot:expr, $name:expr, $shape:expr, $parse:expr) => {
-            read_file(&mut files[$slot as usize], $root, rel, $name, $shape, buf, errors, $parse)
+            read_file(
+                &mut files[$slot as usize],
+                $root,
+                rel,
+                $name,
+                $shape,
+                buf,
+                errors,
+                $parse,
+            )
         };
     }
     if let (Some(root), true) = (cpuacct, ctrl & CPUACCT != 0) {
-        s.cpu_usage = file!(root, F::CpuUsage, "cpuacct.usage", Shape::Whole, |b| parse_u64(b).map(|ns| ns as f64 / 1e9));
+        s.cpu_usage = file!(root, F::CpuUsage, "cpuacct.usage", Shape::Whole, |b| {
+            parse_u64(b).map(|ns| ns as f64 / 1e9)
+        });
         let mut want: [(&[u8], Option<u64>); 2] = [(b"user", None), (b"system", None)];
         if let Some([u, sy]) = file!(root, F::CpuTimes, "cpuacct.stat", Shape::Whole, |b| {
-            (scan_keys(b, &mut want) && want.iter().all(|w| w.1.is_some())).then(|| [want[0].1, want[1].1])
+            (scan_keys(b, &mut want) && want.iter().all(|w| w.1.is_some()))
+                .then(|| [want[0].1, want[1].1])
         }) {
             s.cpu_user = u.map(|t| t as f64 / USER_HZ);
             s.cpu_system = sy.map(|t| t as f64 / USER_HZ);
         }
     }
     if let (Some(root), true) = (cpu, ctrl & CPU != 0) {
-        let mut want: [(&[u8], Option<u64>); 3] = [(b"nr_periods", None), (b"nr_throttled", None), (b"throttled_time", None)];
+        let mut want: [(&[u8], Option<u64>); 3] = [
+            (b"nr_periods", None),
+            (b"nr_throttled", None),
+            (b"throttled_time", None),
+        ];
         if let Some([p, t, ns]) = file!(root, F::CpuThrottle, "cpu.stat", Shape::Whole, |b| {
-            (scan_keys(b, &mut want) && want.iter().all(|w| w.1.is_some())).then(|| [want[0].1, want[1].1, want[2].1])
+            (scan_keys(b, &mut want) && want.iter().all(|w| w.1.is_some()))
+                .then(|| [want[0].1, want[1].1, want[2].1])
         }) {
             s.cfs_periods = p.map(|v| v as f64);
             s.cfs_throttled_periods = t.map(|v| v as f64);
             s.cfs_throttled_seconds = ns.map(|v| v as f64 / 1e9);
         }
         if spec_due {
-            s.cpu_quota = file!(root, F::CpuQuota, "cpu.cfs_quota_us", Shape::Whole, parse_i64).and_then(|q| (q > 0).then_some(q as f64));
-            s.cpu_period = file!(root, F::CpuPeriod, "cpu.cfs_period_us", Shape::Whole, parse_u64).map(|v| v as f64);
-            s.cpu_shares = file!(root, F::CpuShares, "cpu.shares", Shape::Whole, parse_u64).map(|v| v as f64);
+            s.cpu_quota = file!(
+                root,
+                F::CpuQuota,
+                "cpu.cfs_quota_us",
+                Shape::Whole,
+                parse_i64
+            )
+            .and_then(|q| (q > 0).then_some(q as f64));
+            s.cpu_period = file!(
+                root,
+                F::CpuPeriod,
+                "cpu.cfs_period_us",
+                Shape::Whole,
+                parse_u64
+            )
+            .map(|v| v as f64);
+            s.cpu_shares =
+                file!(root, F::CpuShares, "cpu.shares", Shape::Whole, parse_u64).map(|v| v as f64);
         }
     }
     if let (Some(root), true) = (memory, ctrl & MEMORY != 0) {
-        let usage = file!(root, F::MemUsage, "memory.usage_in_bytes", Shape::Whole, parse_u64);
+        let usage = file!(
+            root,
+            F::MemUsage,
+            "memory.usage_in_bytes",
+            Shape::Whole,
+            parse_u64
+        );
         s.mem_usage = usage.map(|v| v as f64);
-        let mut want: [(&[u8], Option<u64>); 4] =
-            [(b"total_rss", None), (b"total_cache", None), (b"total_inactive_file", None), (b"total_swap", None)];
+        let mut want: [(&[u8], Option<u64>); 4] = [
+            (b"total_rss", None),
+            (b"total_cache", None),
+            (b"total_inactive_file", None),
+            (b"total_swap", None),
+        ];
         let stat = file!(root, F::MemStat, "memory.stat", Shape::Whole, |b| {
-            (scan_keys(b, &mut want) && want[..3].iter().all(|w| w.1.is_some())).then(|| [want[0].1, want[1].1, want[2].1, want[3].1])
+            (scan_keys(b, &mut want) && want[..3].iter().all(|w| w.1.is_some()))
+                .then(|| [want[0].1, want[1].1, want[2].1, want[3].1])
         });
         if let Some([rss, cache, inactive, swap]) = stat {
             s.mem_rss = rss.map(|v| v as f64);
@@ -732,20 +1043,41 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
                 s.mem_working_set = Some(u.saturating_sub(i) as f64);
             }
         }
-        s.mem_failcnt = file!(root, F::MemFailcnt, "memory.failcnt", Shape::Whole, parse_u64).map(|v| v as f64);
+        s.mem_failcnt = file!(
+            root,
+            F::MemFailcnt,
+            "memory.failcnt",
+            Shape::Whole,
+            parse_u64
+        )
+        .map(|v| v as f64);
         let mut want: [(&[u8], Option<u64>); 1] = [(b"oom_kill", None)];
         s.oom_events = file!(root, F::MemOom, "memory.oom_control", Shape::Whole, |b| {
             scan_keys(b, &mut want).then(|| want[0].1.unwrap_or(0) as f64) // oom_kill is absent before Linux 4.13
         });
         if spec_due {
-            s.mem_limit = file!(root, F::MemLimit, "memory.limit_in_bytes", Shape::Whole, parse_u64).map(limit_bytes);
+            s.mem_limit = file!(
+                root,
+                F::MemLimit,
+                "memory.limit_in_bytes",
+                Shape::Whole,
+                parse_u64
+            )
+            .map(limit_bytes);
         }
     }
     if let (Some(root), true) = (blkio, ctrl & IO != 0) {
         let io = &mut s.io;
         let (bytes, ops) = *blkio_files;
-        let ok = file!(root, F::IoBytes, bytes, Shape::Whole, |b| parse_blkio(b, io, true)).is_some();
-        let ok = ok && file!(root, F::IoOps, ops, Shape::Whole, |b| parse_blkio(b, io, false)).is_some();
+        let ok = file!(root, F::IoBytes, bytes, Shape::Whole, |b| parse_blkio(
+            b, io, true
+        ))
+        .is_some();
+        let ok = ok
+            && file!(root, F::IoOps, ops, Shape::Whole, |b| parse_blkio(
+                b, io, false
+            ))
+            .is_some();
         if !ok {
             io.clear();
         }
@@ -755,20 +1087,48 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
     }
     if let Some(root) = layout.discovery_root() {
         let first = &mut s.first_pid;
-        s.processes = file!(root, F::Procs, "cgroup.procs", Shape::PIDS, |b| count_procs(b, first));
+        s.processes = file!(
+            root,
+            F::Procs,
+            "cgroup.procs",
+            Shape::PIDS,
+            |b| count_procs(b, first)
+        );
     }
+    s.mark_alive();
 }
 
-fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleErrors, node_has_swap: bool) {
+fn read_v2(
+    root: &Path,
+    cg: &mut Cgroup,
+    buf: &mut ReadBuf,
+    errors: &mut CycleErrors,
+    node_has_swap: bool,
+) {
     let spec_due = cg.reads % SPEC_EVERY == 0;
     cg.reads += 1;
-    let Cgroup { rel, ctrl, files, stats: s, .. } = cg;
+    let Cgroup {
+        rel,
+        ctrl,
+        files,
+        stats: s,
+        ..
+    } = cg;
     s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
     macro_rules! file {
         ($slot:expr, $name:expr, $shape:expr, $parse:expr) => {
-            read_file(&mut files[$slot as usize], root, rel, $name, $shape, buf, errors, $parse)
+            read_file(
+                &mut files[$slot as usize],
+                root,
+                rel,
+                $name,
+                $shape,
+                buf,
+                errors,
+                $parse,
+            )
         };
     }
     let mut want: [(&[u8], Option<u64>); 6] = [
@@ -783,7 +1143,8 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
     if let Some(v) = file!(F::CpuUsage, "cpu.stat", Shape::Whole, |b| {
         // The throttling keys exist only where the cpu controller is enabled.
         let needed = if throttling { 6 } else { 3 };
-        (scan_keys(b, &mut want) && want[..needed].iter().all(|w| w.1.is_some())).then(|| want.map(|w| w.1))
+        (scan_keys(b, &mut want) && want[..needed].iter().all(|w| w.1.is_some()))
+            .then(|| want.map(|w| w.1))
     }) {
         s.cpu_usage = v[0].map(|us| us as f64 / 1e6);
         s.cpu_user = v[1].map(|us| us as f64 / 1e6);
@@ -799,20 +1160,27 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
         if let Some((quota, period)) = file!(F::CpuQuota, "cpu.max", Shape::Whole, |b| {
             let mut f = fields(b);
             let q = f.next()?;
-            let quota = if q == b"max" { None } else { Some(parse_u64(q)?) };
+            let quota = if q == b"max" {
+                None
+            } else {
+                Some(parse_u64(q)?)
+            };
             Some((quota, parse_u64(f.next()?)?))
         }) {
             s.cpu_quota = quota.map(|q| q as f64);
             s.cpu_period = Some(period as f64);
         }
-        s.cpu_shares = file!(F::CpuShares, "cpu.weight", Shape::Whole, parse_u64).map(|w| weight_to_shares(w) as f64);
+        s.cpu_shares = file!(F::CpuShares, "cpu.weight", Shape::Whole, parse_u64)
+            .map(|w| weight_to_shares(w) as f64);
     }
     if ctrl & MEMORY != 0 {
         let usage = file!(F::MemUsage, "memory.current", Shape::Whole, parse_u64);
         s.mem_usage = usage.map(|v| v as f64);
-        let mut want: [(&[u8], Option<u64>); 3] = [(b"anon", None), (b"file", None), (b"inactive_file", None)];
+        let mut want: [(&[u8], Option<u64>); 3] =
+            [(b"anon", None), (b"file", None), (b"inactive_file", None)];
         let stat = file!(F::MemStat, "memory.stat", Shape::Whole, |b| {
-            (scan_keys(b, &mut want) && want.iter().all(|w| w.1.is_some())).then(|| want.map(|w| w.1.unwrap_or(0)))
+            (scan_keys(b, &mut want) && want.iter().all(|w| w.1.is_some()))
+                .then(|| want.map(|w| w.1.unwrap_or(0)))
         });
         if let Some([anon, file, inactive]) = stat {
             s.mem_rss = Some(anon as f64);
@@ -823,7 +1191,10 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
         }
         // memory.swap.current exists only with swap accounting: absent means no swap (and
         // is not looked for again until the next spec read).
-        let swap_path = || root.join(rel.trim_start_matches('/')).join("memory.swap.current");
+        let swap_path = || {
+            root.join(rel.trim_start_matches('/'))
+                .join("memory.swap.current")
+        };
         s.mem_swap = if s.no_swap_file || !node_has_swap {
             Some(0.0)
         } else {
@@ -842,17 +1213,28 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
         s.mem_failcnt = Some(0.0);
         let mut want: [(&[u8], Option<u64>); 1] = [(b"oom_kill", None)];
         s.oom_events = file!(F::MemOom, "memory.events", Shape::Whole, |b| {
-            (scan_keys(b, &mut want)).then_some(want[0].1).flatten().map(|v| v as f64)
+            (scan_keys(b, &mut want))
+                .then_some(want[0].1)
+                .flatten()
+                .map(|v| v as f64)
         });
         if spec_due {
             s.mem_limit = file!(F::MemLimit, "memory.max", Shape::Whole, |b| {
-                if b.trim_ascii() == b"max" { Some(0.0) } else { parse_u64(b).map(limit_bytes) }
+                if b.trim_ascii() == b"max" {
+                    Some(0.0)
+                } else {
+                    parse_u64(b).map(limit_bytes)
+                }
             });
         }
     }
     if ctrl & IO != 0 {
         let io = &mut s.io;
-        if file!(F::IoBytes, "io.stat", Shape::Whole, |b| parse_io_stat(b, io)).is_none() {
+        if file!(F::IoBytes, "io.stat", Shape::Whole, |b| parse_io_stat(
+            b, io
+        ))
+        .is_none()
+        {
             io.clear();
         }
     }
@@ -860,15 +1242,23 @@ fn read_v2(root: &Path, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut CycleEr
         s.threads = file!(F::Pids, "pids.current", Shape::Whole, parse_u64).map(|v| v as f64);
     }
     if spec_due {
-        s.delegates = file!(F::Subtree, "cgroup.subtree_control", Shape::Whole, |b| Some(!b.trim_ascii().is_empty()))
-            .unwrap_or(false);
+        s.delegates = file!(
+            F::Subtree,
+            "cgroup.subtree_control",
+            Shape::Whole,
+            |b| Some(!b.trim_ascii().is_empty())
+        )
+        .unwrap_or(false);
     }
     if s.delegates {
         s.processes = Some(0.0);
     } else {
         let first = &mut s.first_pid;
-        s.processes = file!(F::Procs, "cgroup.procs", Shape::PIDS, |b| count_procs(b, first));
+        s.processes = file!(F::Procs, "cgroup.procs", Shape::PIDS, |b| count_procs(
+            b, first
+        ));
     }
+    s.mark_alive();
 }
 
 /// cAdvisor's conversion of a cgroup v2 `cpu.weight` (1..10000) back to v1 shares (2..262144).
