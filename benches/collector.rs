@@ -10,6 +10,8 @@
 //! CPU is measured as thread CPU time (in process) or utime+stime from /proc (processes),
 //! not wall time, because the machines are shared.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};

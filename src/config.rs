@@ -199,6 +199,15 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
             message: "must not be empty".into(),
         });
     }
+    if !a.proc_root.join("stat").is_file() {
+        return Err(ConfigError::Invalid {
+            key: "proc-root",
+            message: format!(
+                "{} has no stat file; expected a procfs mount such as /proc",
+                a.proc_root.display()
+            ),
+        });
+    }
     if a.interval.is_zero() {
         return Err(ConfigError::Invalid {
             key: "interval",

@@ -11,7 +11,17 @@ use tokio_util::sync::CancellationToken;
 use config::{Cli, Command, ConfigError};
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let hint = env_hint(&e);
+            let _ = e.print();
+            if let Some(hint) = hint {
+                eprintln!("{hint}");
+            }
+            std::process::exit(e.exit_code());
+        }
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -29,6 +39,25 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// For an invalid value that came from a `TELLTALE_*` variable rather than the command
+/// line, names the variable (clap's message names only the flag).
+fn env_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        e.get(ContextKind::InvalidArg),
+        e.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next()?.trim_start_matches("--");
+    let var = format!("TELLTALE_{}", flag.to_uppercase().replace('-', "_"));
+    let from_env = std::env::var(&var).is_ok_and(|v| &v == value);
+    let on_command_line =
+        std::env::args().any(|a| a == format!("--{flag}") || a.starts_with(&format!("--{flag}=")));
+    (from_env && !on_command_line)
+        .then(|| format!("note: the value came from the environment variable {var}"))
 }
 
 enum Failure {

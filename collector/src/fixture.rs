@@ -500,7 +500,7 @@ impl Node {
         };
         for d in self.dirs(rel) {
             if d.join(marker).exists() {
-                rustix::fs::utimensat(CWD, &d.join(marker), &times, AtFlags::empty())?;
+                rustix::fs::utimensat(CWD, d.join(marker), &times, AtFlags::empty())?;
             }
             rustix::fs::utimensat(CWD, &d, &times, AtFlags::empty())?;
         }

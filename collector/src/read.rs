@@ -56,7 +56,7 @@ impl FdBudget {
         if let Some(hard) = lim.maximum {
             if lim.current.is_some_and(|cur| cur < hard) {
                 lim.current = Some(hard);
-                let _ = setrlimit(Resource::Nofile, lim.clone());
+                let _ = setrlimit(Resource::Nofile, lim);
             }
         }
         let cur = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);

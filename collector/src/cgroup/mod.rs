@@ -494,8 +494,10 @@ impl CgroupSource {
             ("node", self.node.as_str()),
             ("pod", ""),
         ]);
-        let mut stats = Stats::default();
-        stats.start_time = start_time(path, self.layout.version());
+        let stats = Stats {
+            start_time: start_time(path, self.layout.version()),
+            ..Default::default()
+        };
         let cg = Cgroup {
             rel: rel.to_owned(),
             ctrl: self.layout.controllers(rel, buf),
@@ -809,36 +811,41 @@ const IO_FAMILIES: [(&str, &str, IoGet); 4] = [
     ),
 ];
 
-/// Reads one file of a cgroup and parses it; a read or parse failure records one error
-/// and yields `None`.
-fn read_file<T>(
-    file: &mut KeptFile,
-    root: &Path,
-    rel: &str,
-    name: &str,
-    shape: Shape,
-    buf: &mut ReadBuf,
-    errors: &mut CycleErrors,
-    parse: impl FnOnce(&[u8]) -> Option<T>,
-) -> Option<T> {
-    let rel = rel.trim_start_matches('/');
-    match file.read(|| root.join(rel).join(name), shape, buf) {
-        Ok(b) => {
-            let v = parse(b);
-            if v.is_none() {
-                errors.record(
-                    "cgroup",
-                    format_args!("{}/{rel}/{name}: malformed", root.display()),
-                );
+/// Reads cgroup files into the cycle's shared buffer and records failures.
+struct Reader<'a> {
+    buf: &'a mut ReadBuf,
+    errors: &'a mut CycleErrors,
+}
+
+impl Reader<'_> {
+    /// Reads `<root>/<rel>/<name>` and parses it; a read or parse failure records one
+    /// error and yields `None`.
+    fn file<T>(
+        &mut self,
+        file: &mut KeptFile,
+        (root, rel, name): (&Path, &str, &str),
+        shape: Shape,
+        parse: impl FnOnce(&[u8]) -> Option<T>,
+    ) -> Option<T> {
+        let rel = rel.trim_start_matches('/');
+        match file.read(|| root.join(rel).join(name), shape, self.buf) {
+            Ok(b) => {
+                let v = parse(b);
+                if v.is_none() {
+                    self.errors.record(
+                        "cgroup",
+                        format_args!("{}/{rel}/{name}: malformed", root.display()),
+                    );
+                }
+                v
             }
-            v
-        }
-        Err(e) => {
-            errors.record(
-                "cgroup",
-                format_args!("{}/{rel}/{name}: {e}", root.display()),
-            );
-            None
+            Err(e) => {
+                self.errors.record(
+                    "cgroup",
+                    format_args!("{}/{rel}/{name}: {e}", root.display()),
+                );
+                None
+            }
         }
     }
 }
@@ -942,7 +949,7 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
     else {
         return;
     };
-    let spec_due = cg.reads % SPEC_EVERY == 0;
+    let spec_due = cg.reads.is_multiple_of(SPEC_EVERY);
     cg.reads += 1;
     let Cgroup {
         rel,
@@ -954,16 +961,13 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
     s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
+    let mut r = Reader { buf, errors };
     macro_rules! file {
         ($root:expr, $slot:expr, $name:expr, $shape:expr, $parse:expr) => {
-            read_file(
+            r.file(
                 &mut files[$slot as usize],
-                $root,
-                rel,
-                $name,
+                ($root, rel, $name),
                 $shape,
-                buf,
-                errors,
                 $parse,
             )
         };
@@ -1105,7 +1109,7 @@ fn read_v2(
     errors: &mut CycleErrors,
     node_has_swap: bool,
 ) {
-    let spec_due = cg.reads % SPEC_EVERY == 0;
+    let spec_due = cg.reads.is_multiple_of(SPEC_EVERY);
     cg.reads += 1;
     let Cgroup {
         rel,
@@ -1117,16 +1121,13 @@ fn read_v2(
     s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
+    let mut r = Reader { buf, errors };
     macro_rules! file {
         ($slot:expr, $name:expr, $shape:expr, $parse:expr) => {
-            read_file(
+            r.file(
                 &mut files[$slot as usize],
-                root,
-                rel,
-                $name,
+                (root, rel, $name),
                 $shape,
-                buf,
-                errors,
                 $parse,
             )
         };
@@ -1198,14 +1199,15 @@ fn read_v2(
         s.mem_swap = if s.no_swap_file || !node_has_swap {
             Some(0.0)
         } else {
-            match files[F::MemSwap as usize].read(swap_path, Shape::Whole, buf) {
+            match files[F::MemSwap as usize].read(swap_path, Shape::Whole, r.buf) {
                 Ok(b) => parse_u64(b).map(|v| v as f64),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     s.no_swap_file = true;
                     Some(0.0)
                 }
                 Err(e) => {
-                    errors.record("cgroup", format_args!("{}: {e}", swap_path().display()));
+                    r.errors
+                        .record("cgroup", format_args!("{}: {e}", swap_path().display()));
                     None
                 }
             }

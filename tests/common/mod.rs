@@ -1,0 +1,161 @@
+//! Helpers for black-box tests: run the real `telltale` binary, and real peers
+//! (Prometheus, promtool) installed by the test command.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn telltale() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_telltale"));
+    c.env("TELLTALE_LOG", "info");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TELLTALE_") && k != "TELLTALE_LOG" && k != "TELLTALE_REQUIRE_TOOLS" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// A child process killed when dropped.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Starts `telltale <args>` listening on an ephemeral port and waits until it logs the
+/// address it serves on.
+pub fn spawn(args: &[&str]) -> Running {
+    let child = telltale()
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn telltale");
+    let (tx, rx) = mpsc::channel();
+    // Killed on drop from here on, whichever way this function ends.
+    let mut running = Running {
+        child,
+        addr: ([0, 0, 0, 0], 0).into(),
+        stderr: rx,
+    };
+    let stderr = running.child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = running.stderr.recv_timeout(Duration::from_millis(100)) {
+            if let Some(addr) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+            {
+                running.addr = addr.parse().expect("addr");
+                return running;
+            }
+            seen.push(line);
+        }
+        if let Ok(Some(status)) = running.child.try_wait() {
+            panic!(
+                "telltale exited with {status} before listening:\n{}",
+                seen.join("\n")
+            );
+        }
+    }
+    panic!("telltale did not log its address:\n{}", seen.join("\n"));
+}
+
+/// GET `url`: (status, body); panics if there is no answer.
+pub fn get(url: &str) -> (u16, String) {
+    try_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// GET `url`: (status, body), or the transport error (e.g. nothing listening yet).
+pub fn try_get(url: &str) -> Result<(u16, String), String> {
+    match ureq::get(url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) => Ok((r.status(), r.into_string().map_err(|e| e.to_string())?)),
+        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Polls `f` until it returns Some or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A tool the tests need from the machine (installed by the test command). Returns None
+/// with a message naming it when missing, unless TELLTALE_REQUIRE_TOOLS=1 (set by the test
+/// command after installing), where a missing tool fails the test.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("TELLTALE_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{name} is required but not installed (apt-get install prometheus prometheus-node-exporter)");
+        }
+        eprintln!("SKIPPED: {name} is not installed; install it to run this test (apt-get install prometheus)");
+    }
+    found
+}
+
+/// A free TCP port on loopback (for peers that cannot report an ephemeral one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The value of the first sample line starting with `series ` in a text exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Families (distinct `# TYPE` names) in a text exposition.
+pub fn families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
