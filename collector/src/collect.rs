@@ -206,5 +206,9 @@ impl Collector {
             .cgroups
             .set(self.cgroups.as_ref().map_or(0, |c| c.len()) as i64);
         self.metrics.kept_files.set(FdBudget::kept() as i64);
+        let reads = crate::read::reads_total();
+        self.metrics
+            .file_reads
+            .inc_by(reads.saturating_sub(self.metrics.file_reads.get()));
     }
 }

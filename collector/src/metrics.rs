@@ -18,6 +18,8 @@ pub const CGROUPS: &str = "telltale_collector_cgroups";
 pub const EXPOSITION_BYTES: &str = "telltale_collector_exposition_bytes";
 /// File handles kept open between cycles.
 pub const KEPT_FILES: &str = "telltale_collector_kept_files";
+/// Reads of procfs and cgroup files.
+pub const FILE_READS: &str = "telltale_collector_file_reads_total";
 
 /// Every error source, pre-registered at 0 so that rate() works from the first failure.
 pub const SOURCES: &[&str] = &[
@@ -51,6 +53,8 @@ pub struct Metrics {
     pub exposition_bytes: IntGauge,
     /// Kept file handles.
     pub kept_files: IntGauge,
+    /// File reads (read system calls).
+    pub file_reads: IntCounter,
 }
 
 impl Metrics {
@@ -86,6 +90,10 @@ impl Metrics {
                 "Size of the latest exposition in bytes.",
             )?,
             kept_files: IntGauge::new(KEPT_FILES, "File handles kept open between cycles.")?,
+            file_reads: IntCounter::new(
+                FILE_READS,
+                "Reads (read system calls) of procfs and cgroup files.",
+            )?,
         };
         registry.register(Box::new(m.cycle_duration.clone()))?;
         registry.register(Box::new(m.cycles.clone()))?;
@@ -94,6 +102,7 @@ impl Metrics {
         registry.register(Box::new(m.cgroups.clone()))?;
         registry.register(Box::new(m.exposition_bytes.clone()))?;
         registry.register(Box::new(m.kept_files.clone()))?;
+        registry.register(Box::new(m.file_reads.clone()))?;
         for s in SOURCES {
             m.errors.with_label_values(&[*s]);
         }

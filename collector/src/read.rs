@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// How a file's contents arrive from the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +45,12 @@ const PAGE: usize = 4096;
 pub struct FdBudget;
 
 static KEPT: AtomicUsize = AtomicUsize::new(0);
+static READS: AtomicU64 = AtomicU64::new(0);
+
+/// `read` system calls made by this process's collectors so far.
+pub fn reads_total() -> u64 {
+    READS.load(Ordering::Relaxed)
+}
 static LIMIT: AtomicUsize = AtomicUsize::new(0);
 
 impl FdBudget {
@@ -150,6 +156,7 @@ impl ReadBuf {
             if filled == self.data.len() {
                 self.data.resize(self.data.len() * 2, 0);
             }
+            READS.fetch_add(1, Ordering::Relaxed);
             let n = file.read_at(&mut self.data[filled..], filled as u64)?;
             filled += n;
             let more = filled == self.data.len()
@@ -228,6 +235,7 @@ pub fn scan_keys(buf: &[u8], want: &mut [(&[u8], Option<u64>)]) -> bool {
     for (_, v) in want.iter_mut() {
         *v = None;
     }
+    let mut missing = want.len();
     for line in lines(buf) {
         let Some((k, v)) = key_value(line) else {
             continue;
@@ -236,6 +244,10 @@ pub fn scan_keys(buf: &[u8], want: &mut [(&[u8], Option<u64>)]) -> bool {
             match parse_u64(v) {
                 Some(n) => slot.1 = Some(n),
                 None => return false,
+            }
+            missing -= 1;
+            if missing == 0 {
+                break; // the rest of the file holds nothing we read
             }
         }
     }

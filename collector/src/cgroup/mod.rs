@@ -1,9 +1,11 @@
 //! Container metrics from cgroups, under cAdvisor's names: cgroup v1, hybrid (v1 controllers
 //! beside a unified mount; the v1 controllers are read, as cAdvisor does) and pure v2.
 //!
-//! Discovery walks one hierarchy each cycle with `getdents` into a stack buffer (no
-//! allocation for cgroups already known) and stops at container cgroups: containers are
-//! leaves. A cgroup's identity, labels, enabled controllers and start time are worked out
+//! Discovery walks one hierarchy with `getdents` into a stack buffer (no allocation for
+//! cgroups already known) and stops at container cgroups: containers are leaves. Every
+//! directory walked carries an inotify watch, so the walk is repeated only in cycles after a
+//! cgroup was created or removed (and every [`REWALK_EVERY`] cycles as a safety net); a
+//! quiet cycle costs one non-blocking read of the inotify descriptor. A cgroup's identity, labels, enabled controllers and start time are worked out
 //! once, when it first appears; each cycle then costs one kept-handle `pread` per file.
 //! Cgroups that disappear are dropped with their series. The hierarchy root itself is not
 //! exported: the node families describe the whole machine.
@@ -14,6 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
 
+use rustix::fd::OwnedFd;
+use rustix::fs::inotify;
 use rustix::fs::{FileType, Mode, OFlags, RawDir};
 use telltale_model::{LabelSet, MetricKind, Sink};
 
@@ -341,8 +345,69 @@ struct PodNet {
     seen: u64,
 }
 
+/// Cycles between walks of an unchanged hierarchy: inotify tells of every change, but a
+/// lost watch (the kernel's per-user watch limit) must not hide a cgroup for long.
+pub const REWALK_EVERY: u64 = 20;
+
+/// Says whether the hierarchy may have changed since the last walk.
+struct Watcher {
+    /// None when inotify is not available: every cycle walks.
+    fd: Option<OwnedFd>,
+    /// The last walk's cycle.
+    walked_at: u64,
+}
+
+impl Watcher {
+    fn new() -> Self {
+        let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+            .map_err(|e| tracing::warn!(error = %e, "no inotify: cgroups are listed every cycle"))
+            .ok();
+        Watcher { fd, walked_at: 0 }
+    }
+
+    /// Watches `dir` for cgroups created or removed in it. Called before listing it, so a
+    /// cgroup created in between is either listed or announced.
+    fn watch(&mut self, dir: &Path) {
+        let Some(fd) = &self.fd else { return };
+        let mask = inotify::WatchFlags::CREATE
+            | inotify::WatchFlags::DELETE
+            | inotify::WatchFlags::MOVED_FROM
+            | inotify::WatchFlags::MOVED_TO
+            | inotify::WatchFlags::DELETE_SELF
+            | inotify::WatchFlags::ONLYDIR;
+        if let Err(e) = inotify::add_watch(fd, dir, mask) {
+            if e != rustix::io::Errno::NOENT {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch cgroups (fs.inotify.max_user_watches?): listing them every cycle");
+                self.fd = None;
+            }
+        }
+    }
+
+    /// Drains pending events; true if a directory came or went (or events were lost).
+    fn changed(&mut self) -> bool {
+        let Some(fd) = &self.fd else { return true };
+        let mut space = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut events = inotify::Reader::new(fd, &mut space);
+        let mut changed = false;
+        loop {
+            match events.next() {
+                Ok(ev) => {
+                    let f = ev.events();
+                    changed |= f.contains(inotify::ReadFlags::ISDIR)
+                        || f.intersects(
+                            inotify::ReadFlags::QUEUE_OVERFLOW | inotify::ReadFlags::DELETE_SELF,
+                        );
+                }
+                Err(rustix::io::Errno::AGAIN) => return changed,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
 /// Reads every cgroup of the node and exports the container families.
 pub struct CgroupSource {
+    watcher: Watcher,
     layout: Layout,
     proc_root: PathBuf,
     cluster: String,
@@ -357,6 +422,7 @@ impl CgroupSource {
     /// `<proc_root>/<pid>/net/dev`.
     pub fn new(layout: Layout, proc_root: &Path, cluster: &str, node: &str) -> Self {
         CgroupSource {
+            watcher: Watcher::new(),
             layout,
             proc_root: proc_root.to_owned(),
             cluster: cluster.to_owned(),
@@ -403,6 +469,12 @@ impl CgroupSource {
     }
 
     fn discover(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors) {
+        let due = self.cycle.saturating_sub(self.watcher.walked_at) >= REWALK_EVERY;
+        let changed = self.watcher.changed();
+        if self.watcher.walked_at != 0 && !changed && !due {
+            return; // nothing came or went since the last walk
+        }
+        self.watcher.walked_at = self.cycle;
         let Some(root) = self.layout.discovery_root().map(Path::to_owned) else {
             return;
         };
@@ -424,6 +496,7 @@ impl CgroupSource {
         buf: &mut ReadBuf,
     ) -> rustix::io::Result<()> {
         const MAX_DEPTH: usize = 16;
+        self.watcher.watch(path);
         let fd = match rustix::fs::open(
             &*path,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,

@@ -631,3 +631,43 @@ fn populate_builds_the_benchmark_node() {
     // 25 containers + 11 pods + 3 QoS levels + system.slice and its 5 services
     assert_eq!(src.len(), 25 + 11 + 3 + 6);
 }
+
+#[test]
+fn the_hierarchy_is_walked_again_only_after_a_change() {
+    let t = tree(Version::V2, Driver::Systemd, Runtime::Containerd);
+    let (mut src, mut buf, mut errors) = source(&t.node);
+    for _ in 0..3 {
+        src.read(&mut buf, &mut errors, false);
+    }
+    assert_eq!(src.watcher.walked_at, 1, "quiet cycles must not walk");
+    let (qos, uid, _) = &t.pods[1];
+    let new = t
+        .node
+        .container_rel(*qos, uid, Runtime::Containerd, &container_id(42));
+    t.node.write_cgroup(&new, &Usage::sample(42)).unwrap();
+    src.read(&mut buf, &mut errors, false);
+    assert_eq!(src.watcher.walked_at, 4, "a new cgroup triggers a walk");
+    assert!(emit(&src).contains(&format!("id=\"{new}\"")));
+    src.read(&mut buf, &mut errors, false);
+    assert_eq!(src.watcher.walked_at, 4);
+    t.node.remove_cgroup(&new).unwrap();
+    src.read(&mut buf, &mut errors, false);
+    assert!(
+        !emit(&src).contains(&format!("id=\"{new}\"")),
+        "a removed cgroup goes at once"
+    );
+    // Without inotify every cycle walks, so nothing is missed either.
+    src.watcher.fd = None;
+    let again = t
+        .node
+        .container_rel(*qos, uid, Runtime::Containerd, &container_id(43));
+    t.node.write_cgroup(&again, &Usage::sample(43)).unwrap();
+    src.read(&mut buf, &mut errors, false);
+    assert!(emit(&src).contains(&format!("id=\"{again}\"")));
+    // And the safety net: an unchanged hierarchy is walked every REWALK_EVERY cycles.
+    let (mut src, mut buf, mut errors) = source(&t.node);
+    for _ in 0..=REWALK_EVERY {
+        src.read(&mut buf, &mut errors, false);
+    }
+    assert_eq!(src.watcher.walked_at, 1 + REWALK_EVERY);
+}
