@@ -49,6 +49,10 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
+    /// A collection cycle panicked (a bug): the collector stops rather than serve a
+    /// snapshot that no longer changes.
+    #[error("collection cycle failed: {0}")]
+    Cycle(String),
 }
 
 /// Collects one snapshot and returns its text (`--once`).
@@ -79,11 +83,12 @@ pub async fn run(
     let server = axum::serve(listener, server::router(rx))
         .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
-    collect_loop(collector, opts.interval, tx, cancel).await;
-    server
+    let collected = collect_loop(collector, opts.interval, tx, cancel).await;
+    let served = server
         .await
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?
-        .map_err(Error::Serve)
+        .map_err(Error::Serve);
+    collected.and(served)
 }
 
 async fn collect_loop(
@@ -91,7 +96,7 @@ async fn collect_loop(
     interval: Duration,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
     cancel: CancellationToken,
-) {
+) -> Result<(), Error> {
     loop {
         let now = SystemTime::now();
         let cycle = tokio::task::spawn_blocking(move || {
@@ -107,14 +112,14 @@ async fn collect_loop(
                 // A panic in a source is a bug; stop rather than serve a frozen snapshot.
                 tracing::error!(error = %e, "collection cycle panicked; stopping");
                 cancel.cancel();
-                return;
+                return Err(Error::Cycle(e.to_string()));
             }
         };
         tx.send_replace(Some(Arc::new(snap)));
         let wait = until_next_boundary(SystemTime::now(), interval);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => return Ok(()),
         }
     }
 }

@@ -480,8 +480,9 @@ impl CgroupSource {
         };
         let mut path = root;
         let mut rel = String::with_capacity(256);
-        if let Err(e) = self.walk(&mut path, &mut rel, 0, buf) {
+        if let Err(e) = self.walk(&mut path, &mut rel, 0, buf, errors) {
             errors.record("cgroup_discovery", format_args!("{}: {e}", path.display()));
+            self.watcher.walked_at = 0; // try again next cycle
             return; // keep what we knew rather than dropping every series
         }
         let cycle = self.cycle;
@@ -494,6 +495,7 @@ impl CgroupSource {
         rel: &mut String,
         depth: usize,
         buf: &mut ReadBuf,
+        errors: &mut CycleErrors,
     ) -> rustix::io::Result<()> {
         const MAX_DEPTH: usize = 16;
         self.watcher.watch(path);
@@ -503,9 +505,14 @@ impl CgroupSource {
             Mode::empty(),
         ) {
             Ok(fd) => fd,
+            Err(e) if depth == 0 => return Err(e),
             // A cgroup removed while we walk: it is simply gone.
-            Err(e) if depth > 0 && e == rustix::io::Errno::NOENT => return Ok(()),
-            Err(e) => return Err(e),
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            // Any other failure below the root costs that subtree only.
+            Err(e) => {
+                errors.record("cgroup_discovery", format_args!("{}: {e}", path.display()));
+                return Ok(());
+            }
         };
         let mut space = [MaybeUninit::<u8>::uninit(); 4096];
         let mut dir = RawDir::new(&fd, &mut space);
@@ -537,7 +544,7 @@ impl CgroupSource {
             path.push(name);
             let descend = self.visit(rel, path, buf);
             if descend && depth < MAX_DEPTH {
-                self.walk(path, rel, depth + 1, buf)?;
+                self.walk(path, rel, depth + 1, buf, errors)?;
             }
             path.pop();
             rel.truncate(rel_len);
