@@ -27,21 +27,24 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// (user, system) CPU of the calling thread, from /proc/thread-self/stat (10 ms ticks).
-fn thread_user_system() -> (Duration, Duration) {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+/// (user, system) CPU from a /proc `stat` file (10 ms ticks).
+fn stat_cpu(path: &str) -> (Duration, Duration) {
+    let stat = std::fs::read_to_string(path).expect("stat");
     let after = &stat[stat.rfind(')').expect("comm") + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
     let tick = |i: usize| Duration::from_millis(f[i].parse::<u64>().expect("ticks") * 10);
     (tick(11), tick(12))
 }
 
+/// (user, system) CPU of the calling thread.
+fn thread_user_system() -> (Duration, Duration) {
+    stat_cpu("/proc/thread-self/stat")
+}
+
+/// User plus system CPU of process `pid`.
 fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * 10)
+    let (user, system) = stat_cpu(&format!("/proc/{pid}/stat"));
+    user + system
 }
 
 fn rss_kib(pid: u32) -> u64 {

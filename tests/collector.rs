@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{eventually, families, get, sample, spawn, telltale, tool};
+use common::{eventually, families, get, run_ok, sample, spawn, telltale, tool};
 use telltale_collector::fixture::{self, Driver, Node, Runtime, Usage, Version};
 
 fn fixture_node(version: Version) -> (tempfile::TempDir, Node, Vec<String>) {
@@ -37,16 +37,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn once_on_this_machine_passes_promtool() {
-    let out = telltale()
-        .args(["collector", "--once", "--no-kube"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = run_ok(telltale().args(["collector", "--once", "--no-kube"]));
     let fams = families(&text);
     let ours: Vec<&String> = fams
         .iter()
@@ -101,17 +92,11 @@ fn once_on_fixture_nodes_exports_every_container_family() {
     for version in [Version::V1, Version::Hybrid, Version::V2] {
         let (_d, node, rels) = fixture_node(version);
         let args = fixture_args(&node);
-        let out = telltale()
-            .args(["collector", "--once", "--cluster", "prod"])
-            .args(strs(&args))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let text = run_ok(
+            telltale()
+                .args(["collector", "--once", "--cluster", "prod"])
+                .args(strs(&args)),
         );
-        let text = String::from_utf8(out.stdout).unwrap();
         let fams = families(&text);
         for f in [
             "container_cpu_usage_seconds_total",
@@ -342,19 +327,13 @@ fn flags_beat_env_beat_file_beat_defaults() {
     std::fs::write(&cfg, "cluster: from-file\nnode-name: file-node\n").unwrap();
     let cfg = cfg.display().to_string();
     let run = |extra: &[&str], env: &[(&str, &str)]| -> String {
-        let out = telltale()
-            .args(["collector", "--once", "--config", &cfg])
-            .args(strs(&args))
-            .args(extra)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let text = run_ok(
+            telltale()
+                .args(["collector", "--once", "--config", &cfg])
+                .args(strs(&args))
+                .args(extra)
+                .envs(env.iter().copied()),
         );
-        let text = String::from_utf8(out.stdout).unwrap();
         text.lines()
             .find(|l| l.starts_with("node_load1{"))
             .unwrap()
@@ -369,22 +348,18 @@ fn flags_beat_env_beat_file_beat_defaults() {
     )
     .contains(r#"cluster="from-flag""#));
     // Without a file: $NODE_NAME is the default node name.
-    let out = telltale()
-        .args(["collector", "--once"])
-        .args(strs(&args))
-        .env("NODE_NAME", "downward")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8(out.stdout)
-        .unwrap()
-        .contains(r#"cluster="default",node="downward""#));
+    let text = run_ok(
+        telltale()
+            .args(["collector", "--once"])
+            .args(strs(&args))
+            .env("NODE_NAME", "downward"),
+    );
+    assert!(text.contains(r#"cluster="default",node="downward""#));
 }
 
 #[test]
 fn help_documents_every_flag_with_its_default() {
-    let out = telltale().args(["collector", "--help"]).output().unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = run_ok(telltale().args(["collector", "--help"]));
     for flag in [
         "--listen",
         "--once",

@@ -111,6 +111,7 @@ struct Stat {
 #[derive(Debug, Default)]
 struct MemEntry {
     family: String,
+    help: String,
     key: String,
     value: f64,
 }
@@ -398,11 +399,7 @@ impl NodeSource {
             sink.sample(labels, &[], st.cpus.len() as f64);
         }
         for m in &self.meminfo {
-            sink.family(
-                &m.family,
-                "Memory information field from /proc/meminfo.",
-                Gauge,
-            );
+            sink.family(&m.family, &m.help, Gauge);
             sink.sample(labels, &[], m.value);
         }
         if let Some(total) = self.meminfo.iter().find(|m| m.key == "MemTotal") {
@@ -681,6 +678,10 @@ fn parse_meminfo(buf: &[u8], out: &mut Vec<MemEntry>) -> bool {
         if e.key != key {
             e.key = key.to_owned();
             e.family = meminfo_family(key, kb);
+            e.help = format!(
+                "Memory information field {key} from /proc/meminfo{}.",
+                if kb { ", in bytes" } else { "" }
+            );
         }
         e.value = if kb { v as f64 * 1024.0 } else { v as f64 };
         n += 1;

@@ -22,6 +22,17 @@ pub fn telltale() -> Command {
     c
 }
 
+/// Runs `cmd` to completion, asserts it succeeded, and returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run telltale");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
 /// A child process killed when dropped.
 pub struct Running {
     pub child: Child,

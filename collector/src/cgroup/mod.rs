@@ -336,6 +336,17 @@ struct Cgroup {
     reads: u64,
 }
 
+impl Cgroup {
+    /// Starts this cycle's read: forgets last cycle's values (spec values are kept between
+    /// spec reads) and says whether the spec files are due.
+    fn begin_read(&mut self) -> bool {
+        let spec_due = self.reads.is_multiple_of(SPEC_EVERY);
+        self.reads += 1;
+        self.stats.clear(spec_due);
+        spec_due
+    }
+}
+
 #[derive(Default)]
 struct PodNet {
     pid: u32,
@@ -1029,8 +1040,7 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
     else {
         return;
     };
-    let spec_due = cg.reads.is_multiple_of(SPEC_EVERY);
-    cg.reads += 1;
+    let spec_due = cg.begin_read();
     let Cgroup {
         rel,
         ctrl,
@@ -1038,7 +1048,6 @@ fn read_v1(layout: &Layout, cg: &mut Cgroup, buf: &mut ReadBuf, errors: &mut Cyc
         stats: s,
         ..
     } = cg;
-    s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
     let mut r = Reader { buf, errors };
@@ -1189,8 +1198,7 @@ fn read_v2(
     errors: &mut CycleErrors,
     node_has_swap: bool,
 ) {
-    let spec_due = cg.reads.is_multiple_of(SPEC_EVERY);
-    cg.reads += 1;
+    let spec_due = cg.begin_read();
     let Cgroup {
         rel,
         ctrl,
@@ -1198,7 +1206,6 @@ fn read_v2(
         stats: s,
         ..
     } = cg;
-    s.clear(spec_due);
     let ctrl = *ctrl;
     let rel = rel.as_str();
     let mut r = Reader { buf, errors };
