@@ -72,6 +72,27 @@ fn fixture_dir() -> tempfile::TempDir {
     }
 }
 
+/// The benchmark node: 110 pods, 250 containers, on tmpfs where there is one.
+fn bench_node(version: Version) -> (tempfile::TempDir, fixture::Node) {
+    let dir = fixture_dir();
+    let node = fixture::Node::new(dir.path(), version, Driver::Systemd).expect("fixture");
+    fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).expect("populate");
+    (dir, node)
+}
+
+/// `--proc-root`, `--sys-root` and `--rootfs` flags pointing at `node`.
+fn root_flags(node: &fixture::Node) -> Vec<String> {
+    let path = |p: std::path::PathBuf| p.to_str().expect("utf-8 path").to_owned();
+    vec![
+        "--proc-root".into(),
+        path(node.proc_root()),
+        "--sys-root".into(),
+        path(node.sys_root()),
+        "--rootfs".into(),
+        path(node.rootfs()),
+    ]
+}
+
 fn options(node: &fixture::Node) -> Options {
     Options {
         cluster: "bench".into(),
@@ -84,9 +105,7 @@ fn options(node: &fixture::Node) -> Options {
 }
 
 fn cycle_cpu(version: Version) {
-    let dir = fixture_dir();
-    let node = fixture::Node::new(dir.path(), version, Driver::Systemd).expect("fixture");
-    fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).expect("populate");
+    let (_dir, node) = bench_node(version);
     let mut c = Collector::new(&options(&node), prometheus::Registry::new()).expect("collector");
     for _ in 0..5 {
         c.collect(SystemTime::now());
@@ -222,21 +241,11 @@ fn spawn_collector(args: &[&str], port: u16) -> Proc {
 }
 
 fn rss_after_100_cycles() {
-    let dir = fixture_dir();
-    let node = fixture::Node::new(dir.path(), Version::V2, Driver::Systemd).expect("fixture");
-    fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).expect("populate");
+    let (_dir, node) = bench_node(Version::V2);
     let port = free_port();
-    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
-    let args = [
-        "--interval",
-        "100ms",
-        "--proc-root",
-        p.to_str().unwrap(),
-        "--sys-root",
-        s.to_str().unwrap(),
-        "--rootfs",
-        r.to_str().unwrap(),
-    ];
+    let flags = root_flags(&node);
+    let mut args = vec!["--interval", "100ms"];
+    args.extend(flags.iter().map(String::as_str));
     let c = spawn_collector(&args, port);
     let url = format!("http://127.0.0.1:{port}/metrics");
     wait_ready(&url);
@@ -295,18 +304,9 @@ fn versus_node_exporter() {
     // Ours collects on its own interval; at an interval equal to the scrape spacing every
     // scrape pays for one collection, as node_exporter's does. First on this machine, then on
     // the 110-pod / 250-container fixture node.
-    let dir = fixture_dir();
-    let node = fixture::Node::new(dir.path(), Version::V2, Driver::Systemd).expect("fixture");
-    fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).expect("populate");
-    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
-    let on_fixture = [
-        "--proc-root",
-        p.to_str().unwrap(),
-        "--sys-root",
-        s.to_str().unwrap(),
-        "--rootfs",
-        r.to_str().unwrap(),
-    ];
+    let (_dir, node) = bench_node(Version::V2);
+    let flags = root_flags(&node);
+    let on_fixture: Vec<&str> = flags.iter().map(String::as_str).collect();
     for (what, extra) in [
         ("this machine", &[][..]),
         ("fixture node, 250 containers", &on_fixture[..]),
