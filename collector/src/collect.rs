@@ -109,11 +109,6 @@ impl Collector {
         })
     }
 
-    /// The cgroup layout being read, if any.
-    pub fn cgroup_layout(&self) -> Option<&Layout> {
-        self.cgroups.as_ref().map(CgroupSource::layout)
-    }
-
     /// Errors recorded by the last `read`.
     pub fn last_errors(&self) -> &CycleErrors {
         &self.errors

@@ -207,11 +207,6 @@ impl NodeSource {
             .is_none_or(|m| m.value > 0.0)
     }
 
-    /// The number of logical CPUs in the last /proc/stat read.
-    pub fn cpu_count(&self) -> Option<usize> {
-        self.stat.as_ref().map(|s| s.cpus.len())
-    }
-
     /// Reads every node file once.
     pub fn read(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors) {
         let root = &self.proc_root;
