@@ -101,6 +101,8 @@ fn options(node: &fixture::Node) -> Options {
         sys_root: node.sys_root(),
         rootfs: node.rootfs(),
         interval: Duration::from_secs(15),
+        no_kube: true,
+        kubeconfig: None,
     }
 }
 

@@ -101,10 +101,14 @@ pub struct CollectorArgs {
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 
-    /// Run without Kubernetes: node and raw cgroup metrics only. (Kubernetes integration is
-    /// not built yet, so this is currently how the collector always runs.)
+    /// Run without Kubernetes: node and raw cgroup metrics only, no pod names.
     #[arg(long, env = "TELLTALE_NO_KUBE")]
     pub no_kube: bool,
+
+    /// Kubeconfig for the API server. [default: $KUBECONFIG, ~/.kube/config, or the
+    /// in-cluster service account]
+    #[arg(long, env = "TELLTALE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Default for CollectorArgs {
@@ -132,8 +136,6 @@ pub struct CollectorConfig {
     pub listen: SocketAddr,
     /// `--once`.
     pub once: bool,
-    /// `--no-kube`.
-    pub no_kube: bool,
     opts: telltale_collector::Options,
 }
 
@@ -182,7 +184,10 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
             }
         };
     }
-    let a = pick!(listen, once, node_name, cluster, proc_root, sys_root, rootfs, interval, no_kube);
+    let a = pick!(
+        listen, once, node_name, cluster, proc_root, sys_root, rootfs, interval, no_kube,
+        kubeconfig
+    );
     let node_name = match a.node_name.filter(|n| !n.is_empty()) {
         Some(n) => n,
         None => match std::env::var("NODE_NAME") {
@@ -217,7 +222,6 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
     Ok(CollectorConfig {
         listen: a.listen,
         once: a.once,
-        no_kube: a.no_kube,
         opts: telltale_collector::Options {
             cluster: a.cluster,
             node_name,
@@ -225,6 +229,8 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
             sys_root: a.sys_root,
             rootfs: a.rootfs,
             interval: a.interval,
+            no_kube: a.no_kube,
+            kubeconfig: a.kubeconfig,
         },
     })
 }

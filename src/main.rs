@@ -74,24 +74,20 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
         Command::Collector(args) => {
             let cfg = config::collector(args, &sub).map_err(Failure::Usage)?;
             let opts = cfg.options();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Runtime(e.into()))?;
             if cfg.once {
-                let snap =
-                    telltale_collector::once(&opts).map_err(|e| Failure::Runtime(e.into()))?;
+                let snap = rt
+                    .block_on(telltale_collector::once(&opts))
+                    .map_err(|e| Failure::Runtime(e.into()))?;
                 use std::io::Write as _;
                 std::io::stdout()
                     .write_all(&snap.text)
                     .map_err(|e| Failure::Runtime(e.into()))?;
                 return Ok(());
             }
-            if !cfg.no_kube {
-                tracing::warn!(
-                    "Kubernetes integration is not built yet: running as with --no-kube (cgroup ids, no pod names)"
-                );
-            }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::Runtime(e.into()))?;
             rt.block_on(async {
                 let cancel = CancellationToken::new();
                 tokio::spawn(stop_on_signal(cancel.clone()));
@@ -122,7 +118,10 @@ async fn stop_on_signal(cancel: CancellationToken) {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TELLTALE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // kube-client logs every failed request at ERROR; the collector reports Kubernetes
+    // health itself, once per change, so the client's own lines are off unless asked for.
+    let filter = EnvFilter::try_from_env("TELLTALE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_client=off,kube_runtime=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

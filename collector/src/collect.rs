@@ -13,6 +13,7 @@ use crate::cgroup::{CgroupSource, Layout};
 use crate::errors::CycleErrors;
 use crate::metrics::Metrics;
 use crate::node::NodeSource;
+use crate::pods::Kube;
 use crate::read::{FdBudget, ReadBuf};
 
 /// What the collector reads and how it labels it.
@@ -30,6 +31,11 @@ pub struct Options {
     pub rootfs: PathBuf,
     /// Collection interval; sample timestamps are aligned to it.
     pub interval: Duration,
+    /// Run without Kubernetes (no names on cgroup series).
+    pub no_kube: bool,
+    /// Kubeconfig file; without it the configuration is inferred ($KUBECONFIG,
+    /// ~/.kube/config, in-cluster).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Errors setting the collector up.
@@ -68,6 +74,8 @@ pub struct Collector {
     metrics: Metrics,
     registry: Registry,
     last_len: usize,
+    kube: Option<Kube>,
+    names_generation: u64,
 }
 
 impl Collector {
@@ -106,7 +114,15 @@ impl Collector {
             metrics: Metrics::new(&registry)?,
             registry,
             last_len: 64 * 1024,
+            kube: None,
+            names_generation: 0,
         })
+    }
+
+    /// Names cgroup series after this node's pods as `kube` learns them.
+    pub fn set_kube(&mut self, kube: Kube) {
+        self.kube = Some(kube);
+        self.names_generation = u64::MAX;
     }
 
     /// Errors recorded by the last `read`.
@@ -119,6 +135,13 @@ impl Collector {
         self.errors.clear();
         self.node.read(&mut self.buf, &mut self.errors);
         if let Some(cg) = &mut self.cgroups {
+            if let Some(kube) = &self.kube {
+                let generation = kube.generation();
+                if generation != self.names_generation {
+                    cg.set_names(kube.names());
+                    self.names_generation = generation;
+                }
+            }
             cg.read(&mut self.buf, &mut self.errors, self.node.has_swap());
         }
     }

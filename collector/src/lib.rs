@@ -17,6 +17,7 @@ pub mod errors;
 pub mod fixture;
 pub mod metrics;
 pub mod node;
+pub mod pods;
 pub mod read;
 pub mod server;
 
@@ -55,10 +56,34 @@ pub enum Error {
     Cycle(String),
 }
 
-/// Collects one snapshot and returns its text (`--once`).
-pub fn once(opts: &Options) -> Result<Snapshot, Error> {
+/// Collects one snapshot (`--once`). With Kubernetes, waits up to 10 s for the first list
+/// of this node's pods so that series carry their names.
+pub async fn once(opts: &Options) -> Result<Snapshot, Error> {
     let mut c = Collector::new(opts, Registry::new())?;
-    Ok(c.collect(SystemTime::now()))
+    let cancel = CancellationToken::new();
+    if let Some(kube) = start_kube(opts, &cancel).await {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while kube.is_watching() && kube.generation() == 0 && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c.set_kube(kube);
+    }
+    let snap = c.collect(SystemTime::now());
+    cancel.cancel();
+    Ok(snap)
+}
+
+/// Starts watching this node's pods unless `--no-kube`; a configuration that cannot be
+/// loaded leaves a view that says why it is degraded.
+async fn start_kube(opts: &Options, cancel: &CancellationToken) -> Option<pods::Kube> {
+    if opts.no_kube {
+        return None;
+    }
+    Some(match pods::client(opts.kubeconfig.as_deref()).await {
+        Ok(client) => pods::watch_node_pods(client, &opts.node_name, cancel.clone()),
+        Err(e) => pods::Kube::unavailable(e.to_string()),
+    })
 }
 
 /// Runs the collector until `cancel`: a collection at start, then one at every interval
@@ -69,7 +94,11 @@ pub async fn run(
     cancel: CancellationToken,
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
-    let collector = Collector::new(&opts, Registry::new())?;
+    let mut collector = Collector::new(&opts, Registry::new())?;
+    let kube = start_kube(&opts, &cancel).await;
+    if let Some(k) = &kube {
+        collector.set_kube(k.clone());
+    }
     let (tx, rx) = watch::channel(None);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -80,8 +109,11 @@ pub async fn run(
     let bound = listener.local_addr().map_err(Error::Serve)?;
     info!(addr = %bound, interval = ?opts.interval, "collector serving /metrics");
     on_listen(bound);
-    let server = axum::serve(listener, server::router(rx))
-        .with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let server = axum::serve(
+        listener,
+        server::router(server::Status { latest: rx, kube }),
+    )
+    .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
     let collected = collect_loop(collector, opts.interval, tx, cancel).await;
     let served = server

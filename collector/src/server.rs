@@ -1,6 +1,7 @@
 //! The collector's HTTP surface: `/metrics` serves the latest snapshot as it is (a scrape
 //! never triggers a collection), `/healthz` says the process is alive, `/readyz` says
-//! whether a first collection has finished.
+//! whether a first collection has finished and whether Kubernetes names are available
+//! ("degraded: kubernetes"; still 200, since collection works without them).
 
 use std::sync::Arc;
 
@@ -12,21 +13,31 @@ use axum::Router;
 use tokio::sync::watch;
 
 use crate::collect::Snapshot;
+use crate::pods::Kube;
 
 /// The latest snapshot, shared by the collection loop (sender) and every reader.
 pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
 
+/// What the endpoints report on.
+#[derive(Clone)]
+pub struct Status {
+    /// The latest snapshot.
+    pub latest: Latest,
+    /// The Kubernetes view, unless `--no-kube`.
+    pub kube: Option<Kube>,
+}
+
 /// The collector's routes.
-pub fn router(latest: Latest) -> Router {
+pub fn router(status: Status) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(latest)
+        .with_state(status)
 }
 
-async fn metrics(State(latest): State<Latest>) -> Response {
-    let snap = latest.borrow().clone();
+async fn metrics(State(status): State<Status>) -> Response {
+    let snap = status.latest.borrow().clone();
     match snap {
         Some(s) => (
             [(header::CONTENT_TYPE, telltale_model::text::CONTENT_TYPE)],
@@ -41,9 +52,16 @@ async fn metrics(State(latest): State<Latest>) -> Response {
     }
 }
 
-async fn readyz(State(latest): State<Latest>) -> Response {
-    if latest.borrow().is_some() {
-        (StatusCode::OK, "ready\n").into_response()
+async fn readyz(State(status): State<Status>) -> Response {
+    if status.latest.borrow().is_some() {
+        match status.kube.as_ref().and_then(Kube::degraded) {
+            Some(why) => (
+                StatusCode::OK,
+                format!("ready; degraded: kubernetes: {why}\n"),
+            )
+                .into_response(),
+            None => (StatusCode::OK, "ready\n").into_response(),
+        }
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

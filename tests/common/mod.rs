@@ -1,7 +1,9 @@
-//! Helpers for black-box tests: run the real `telltale` binary, and real peers
+//! Helpers for black-box tests: run the real `telltale` binary, real peers
 //! (Prometheus, promtool) installed by the test command.
 
 #![allow(dead_code)]
+
+pub mod kube_api;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -13,9 +15,9 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub fn telltale() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_telltale"));
-    c.env("TELLTALE_LOG", "info");
+    c.env_remove("TELLTALE_LOG");
     for (k, _) in std::env::vars() {
-        if k.starts_with("TELLTALE_") && k != "TELLTALE_LOG" && k != "TELLTALE_REQUIRE_TOOLS" {
+        if k.starts_with("TELLTALE_") && k != "TELLTALE_REQUIRE_TOOLS" {
             c.env_remove(k);
         }
     }
@@ -38,6 +40,8 @@ pub struct Running {
     pub child: Child,
     pub addr: SocketAddr,
     pub stderr: mpsc::Receiver<String>,
+    /// Log lines read before the address line.
+    pub early: Vec<String>,
 }
 
 impl Drop for Running {
@@ -50,6 +54,13 @@ impl Drop for Running {
 impl Running {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Every log line so far (stderr), from the start.
+    pub fn log(&mut self) -> Vec<String> {
+        let more: Vec<String> = self.stderr.try_iter().collect();
+        self.early.extend(more);
+        self.early.clone()
     }
 }
 
@@ -69,6 +80,7 @@ pub fn spawn(args: &[&str]) -> Running {
         child,
         addr: ([0, 0, 0, 0], 0).into(),
         stderr: rx,
+        early: Vec::new(),
     };
     let stderr = running.child.stderr.take().expect("stderr");
     std::thread::spawn(move || {
@@ -79,26 +91,29 @@ pub fn spawn(args: &[&str]) -> Running {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
     while Instant::now() < deadline {
         if let Ok(line) = running.stderr.recv_timeout(Duration::from_millis(100)) {
-            if let Some(addr) = line
+            let addr = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("addr="))
-            {
+                .map(str::to_owned);
+            running.early.push(line);
+            if let Some(addr) = addr {
                 running.addr = addr.parse().expect("addr");
                 return running;
             }
-            seen.push(line);
         }
         if let Ok(Some(status)) = running.child.try_wait() {
             panic!(
                 "telltale exited with {status} before listening:\n{}",
-                seen.join("\n")
+                running.early.join("\n")
             );
         }
     }
-    panic!("telltale did not log its address:\n{}", seen.join("\n"));
+    panic!(
+        "telltale did not log its address:\n{}",
+        running.early.join("\n")
+    );
 }
 
 /// GET `url`: (status, body); panics if there is no answer.

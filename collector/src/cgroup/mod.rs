@@ -23,6 +23,7 @@ use telltale_model::{LabelSet, MetricKind, Sink};
 
 use crate::errors::CycleErrors;
 use crate::node::{net_family, parse_net_dev, NetDev, NET_COLUMNS, USER_HZ};
+use crate::pods::PodNames;
 use crate::read::{fields, lines, parse_i64, parse_u64, scan_keys, KeptFile, ReadBuf, Shape};
 pub use identity::Identity;
 
@@ -425,6 +426,8 @@ pub struct CgroupSource {
     node: String,
     cgroups: BTreeMap<String, Cgroup>,
     pods: HashMap<String, PodNet>,
+    /// Kubernetes names by pod UID (empty without Kubernetes).
+    names: HashMap<String, PodNames>,
     cycle: u64,
 }
 
@@ -440,6 +443,7 @@ impl CgroupSource {
             node: node.to_owned(),
             cgroups: BTreeMap::new(),
             pods: HashMap::new(),
+            names: HashMap::new(),
             cycle: 0,
         }
     }
@@ -571,20 +575,7 @@ impl CgroupSource {
         }
         let identity = identity::parse(rel);
         let descend = !identity.is_container();
-        let name = match &identity {
-            Identity::Container { container_id, .. } => container_id.as_str(),
-            _ => "",
-        };
-        let labels = LabelSet::new([
-            ("cluster", self.cluster.as_str()),
-            ("container", ""),
-            ("id", rel),
-            ("image", ""),
-            ("name", name),
-            ("namespace", ""),
-            ("node", self.node.as_str()),
-            ("pod", ""),
-        ]);
+        let labels = self.labels_for(rel, &identity);
         let stats = Stats {
             start_time: start_time(path, self.layout.version()),
             ..Default::default()
@@ -601,6 +592,56 @@ impl CgroupSource {
         };
         self.cgroups.insert(cg.rel.clone(), cg);
         descend
+    }
+
+    /// The label set of a cgroup: cAdvisor's labels, with Kubernetes names where known.
+    /// A container cgroup of a known pod whose id is none of the pod's containers, while all
+    /// of them are known, is the pod's sandbox: `container="POD"`, as cAdvisor labels it.
+    fn labels_for(&self, rel: &str, identity: &Identity) -> LabelSet {
+        let (uid, id) = match identity {
+            Identity::Container {
+                pod_uid,
+                container_id,
+            } => (Some(pod_uid), container_id.as_str()),
+            Identity::Pod { pod_uid } => (Some(pod_uid), ""),
+            Identity::Other => (None, ""),
+        };
+        let names = uid.and_then(|u| self.names.get(u.as_str()));
+        let (mut container, mut image) = ("", "");
+        if let (Some(n), Identity::Container { .. }) = (names, identity) {
+            match n.containers.get(id) {
+                Some((c, i)) => (container, image) = (c.as_str(), i.as_str()),
+                None if n.all_ids_known => container = "POD",
+                None => {}
+            }
+        }
+        LabelSet::new([
+            ("cluster", self.cluster.as_str()),
+            ("container", container),
+            ("id", rel),
+            ("image", image),
+            ("name", id),
+            ("namespace", names.map_or("", |n| n.namespace.as_str())),
+            ("node", self.node.as_str()),
+            ("pod", names.map_or("", |n| n.pod.as_str())),
+        ])
+    }
+
+    /// Replaces the Kubernetes names and relabels the cgroups whose names changed.
+    pub fn set_names(&mut self, names: HashMap<String, PodNames>) {
+        self.names = names;
+        let relabels: Vec<(String, LabelSet)> = self
+            .cgroups
+            .values()
+            .filter(|cg| !matches!(cg.identity, Identity::Other))
+            .map(|cg| (cg.rel.clone(), self.labels_for(&cg.rel, &cg.identity)))
+            .filter(|(rel, l)| self.cgroups.get(rel).is_some_and(|cg| &cg.labels != l))
+            .collect();
+        for (rel, labels) in relabels {
+            if let Some(cg) = self.cgroups.get_mut(&rel) {
+                cg.labels = labels;
+            }
+        }
     }
 
     fn read_pod_networks(&mut self, buf: &mut ReadBuf, errors: &mut CycleErrors) {

@@ -1,0 +1,288 @@
+//! Kubernetes: this node's pods, so that cgroups get their namespace, pod, container and
+//! image names.
+//!
+//! A kube-runtime watcher (list, then watch; relist after 410 Gone; backoff after errors)
+//! feeds a reflector store of the pods scheduled here (`fieldSelector=spec.nodeName=<node>`).
+//! Names are keyed by pod UID and container ID, which never change meaning, so while the API
+//! server is unreachable a name can be missing but never wrong. Health changes are logged
+//! once per change ("degraded: kubernetes") and shown on `/readyz`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Errors connecting to the API server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kubeconfig file could not be read or understood.
+    #[error("--kubeconfig {path}: {message}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No configuration: no kubeconfig, not in a cluster.
+    #[error("no Kubernetes configuration found (--kubeconfig, $KUBECONFIG, ~/.kube/config or in-cluster): {0}")]
+    Infer(String),
+    /// The client could not be built from the configuration.
+    #[error("Kubernetes client: {0}")]
+    Client(String),
+}
+
+/// The names of one pod's objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodNames {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Runtime container id (without the `containerd://` scheme) → (container name, image).
+    pub containers: HashMap<String, (String, String)>,
+    /// Every container of the pod (init and ephemeral included) has a running or finished
+    /// instance with a known id, so another container cgroup of this pod is its sandbox.
+    pub all_ids_known: bool,
+}
+
+impl PodNames {
+    /// Names from a pod object; `None` without a UID.
+    pub fn from_pod(pod: &Pod) -> Option<(String, PodNames)> {
+        let uid = pod.metadata.uid.clone()?;
+        let mut names = PodNames {
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            containers: HashMap::new(),
+            all_ids_known: true,
+        };
+        let spec_count = pod.spec.as_ref().map_or(0, |s| {
+            s.containers.len()
+                + s.init_containers.as_ref().map_or(0, Vec::len)
+                + s.ephemeral_containers.as_ref().map_or(0, Vec::len)
+        });
+        let mut with_ids = 0;
+        if let Some(st) = &pod.status {
+            let statuses = st
+                .container_statuses
+                .iter()
+                .chain(&st.init_container_statuses)
+                .chain(&st.ephemeral_container_statuses)
+                .flatten();
+            for cs in statuses {
+                let mut known = false;
+                for id in container_ids(cs) {
+                    known = true;
+                    names
+                        .containers
+                        .insert(id.to_owned(), (cs.name.clone(), cs.image.clone()));
+                }
+                with_ids += usize::from(known);
+            }
+        }
+        names.all_ids_known = spec_count > 0 && with_ids >= spec_count;
+        Some((uid, names))
+    }
+}
+
+/// The current and the previous instance's ids of a container status (a restarted
+/// container's old cgroup may still be there for a moment).
+fn container_ids(cs: &ContainerStatus) -> impl Iterator<Item = &str> {
+    let last = cs
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .and_then(|t| t.container_id.as_deref());
+    cs.container_id
+        .as_deref()
+        .into_iter()
+        .chain(last)
+        .filter_map(strip_scheme)
+}
+
+/// `containerd://abc` → `abc` (also `cri-o://`, `docker://`).
+fn strip_scheme(id: &str) -> Option<&str> {
+    let id = id.split_once("://").map_or(id, |(_, rest)| rest);
+    (!id.is_empty()).then_some(id)
+}
+
+const NOT_YET: &str = "not connected yet";
+
+/// A live view of this node's pods.
+#[derive(Clone)]
+pub struct Kube {
+    store: Store<Pod>,
+    generation: Arc<AtomicU64>,
+    degraded: Arc<Mutex<Option<String>>>,
+    /// False when no client could be built: nothing will ever arrive.
+    watching: bool,
+}
+
+impl Kube {
+    /// Changes whenever the set of pods or their statuses changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether a watcher is running (false when no client could be configured).
+    pub fn is_watching(&self) -> bool {
+        self.watching
+    }
+
+    /// Why names may be missing right now, if they may.
+    pub fn degraded(&self) -> Option<String> {
+        self.degraded
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Names by pod UID for every pod in the store.
+    pub fn names(&self) -> HashMap<String, PodNames> {
+        self.store
+            .state()
+            .iter()
+            .filter_map(|p| PodNames::from_pod(p))
+            .collect()
+    }
+
+    /// A view that is degraded from the start, for when no client could be built.
+    pub fn unavailable(reason: String) -> Kube {
+        let (store, _writer) = reflector::store();
+        warn!(reason = %reason, "degraded: kubernetes");
+        Kube {
+            store,
+            generation: Arc::new(AtomicU64::new(0)),
+            degraded: Arc::new(Mutex::new(Some(reason))),
+            watching: false,
+        }
+    }
+
+    /// Records the state; logs once per change (the state before the first answer,
+    /// "not connected yet", is not announced until it turns out to be a failure).
+    fn set_degraded(&self, reason: Option<String>) {
+        let mut d = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
+        let was_announced = d.as_deref().is_some_and(|r| r != NOT_YET);
+        match (&*d, &reason) {
+            (_, Some(r)) if !was_announced => warn!(reason = %r, "degraded: kubernetes"),
+            (Some(_), None) if was_announced => info!("kubernetes: connected again"),
+            (Some(_), None) => info!("kubernetes: connected"),
+            _ => {}
+        }
+        *d = reason;
+    }
+}
+
+/// Builds a client from `--kubeconfig`, or infers one ($KUBECONFIG, ~/.kube/config,
+/// in-cluster service account).
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let bad = |message: String| Error::Kubeconfig {
+                path: path.display().to_string(),
+                message,
+            };
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| bad(e.to_string()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Infer(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
+}
+
+/// Watches the pods of `node` until `cancel`; the returned view fills as events arrive.
+pub fn watch_node_pods(client: Client, node: &str, cancel: CancellationToken) -> Kube {
+    let (store, writer) = reflector::store();
+    let kube = Kube {
+        store,
+        generation: Arc::new(AtomicU64::new(0)),
+        degraded: Arc::new(Mutex::new(Some(NOT_YET.into()))),
+        watching: true,
+    };
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    let stream = watcher(api, config).default_backoff().reflect(writer);
+    let view = kube.clone();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let event = tokio::select! {
+                e = stream.next() => e,
+                _ = cancel.cancelled() => return,
+            };
+            match event {
+                Some(Ok(watcher::Event::Init)) | Some(Ok(watcher::Event::InitApply(_))) => {}
+                Some(Ok(_)) => {
+                    // Apply, Delete, InitDone: the store changed.
+                    view.generation.fetch_add(1, Ordering::AcqRel);
+                    view.set_degraded(None);
+                }
+                Some(Err(e)) => view.set_degraded(Some(e.to_string())),
+                None => return,
+            }
+        }
+    });
+    kube
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_a_pod() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1"},
+            "spec": {"containers": [{"name": "app"}, {"name": "side"}], "initContainers": [{"name": "init"}]},
+            "status": {
+                "containerStatuses": [
+                    {"name": "app", "image": "nginx:1.25", "imageID": "", "ready": true, "restartCount": 1,
+                     "containerID": "containerd://aaa",
+                     "lastState": {"terminated": {"exitCode": 1, "containerID": "containerd://old"}}},
+                    {"name": "side", "image": "envoy:1", "imageID": "", "ready": true, "restartCount": 0,
+                     "containerID": "cri-o://bbb"}
+                ],
+                "initContainerStatuses": [
+                    {"name": "init", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+                     "containerID": "docker://ccc"}
+                ]
+            }
+        }))
+        .unwrap();
+        let (uid, n) = PodNames::from_pod(&pod).unwrap();
+        assert_eq!(uid, "u-1");
+        assert_eq!((n.namespace.as_str(), n.pod.as_str()), ("shop", "web-1"));
+        assert_eq!(
+            n.containers.get("aaa"),
+            Some(&("app".into(), "nginx:1.25".into()))
+        );
+        assert_eq!(
+            n.containers.get("old"),
+            Some(&("app".into(), "nginx:1.25".into()))
+        );
+        assert_eq!(n.containers.get("bbb").map(|c| c.0.as_str()), Some("side"));
+        assert_eq!(n.containers.get("ccc").map(|c| c.0.as_str()), Some("init"));
+        assert!(n.all_ids_known);
+        let mut waiting = pod.clone();
+        waiting
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[1]
+            .container_id = None;
+        assert!(!PodNames::from_pod(&waiting).unwrap().1.all_ids_known);
+    }
+}

@@ -1,0 +1,239 @@
+//! Black-box tests of the collector's Kubernetes names, against a stand-in API server that
+//! speaks the API's list and watch formats (tests/common/kube_api.rs), so the real kube
+//! client runs end to end.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+
+use std::time::Duration;
+
+use common::kube_api::{pod, FakeApi};
+use common::{eventually, get, spawn, Running};
+use telltale_collector::fixture::{self, container_id, pod_uid, Driver, Node, Runtime, Version};
+
+const NODE: &str = "node-1";
+
+/// A fixture node with 4 pods (3, 3, 2 and 2 containers; each pod's first container is its
+/// sandbox), and the API's view of them: pod p is `shop/web-p` with containers `app1`...
+fn cluster() -> (tempfile::TempDir, Node, Vec<serde_json::Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path(), Version::V2, Driver::Systemd).unwrap();
+    fixture::populate(&node, 4, 10, Runtime::Containerd).unwrap();
+    let mut pods = Vec::new();
+    let mut next = 0;
+    for p in 0..4 {
+        let count = if p < 2 { 3 } else { 2 };
+        let ids: Vec<String> = (next..next + count).map(container_id).collect();
+        next += count;
+        let apps: Vec<(String, String, String)> = ids[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                (
+                    format!("app{}", i + 1),
+                    format!("registry.example/app:1.{}", i + 1),
+                    id.clone(),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str, &str)> = apps
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+            .collect();
+        pods.push(pod("shop", &format!("web-{p}"), &pod_uid(p), NODE, &refs));
+    }
+    (dir, node, pods)
+}
+
+fn start(node: &Node, kubeconfig: &std::path::Path) -> Running {
+    let k = kubeconfig.display().to_string();
+    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
+    spawn(&[
+        "collector",
+        "--interval",
+        "200ms",
+        "--node-name",
+        NODE,
+        "--kubeconfig",
+        &k,
+        "--proc-root",
+        p.to_str().unwrap(),
+        "--sys-root",
+        s.to_str().unwrap(),
+        "--rootfs",
+        r.to_str().unwrap(),
+    ])
+}
+
+/// The `container_memory_usage_bytes` line of the cgroup whose `name` (runtime id) is `id`.
+fn usage_line(c: &Running, id: &str) -> Option<String> {
+    let text = get(&c.url("/metrics")).1;
+    let want = format!("name=\"{id}\"");
+    text.lines()
+        .find(|l| l.starts_with("container_memory_usage_bytes{") && l.contains(&want))
+        .map(str::to_owned)
+}
+
+fn wait_for(c: &Running, id: &str, needle: &str) -> Option<String> {
+    eventually(Duration::from_secs(20), || {
+        usage_line(c, id).filter(|l| l.contains(needle))
+    })
+}
+
+#[test]
+fn names_are_joined_onto_cgroup_series() {
+    let (d, node, pods) = cluster();
+    let api = FakeApi::start();
+    api.set_pods(pods);
+    let c = start(&node, &api.kubeconfig(d.path()));
+    let app = wait_for(&c, &container_id(1), "namespace=\"shop\"").expect("names never arrived");
+    assert!(
+        app.contains(r#"container="app1",id="#)
+            && app.contains(r#"image="registry.example/app:1.1""#)
+            && app.contains(r#"pod="web-0""#),
+        "{app}"
+    );
+    let sandbox = usage_line(&c, &container_id(0)).unwrap();
+    assert!(
+        sandbox.contains(r#"container="POD""#) && sandbox.contains(r#"pod="web-0""#),
+        "{sandbox}"
+    );
+    let text = get(&c.url("/metrics")).1;
+    let pod_level = text
+        .lines()
+        .find(|l| {
+            l.starts_with("container_memory_usage_bytes{")
+                && l.contains("name=\"\"")
+                && l.contains("pod=\"web-2\"")
+        })
+        .expect("pod-level series named");
+    assert!(
+        pod_level.contains(r#"container="",id="/kubepods.slice/"#),
+        "{pod_level}"
+    );
+    let net = text.lines().find(|l| {
+        l.starts_with("container_network_receive_bytes_total{") && l.contains("pod=\"web-3\"")
+    });
+    assert!(
+        net.is_some_and(|l| l.contains("namespace=\"shop\"") && l.contains("interface=\"eth0\""))
+    );
+    // The client asked for this node's pods only, then watched from the list's version.
+    let reqs = api.requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("fieldSelector=spec.nodeName=node-1") && !r.contains("watch=")),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("watch=true") && r.contains("resourceVersion=")),
+        "{reqs:?}"
+    );
+    assert_eq!(get(&c.url("/readyz")), (200, "ready\n".into()));
+}
+
+#[test]
+fn watch_events_and_a_410_relist_bring_new_names() {
+    let (d, node, mut pods) = cluster();
+    let api = FakeApi::start();
+    let last = pods.pop().unwrap();
+    let third = pods.pop().unwrap();
+    api.set_pods(pods);
+    let c = start(&node, &api.kubeconfig(d.path()));
+    wait_for(&c, &container_id(1), "pod=\"web-0\"").expect("listed names");
+    assert!(
+        usage_line(&c, &container_id(7)).is_some_and(|l| l.contains("pod=\"\"")),
+        "web-3 is not known yet"
+    );
+    // A pod arriving on the watch stream.
+    eventually(Duration::from_secs(10), || {
+        api.requests()
+            .iter()
+            .any(|r| r.contains("watch=true"))
+            .then_some(())
+    })
+    .unwrap();
+    api.bookmark();
+    api.event("ADDED", third);
+    wait_for(&c, &container_id(7), "pod=\"web-2\"").expect("ADDED names");
+    // The watch expires (410 Gone); the client lists again and finds a pod it never saw.
+    api.set_pods(vec![]);
+    api.event("ADDED", last.clone());
+    let lists_before = api
+        .requests()
+        .iter()
+        .filter(|r| !r.contains("watch="))
+        .count();
+    api.expire();
+    let relisted = eventually(Duration::from_secs(20), || {
+        (api.requests()
+            .iter()
+            .filter(|r| !r.contains("watch="))
+            .count()
+            > lists_before)
+            .then_some(())
+    });
+    assert!(
+        relisted.is_some(),
+        "no list after 410: {:?}",
+        api.requests()
+    );
+    wait_for(&c, &container_id(9), "pod=\"web-3\"").expect("names after relist");
+    // A pod deleted from the API: its cgroups lose the names (the cgroup may outlive it).
+    api.event("DELETED", last);
+    wait_for(&c, &container_id(9), "pod=\"\"").expect("names gone after DELETED");
+}
+
+#[test]
+fn api_server_refusing_then_back() {
+    let (d, node, pods) = cluster();
+    let api = FakeApi::start();
+    api.set_pods(pods);
+    // 403: the ClusterRole is missing. (503 is retried inside kube-client before the
+    // watcher sees it; the state machine is the same once it does.)
+    api.set_failing(Some(403));
+    let mut c = start(&node, &api.kubeconfig(d.path()));
+    let degraded = eventually(Duration::from_secs(20), || {
+        let (code, body) = get(&c.url("/readyz"));
+        (code == 200 && body.contains("degraded: kubernetes") && body.contains("403"))
+            .then_some(body)
+    });
+    assert!(degraded.is_some(), "/readyz never said degraded");
+    // Collection never stops: node and cgroup series are served, without names.
+    let text = get(&c.url("/metrics")).1;
+    assert!(text.contains("node_cpu_seconds_total{"));
+    assert!(usage_line(&c, &container_id(1)).is_some_and(|l| l.contains("pod=\"\"")));
+    api.set_failing(None);
+    wait_for(&c, &container_id(1), "pod=\"web-0\"").expect("names after the API came back");
+    let ready = eventually(Duration::from_secs(20), || {
+        (get(&c.url("/readyz")).1 == "ready\n").then_some(())
+    });
+    assert!(ready.is_some());
+    let logs = c.log();
+    let degraded_lines = logs
+        .iter()
+        .filter(|l| l.contains("degraded: kubernetes"))
+        .count();
+    assert_eq!(degraded_lines, 1, "logged once per state change: {logs:#?}");
+    assert!(logs
+        .iter()
+        .any(|l| l.contains("kubernetes: connected again")));
+}
+
+#[test]
+fn without_a_configuration_the_collector_still_collects() {
+    let (d, node, _) = cluster();
+    let missing = d.path().join("no-such-kubeconfig");
+    let c = start(&node, &missing);
+    let body = eventually(Duration::from_secs(10), || {
+        let (code, body) = get(&c.url("/readyz"));
+        (code == 200).then_some(body)
+    })
+    .unwrap();
+    assert!(
+        body.contains("degraded: kubernetes") && body.contains("no-such-kubeconfig"),
+        "{body}"
+    );
+    assert!(usage_line(&c, &container_id(1)).is_some());
+}
