@@ -148,3 +148,67 @@ fn the_daemonset_reads_the_host_read_only_and_knows_its_node() {
         Some("telltale-collector")
     );
 }
+
+#[test]
+fn the_pieces_point_at_each_other() {
+    let all: Vec<Object> = manifests().into_iter().map(|(_, o)| o).collect();
+    let ns = all.iter().find_map(|o| match o {
+        Object::Namespace(n) => n.metadata.name.clone(),
+        _ => None,
+    });
+    let sa = all
+        .iter()
+        .find_map(|o| match o {
+            Object::ServiceAccount(s) => {
+                Some((s.metadata.name.clone(), s.metadata.namespace.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        sa.1, ns,
+        "the ServiceAccount lives in the telltale namespace"
+    );
+    let binding = all
+        .iter()
+        .find_map(|o| match o {
+            Object::ClusterRoleBinding(b) => Some(b),
+            _ => None,
+        })
+        .unwrap();
+    let subject = &binding.subjects.as_ref().unwrap()[0];
+    assert_eq!((Some(subject.name.clone()), subject.namespace.clone()), sa);
+    let role = all.iter().find_map(|o| match o {
+        Object::ClusterRole(r) => r.metadata.name.clone(),
+        _ => None,
+    });
+    assert_eq!(Some(binding.role_ref.name.clone()), role);
+    let ds_labels = all
+        .iter()
+        .find_map(|o| match o {
+            Object::DaemonSet(d) => d.spec.template.metadata.as_ref()?.labels.clone(),
+            _ => None,
+        })
+        .unwrap();
+    let svc = all
+        .iter()
+        .find_map(|o| match o {
+            Object::Service(s) => Some(s),
+            _ => None,
+        })
+        .unwrap();
+    let selector = svc.spec.as_ref().unwrap().selector.clone().unwrap();
+    assert!(
+        selector.iter().all(|(k, v)| ds_labels.get(k) == Some(v)),
+        "the Service selects the collectors"
+    );
+    let ann = svc.metadata.annotations.clone().unwrap();
+    assert_eq!(
+        ann.get("prometheus.io/scrape").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        ann.get("prometheus.io/port").map(String::as_str),
+        Some("9101")
+    );
+}
