@@ -1,5 +1,6 @@
 //! One collection cycle: read every source, then encode one snapshot of the text exposition.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -74,6 +75,9 @@ pub struct Collector {
     metrics: Metrics,
     registry: Registry,
     last_len: usize,
+    /// The texts of the last two snapshots. The older one is normally no longer served by
+    /// then, and its buffer is written again instead of faulting in fresh pages each cycle.
+    recycle: VecDeque<Bytes>,
     kube: Option<Kube>,
     names_generation: u64,
 }
@@ -114,6 +118,7 @@ impl Collector {
             metrics: Metrics::new(&registry)?,
             registry,
             last_len: 64 * 1024,
+            recycle: VecDeque::new(),
             kube: None,
             names_generation: 0,
         })
@@ -149,7 +154,7 @@ impl Collector {
     /// Phase two: encodes what the last `read` found, then own metrics (which by then
     /// count this cycle).
     pub fn encode(&mut self, timestamp_ms: TimestampMs) -> Snapshot {
-        let mut enc = TextEncoder::with_capacity(self.last_len + self.last_len / 8);
+        let mut enc = TextEncoder::with_buffer(self.spare_buffer());
         self.node.emit(&self.labels, &mut enc);
         if let Some(cg) = &self.cgroups {
             cg.emit(self.node.devices(), &mut enc);
@@ -164,14 +169,28 @@ impl Collector {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default();
         enc.append_raw(own.as_bytes());
-        let text = enc.take();
+        let text = Bytes::from(enc.take());
         self.last_len = text.len();
+        self.recycle.push_back(text.clone());
         Snapshot {
             timestamp_ms,
-            text: Bytes::from(text),
+            text,
             series,
             families,
         }
+    }
+
+    /// A buffer for the next snapshot: the one before last if nothing holds it any more,
+    /// else a new one sized for the last snapshot.
+    fn spare_buffer(&mut self) -> Vec<u8> {
+        if self.recycle.len() >= 2 {
+            if let Some(old) = self.recycle.pop_front() {
+                if let Ok(unique) = old.try_into_mut() {
+                    return Vec::from(unique);
+                }
+            }
+        }
+        Vec::with_capacity(self.last_len + self.last_len / 8)
     }
 
     /// A whole cycle: read, encode, and account for it in own metrics and the log. The
@@ -228,5 +247,43 @@ impl Collector {
         self.metrics
             .file_reads
             .inc_by(reads.saturating_sub(self.metrics.file_reads.get()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{Driver, Node, Version};
+
+    #[test]
+    fn a_snapshot_nobody_holds_lends_its_buffer_and_one_still_served_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::new(dir.path(), Version::V2, Driver::Systemd).unwrap();
+        let opts = Options {
+            cluster: "c".into(),
+            node_name: "n".into(),
+            proc_root: node.proc_root(),
+            sys_root: node.sys_root(),
+            rootfs: node.rootfs(),
+            interval: Duration::from_secs(15),
+            no_kube: true,
+            kubeconfig: None,
+        };
+        let mut c = Collector::new(&opts, Registry::new()).unwrap();
+        let first = c.collect(SystemTime::now());
+        let first_ptr = first.text.as_ptr();
+        let first_text = first.text.clone();
+        let _second = c.collect(SystemTime::now());
+        // Someone still holds the first snapshot: it must not be written over.
+        let third = c.collect(SystemTime::now());
+        assert_ne!(third.text.as_ptr(), first_ptr);
+        assert_eq!(first.text, first_text);
+        drop((first, first_text));
+        // Nobody holds the second any more: the fourth reuses its buffer.
+        let second_ptr = _second.text.as_ptr();
+        drop(_second);
+        let fourth = c.collect(SystemTime::now());
+        assert_eq!(fourth.text.as_ptr(), second_ptr);
+        assert!(fourth.text.starts_with(b"# HELP node_cpu_seconds_total"));
     }
 }

@@ -29,6 +29,16 @@ impl TextEncoder {
         }
     }
 
+    /// An encoder writing into `buffer` (emptied first), so a caller can hand back the
+    /// allocation of an earlier output whose pages are already mapped.
+    pub fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        TextEncoder {
+            out: buffer,
+            ..Default::default()
+        }
+    }
+
     /// Empties the buffer, keeping its allocation.
     pub fn clear(&mut self) {
         self.out.clear();
