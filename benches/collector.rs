@@ -95,16 +95,7 @@ fn root_flags(node: &fixture::Node) -> Vec<String> {
 }
 
 fn options(node: &fixture::Node) -> Options {
-    Options {
-        cluster: "bench".into(),
-        node_name: "node-1".into(),
-        proc_root: node.proc_root(),
-        sys_root: node.sys_root(),
-        rootfs: node.rootfs(),
-        interval: Duration::from_secs(15),
-        no_kube: true,
-        kubeconfig: None,
-    }
+    node.options("bench", "node-1")
 }
 
 fn cycle_cpu(version: Version) {

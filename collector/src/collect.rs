@@ -259,16 +259,7 @@ mod tests {
     fn a_snapshot_nobody_holds_lends_its_buffer_and_one_still_served_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::new(dir.path(), Version::V2, Driver::Systemd).unwrap();
-        let opts = Options {
-            cluster: "c".into(),
-            node_name: "n".into(),
-            proc_root: node.proc_root(),
-            sys_root: node.sys_root(),
-            rootfs: node.rootfs(),
-            interval: Duration::from_secs(15),
-            no_kube: true,
-            kubeconfig: None,
-        };
+        let opts = node.options("c", "n");
         let mut c = Collector::new(&opts, Registry::new()).unwrap();
         let first = c.collect(SystemTime::now());
         let first_ptr = first.text.as_ptr();

@@ -238,6 +238,20 @@ impl Node {
         self.root.join("rootfs")
     }
 
+    /// Collector options reading this node (15 s interval, no Kubernetes).
+    pub fn options(&self, cluster: &str, node_name: &str) -> crate::Options {
+        crate::Options {
+            cluster: cluster.into(),
+            node_name: node_name.into(),
+            proc_root: self.proc_root(),
+            sys_root: self.sys_root(),
+            rootfs: self.rootfs(),
+            interval: std::time::Duration::from_secs(15),
+            no_kube: true,
+            kubeconfig: None,
+        }
+    }
+
     /// The cgroup layout.
     pub fn version(&self) -> Version {
         self.version

@@ -1,7 +1,7 @@
 //! Cgroup source tests on fixture trees: golden expositions for every layout, driver and
 //! runtime; exact values; and what happens with bad or vanishing files.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::*;
 use crate::collect::{Collector, Options};
@@ -82,16 +82,7 @@ fn tree(version: Version, driver: Driver, runtime: Runtime) -> Tree {
 }
 
 fn options(node: &Node) -> Options {
-    Options {
-        cluster: "c1".into(),
-        node_name: "n1".into(),
-        proc_root: node.proc_root(),
-        sys_root: node.sys_root(),
-        rootfs: node.rootfs(),
-        interval: Duration::from_secs(15),
-        no_kube: true,
-        kubeconfig: None,
-    }
+    node.options("c1", "n1")
 }
 
 /// One full cycle through the collector; returns the container families only.
