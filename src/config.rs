@@ -109,6 +109,20 @@ pub struct CollectorArgs {
     /// in-cluster service account]
     #[arg(long, env = "TELLTALE_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Also export cluster-wide `kube_*` state series (pods so far). Run it in exactly one
+    /// replica.
+    #[arg(long, env = "TELLTALE_CLUSTER_STATE")]
+    pub cluster_state: bool,
+
+    /// Pod annotations exported as `kube_pod_annotations` labels: keys, or prefixes ending
+    /// in `*`, comma-separated.
+    #[arg(
+        long,
+        env = "TELLTALE_POD_ANNOTATIONS_ALLOWLIST",
+        default_value = "eks.tke.cloud.tencent.com/*"
+    )]
+    pub pod_annotations_allowlist: String,
 }
 
 impl Default for CollectorArgs {
@@ -185,9 +199,25 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
         };
     }
     let a = pick!(
-        listen, once, node_name, cluster, proc_root, sys_root, rootfs, interval, no_kube,
-        kubeconfig
+        listen,
+        once,
+        node_name,
+        cluster,
+        proc_root,
+        sys_root,
+        rootfs,
+        interval,
+        no_kube,
+        kubeconfig,
+        cluster_state,
+        pod_annotations_allowlist
     );
+    if a.cluster_state && a.no_kube {
+        return Err(ConfigError::Invalid {
+            key: "cluster-state",
+            message: "needs Kubernetes; it cannot be combined with --no-kube".into(),
+        });
+    }
     let node_name = match a.node_name.filter(|n| !n.is_empty()) {
         Some(n) => n,
         None => match std::env::var("NODE_NAME") {
@@ -231,6 +261,8 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
             interval: a.interval,
             no_kube: a.no_kube,
             kubeconfig: a.kubeconfig,
+            cluster_state: a.cluster_state,
+            pod_annotations_allowlist: a.pod_annotations_allowlist,
         },
     })
 }

@@ -307,6 +307,11 @@ fn bad_usage_and_config_exit_2_naming_what_is_wrong() {
             "TELLTALE_INTERVAL",
         ),
         (vec!["frobnicate"], vec![], "frobnicate"),
+        (
+            vec!["collector", "--once", "--cluster-state", "--no-kube"],
+            vec![],
+            "cluster-state",
+        ),
     ];
     for (args, env, needle) in cases {
         let (code, err) = run_err(&args, &env);

@@ -237,3 +237,66 @@ fn without_a_configuration_the_collector_still_collects() {
     );
     assert!(usage_line(&c, &container_id(1)).is_some());
 }
+
+#[test]
+fn cluster_state_exports_every_pod_of_the_cluster() {
+    let (d, node, mut pods) = cluster();
+    let elsewhere = pod(
+        "ci",
+        "build-1",
+        "uid-elsewhere",
+        "node-2",
+        &[("build", "golang:1.23", "feedbeef00")],
+    );
+    pods.push(elsewhere);
+    let api = FakeApi::start();
+    api.set_pods(pods);
+    let k = api.kubeconfig(d.path()).display().to_string();
+    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
+    let c = spawn(&[
+        "collector",
+        "--cluster-state",
+        "--interval",
+        "200ms",
+        "--node-name",
+        NODE,
+        "--cluster",
+        "prod",
+        "--kubeconfig",
+        &k,
+        "--proc-root",
+        p.to_str().unwrap(),
+        "--sys-root",
+        s.to_str().unwrap(),
+        "--rootfs",
+        r.to_str().unwrap(),
+    ]);
+    let info = eventually(Duration::from_secs(20), || {
+        let text = get(&c.url("/metrics")).1;
+        text.contains(r#"pod="build-1""#).then_some(text)
+    })
+    .expect("kube_pod_info for the other node's pod");
+    let id = r#"cluster="prod",namespace="ci",pod="build-1",uid="uid-elsewhere""#;
+    for line in [
+        format!(
+            r#"kube_pod_info{{{id},node="node-2",host_ip="10.0.0.11",pod_ip="10.244.1.7",created_by_kind="ReplicaSet",created_by_name="build-1-rs"}} 1"#
+        ),
+        format!(r#"kube_pod_status_phase{{{id},phase="Running"}} 1"#),
+        format!(
+            r#"kube_pod_container_resource_requests{{{id},container="build",node="node-2",resource="cpu",unit="core"}} 0.1"#
+        ),
+        format!(
+            r#"kube_pod_container_resource_requests{{{id},container="build",node="node-2",resource="memory",unit="byte"}} 134217728"#
+        ),
+        format!(r#"kube_pod_start_time{{{id}}} 1795428001"#),
+    ] {
+        assert!(info.lines().any(|l| l == line), "missing {line}");
+    }
+    let web = info
+        .lines()
+        .filter(|l| l.starts_with("kube_pod_info{") && l.contains("namespace=\"shop\""))
+        .count();
+    assert_eq!(web, 4, "every pod once");
+    // This node's cgroups are still named.
+    wait_for(&c, &container_id(1), "pod=\"web-0\"").expect("names");
+}

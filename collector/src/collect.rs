@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::node::NodeSource;
 use crate::pods::Kube;
 use crate::read::{FdBudget, ReadBuf};
+use crate::state::{self, AnnotationAllowlist};
 
 /// What the collector reads and how it labels it.
 #[derive(Debug, Clone)]
@@ -37,6 +38,10 @@ pub struct Options {
     /// Kubeconfig file; without it the configuration is inferred ($KUBECONFIG,
     /// ~/.kube/config, in-cluster).
     pub kubeconfig: Option<PathBuf>,
+    /// Also export cluster-wide `kube_*` state (run in exactly one replica).
+    pub cluster_state: bool,
+    /// Pod annotations exported by `kube_pod_annotations`: keys or `prefix*`, comma-separated.
+    pub pod_annotations_allowlist: String,
 }
 
 /// Errors setting the collector up.
@@ -80,6 +85,9 @@ pub struct Collector {
     recycle: VecDeque<Bytes>,
     kube: Option<Kube>,
     names_generation: u64,
+    /// Cluster-wide pods for `--cluster-state`, the annotation allowlist, and the
+    /// `cluster` label alone (state series have no `node` label of their own).
+    state: Option<(Kube, AnnotationAllowlist, LabelSet)>,
 }
 
 impl Collector {
@@ -121,7 +129,13 @@ impl Collector {
             recycle: VecDeque::new(),
             kube: None,
             names_generation: 0,
+            state: None,
         })
+    }
+
+    /// Exports cluster-wide state from `pods` (`--cluster-state`).
+    pub fn set_cluster_state(&mut self, pods: Kube, allowlist: AnnotationAllowlist, cluster: &str) {
+        self.state = Some((pods, allowlist, LabelSet::new([("cluster", cluster)])));
     }
 
     /// Names cgroup series after this node's pods as `kube` learns them.
@@ -158,6 +172,9 @@ impl Collector {
         self.node.emit(&self.labels, &mut enc);
         if let Some(cg) = &self.cgroups {
             cg.emit(self.node.devices(), &mut enc);
+        }
+        if let Some((pods, allow, cluster)) = &self.state {
+            state::emit_pods(&pods.pods(), cluster, allow, &mut enc);
         }
         let (series, families) = (enc.samples(), enc.families());
         self.metrics.cycles.inc();

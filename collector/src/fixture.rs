@@ -249,6 +249,8 @@ impl Node {
             interval: std::time::Duration::from_secs(15),
             no_kube: true,
             kubeconfig: None,
+            cluster_state: false,
+            pod_annotations_allowlist: String::new(),
         }
     }
 

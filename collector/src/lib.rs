@@ -18,8 +18,10 @@ pub mod fixture;
 pub mod metrics;
 pub mod node;
 pub mod pods;
+pub mod quantity;
 pub mod read;
 pub mod server;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,34 +58,50 @@ pub enum Error {
     Cycle(String),
 }
 
-/// Collects one snapshot (`--once`). With Kubernetes, waits up to 10 s for the first list
-/// of this node's pods so that series carry their names.
+/// Collects one snapshot (`--once`). With Kubernetes, waits up to 10 s for the first lists
+/// of pods so that series carry their names.
 pub async fn once(opts: &Options) -> Result<Snapshot, Error> {
     let mut c = Collector::new(opts, Registry::new())?;
     let cancel = CancellationToken::new();
-    if let Some(kube) = start_kube(opts, &cancel).await {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while kube.is_watching() && kube.generation() == 0 && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        c.set_kube(kube);
+    let views = start_kube(opts, &mut c, &cancel).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while views.iter().any(|k| k.is_watching() && k.generation() == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let snap = c.collect(SystemTime::now());
     cancel.cancel();
     Ok(snap)
 }
 
-/// Starts watching this node's pods unless `--no-kube`; a configuration that cannot be
-/// loaded leaves a view that says why it is degraded.
-async fn start_kube(opts: &Options, cancel: &CancellationToken) -> Option<pods::Kube> {
+/// Starts watching this node's pods unless `--no-kube` (and every pod with
+/// `--cluster-state`), handing the views to `collector`. A configuration that cannot be
+/// loaded leaves views that say why they are degraded.
+async fn start_kube(
+    opts: &Options,
+    collector: &mut Collector,
+    cancel: &CancellationToken,
+) -> Vec<pods::Kube> {
     if opts.no_kube {
-        return None;
+        return Vec::new();
     }
-    Some(match pods::client(opts.kubeconfig.as_deref()).await {
-        Ok(client) => pods::watch_node_pods(client, &opts.node_name, cancel.clone()),
+    let client = pods::client(opts.kubeconfig.as_deref()).await;
+    let view = |all: bool| match &client {
+        Ok(c) if all => pods::watch_all_pods(c.clone(), cancel.clone()),
+        Ok(c) => pods::watch_node_pods(c.clone(), &opts.node_name, cancel.clone()),
         Err(e) => pods::Kube::unavailable(e.to_string()),
-    })
+    };
+    let node_pods = view(false);
+    collector.set_kube(node_pods.clone());
+    let mut views = vec![node_pods];
+    if opts.cluster_state {
+        let all = view(true);
+        let allow = state::AnnotationAllowlist::parse(&opts.pod_annotations_allowlist);
+        collector.set_cluster_state(all.clone(), allow, &opts.cluster);
+        views.push(all);
+    }
+    views
 }
 
 /// Runs the collector until `cancel`: a collection at start, then one at every interval
@@ -95,10 +113,7 @@ pub async fn run(
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
     let mut collector = Collector::new(&opts, Registry::new())?;
-    let kube = start_kube(&opts, &cancel).await;
-    if let Some(k) = &kube {
-        collector.set_kube(k.clone());
-    }
+    let kube = start_kube(&opts, &mut collector, &cancel).await;
     let (tx, rx) = watch::channel(None);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -144,6 +144,11 @@ impl Kube {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// The pods in the store.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.store.state()
+    }
+
     /// Names by pod UID for every pod in the store.
     pub fn names(&self) -> HashMap<String, PodNames> {
         self.store
@@ -203,6 +208,16 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 
 /// Watches the pods of `node` until `cancel`; the returned view fills as events arrive.
 pub fn watch_node_pods(client: Client, node: &str, cancel: CancellationToken) -> Kube {
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+    watch_pods(Api::all(client), config, cancel)
+}
+
+/// Watches every pod of the cluster (`--cluster-state`) until `cancel`.
+pub fn watch_all_pods(client: Client, cancel: CancellationToken) -> Kube {
+    watch_pods(Api::all(client), watcher::Config::default(), cancel)
+}
+
+fn watch_pods(api: Api<Pod>, config: watcher::Config, cancel: CancellationToken) -> Kube {
     let (store, writer) = reflector::store();
     let kube = Kube {
         store,
@@ -210,8 +225,6 @@ pub fn watch_node_pods(client: Client, node: &str, cancel: CancellationToken) ->
         degraded: Arc::new(Mutex::new(Some(NOT_YET.into()))),
         watching: true,
     };
-    let api: Api<Pod> = Api::all(client);
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let stream = watcher(api, config).default_backoff().reflect(writer);
     let view = kube.clone();
     tokio::spawn(async move {

@@ -23,8 +23,8 @@ pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
 pub struct Status {
     /// The latest snapshot.
     pub latest: Latest,
-    /// The Kubernetes view, unless `--no-kube`.
-    pub kube: Option<Kube>,
+    /// The Kubernetes views (none with `--no-kube`).
+    pub kube: Vec<Kube>,
 }
 
 /// The collector's routes.
@@ -54,7 +54,7 @@ async fn metrics(State(status): State<Status>) -> Response {
 
 async fn readyz(State(status): State<Status>) -> Response {
     if status.latest.borrow().is_some() {
-        match status.kube.as_ref().and_then(Kube::degraded) {
+        match status.kube.iter().find_map(Kube::degraded) {
             Some(why) => (
                 StatusCode::OK,
                 format!("ready; degraded: kubernetes: {why}\n"),
