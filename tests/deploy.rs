@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ enum Object {
     ClusterRole(Box<ClusterRole>),
     ClusterRoleBinding(Box<ClusterRoleBinding>),
     DaemonSet(Box<DaemonSet>),
+    Deployment(Box<Deployment>),
     Service(Box<Service>),
 }
 
@@ -48,6 +49,7 @@ fn manifests() -> Vec<(String, Object)> {
                 }
                 "DaemonSet" => Object::DaemonSet(Box::new(serde_yaml::from_value(v).unwrap())),
                 "Service" => Object::Service(Box::new(serde_yaml::from_value(v).unwrap())),
+                "Deployment" => Object::Deployment(Box::new(serde_yaml::from_value(v).unwrap())),
                 other => panic!("{at}: no test knows kind {other:?}"),
             };
             out.push((at, obj));
@@ -70,6 +72,7 @@ fn every_manifest_parses_into_api_types() {
         "ClusterRole",
         "ClusterRoleBinding",
         "DaemonSet",
+        "Deployment",
         "Service",
     ] {
         assert!(kinds.contains(&want), "no {want} in deploy/");
@@ -210,5 +213,56 @@ fn the_pieces_point_at_each_other() {
     assert_eq!(
         ann.get("prometheus.io/port").map(String::as_str),
         Some("9101")
+    );
+}
+
+#[test]
+fn cluster_state_runs_once_and_reads_only_what_it_exports() {
+    let all = manifests();
+    let dep = all
+        .iter()
+        .find_map(|(_, o)| match o {
+            Object::Deployment(d) => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    let spec = &dep.spec;
+    assert_eq!(spec.replicas, Some(1), "exactly one cluster-state replica");
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert!(pod.containers[0]
+        .args
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|a| a == "--cluster-state"));
+    let role = all
+        .iter()
+        .find_map(|(_, o)| match o {
+            Object::ClusterRole(r)
+                if r.metadata.name.as_deref() == Some("telltale-cluster-state") =>
+            {
+                Some(r)
+            }
+            _ => None,
+        })
+        .unwrap();
+    let mut resources: Vec<String> = role
+        .rules
+        .iter()
+        .flatten()
+        .flat_map(|r| r.resources.clone().unwrap_or_default())
+        .collect();
+    resources.sort();
+    assert_eq!(
+        resources,
+        [
+            "daemonsets",
+            "deployments",
+            "jobs",
+            "nodes",
+            "pods",
+            "replicasets",
+            "statefulsets"
+        ]
     );
 }

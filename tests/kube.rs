@@ -251,6 +251,16 @@ fn cluster_state_exports_every_pod_of_the_cluster() {
     pods.push(elsewhere);
     let api = FakeApi::start();
     api.set_pods(pods);
+    api.set_objects(
+        "/api/v1/nodes",
+        vec![serde_json::json!({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-2", "resourceVersion": "5"},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}], "allocatable": {"cpu": "3800m"}}})],
+    );
+    api.set_objects(
+        "/apis/apps/v1/deployments",
+        vec![serde_json::json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "6"},
+            "spec": {"replicas": 4, "selector": {}, "template": {}}, "status": {"availableReplicas": 4}})],
+    );
     let k = api.kubeconfig(d.path()).display().to_string();
     let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
     let c = spawn(&[

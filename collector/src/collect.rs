@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::node::NodeSource;
 use crate::pods::Kube;
 use crate::read::{FdBudget, ReadBuf};
-use crate::state::{self, AnnotationAllowlist};
+use crate::state::ClusterState;
 
 /// What the collector reads and how it labels it.
 #[derive(Debug, Clone)]
@@ -85,9 +85,8 @@ pub struct Collector {
     recycle: VecDeque<Bytes>,
     kube: Option<Kube>,
     names_generation: u64,
-    /// Cluster-wide pods for `--cluster-state`, the annotation allowlist, and the
-    /// `cluster` label alone (state series have no `node` label of their own).
-    state: Option<(Kube, AnnotationAllowlist, LabelSet)>,
+    /// Cluster-wide objects for `--cluster-state`.
+    state: Option<ClusterState>,
 }
 
 impl Collector {
@@ -133,9 +132,9 @@ impl Collector {
         })
     }
 
-    /// Exports cluster-wide state from `pods` (`--cluster-state`).
-    pub fn set_cluster_state(&mut self, pods: Kube, allowlist: AnnotationAllowlist, cluster: &str) {
-        self.state = Some((pods, allowlist, LabelSet::new([("cluster", cluster)])));
+    /// Exports cluster-wide state (`--cluster-state`).
+    pub fn set_cluster_state(&mut self, state: ClusterState) {
+        self.state = Some(state);
     }
 
     /// Names cgroup series after this node's pods as `kube` learns them.
@@ -173,8 +172,8 @@ impl Collector {
         if let Some(cg) = &self.cgroups {
             cg.emit(self.node.devices(), &mut enc);
         }
-        if let Some((pods, allow, cluster)) = &self.state {
-            state::emit_pods(&pods.pods(), cluster, allow, &mut enc);
+        if let Some(state) = &self.state {
+            state.emit(&mut enc);
         }
         let (series, families) = (enc.samples(), enc.families());
         self.metrics.cycles.inc();

@@ -65,9 +65,7 @@ pub async fn once(opts: &Options) -> Result<Snapshot, Error> {
     let cancel = CancellationToken::new();
     let views = start_kube(opts, &mut c, &cancel).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while views.iter().any(|k| k.is_watching() && k.generation() == 0)
-        && tokio::time::Instant::now() < deadline
-    {
+    while views.iter().any(|k| k.pending()) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let snap = c.collect(SystemTime::now());
@@ -75,31 +73,37 @@ pub async fn once(opts: &Options) -> Result<Snapshot, Error> {
     Ok(snap)
 }
 
-/// Starts watching this node's pods unless `--no-kube` (and every pod with
-/// `--cluster-state`), handing the views to `collector`. A configuration that cannot be
-/// loaded leaves views that say why they are degraded.
+/// Starts watching this node's pods unless `--no-kube` (and every object the state
+/// families need with `--cluster-state`), handing the views to `collector`; returns them
+/// for health reporting. A configuration that cannot be loaded leaves views that say why
+/// they are empty.
 async fn start_kube(
     opts: &Options,
     collector: &mut Collector,
     cancel: &CancellationToken,
-) -> Vec<pods::Kube> {
+) -> Vec<Arc<dyn pods::Health>> {
     if opts.no_kube {
         return Vec::new();
     }
-    let client = pods::client(opts.kubeconfig.as_deref()).await;
-    let view = |all: bool| match &client {
-        Ok(c) if all => pods::watch_all_pods(c.clone(), cancel.clone()),
+    let client = pods::client(opts.kubeconfig.as_deref())
+        .await
+        .map_err(|e| e.to_string());
+    let node_pods = match &client {
         Ok(c) => pods::watch_node_pods(c.clone(), &opts.node_name, cancel.clone()),
-        Err(e) => pods::Kube::unavailable(e.to_string()),
+        Err(e) => pods::Kube::unavailable(e.clone()),
     };
-    let node_pods = view(false);
     collector.set_kube(node_pods.clone());
-    let mut views = vec![node_pods];
+    let mut views: Vec<Arc<dyn pods::Health>> = vec![Arc::new(node_pods)];
     if opts.cluster_state {
-        let all = view(true);
         let allow = state::AnnotationAllowlist::parse(&opts.pod_annotations_allowlist);
-        collector.set_cluster_state(all.clone(), allow, &opts.cluster);
-        views.push(all);
+        let cluster = state::ClusterState::watch(
+            client.as_ref().map_err(String::as_str),
+            cancel,
+            allow,
+            &opts.cluster,
+        );
+        views.extend(cluster.health());
+        collector.set_cluster_state(cluster);
     }
     views
 }

@@ -115,18 +115,57 @@ fn strip_scheme(id: &str) -> Option<&str> {
 
 const NOT_YET: &str = "not connected yet";
 
-/// A live view of this node's pods.
+/// A live view of one kind of Kubernetes object, fed by a watcher.
 #[derive(Clone)]
-pub struct Kube {
-    store: Store<Pod>,
+pub struct View<K: kube::Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
     generation: Arc<AtomicU64>,
     degraded: Arc<Mutex<Option<String>>>,
     /// False when no client could be built: nothing will ever arrive.
     watching: bool,
 }
 
-impl Kube {
-    /// Changes whenever the set of pods or their statuses changed.
+/// A live view of pods.
+pub type Kube = View<Pod>;
+
+/// What `/readyz` and `--once` need to know of any view.
+pub trait Health: Send + Sync {
+    /// Why data may be missing right now, if it may.
+    fn degraded(&self) -> Option<String>;
+    /// A watcher runs but has not delivered its first list yet.
+    fn pending(&self) -> bool;
+}
+
+impl<K> Health for View<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    fn degraded(&self) -> Option<String> {
+        View::degraded(self).map(|why| format!("{}: {why}", K::plural(&())))
+    }
+
+    fn pending(&self) -> bool {
+        self.is_watching() && self.generation() == 0
+    }
+}
+
+impl<K> View<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    /// Changes whenever the set of objects or their statuses changed.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -144,25 +183,16 @@ impl Kube {
             .unwrap_or_else(|e| e.into_inner().clone())
     }
 
-    /// The pods in the store.
-    pub fn pods(&self) -> Vec<Arc<Pod>> {
+    /// The objects in the store.
+    pub fn objects(&self) -> Vec<Arc<K>> {
         self.store.state()
     }
 
-    /// Names by pod UID for every pod in the store.
-    pub fn names(&self) -> HashMap<String, PodNames> {
-        self.store
-            .state()
-            .iter()
-            .filter_map(|p| PodNames::from_pod(p))
-            .collect()
-    }
-
     /// A view that is degraded from the start, for when no client could be built.
-    pub fn unavailable(reason: String) -> Kube {
+    pub fn unavailable(reason: String) -> Self {
         let (store, _writer) = reflector::store();
         warn!(reason = %reason, "degraded: kubernetes");
-        Kube {
+        View {
             store,
             generation: Arc::new(AtomicU64::new(0)),
             degraded: Arc::new(Mutex::new(Some(reason))),
@@ -182,6 +212,17 @@ impl Kube {
             _ => {}
         }
         *d = reason;
+    }
+}
+
+impl Kube {
+    /// Names by pod UID for every pod in the store.
+    pub fn names(&self) -> HashMap<String, PodNames> {
+        self.store
+            .state()
+            .iter()
+            .filter_map(|p| PodNames::from_pod(p))
+            .collect()
     }
 }
 
@@ -218,8 +259,35 @@ pub fn watch_all_pods(client: Client, cancel: CancellationToken) -> Kube {
 }
 
 fn watch_pods(api: Api<Pod>, config: watcher::Config, cancel: CancellationToken) -> Kube {
+    watch(api, config, cancel)
+}
+
+/// Watches every object of kind `K` in the cluster until `cancel`.
+pub fn watch_all<K>(client: Client, cancel: CancellationToken) -> View<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watch(Api::all(client), watcher::Config::default(), cancel)
+}
+
+fn watch<K>(api: Api<K>, config: watcher::Config, cancel: CancellationToken) -> View<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
-    let kube = Kube {
+    let kube = View {
         store,
         generation: Arc::new(AtomicU64::new(0)),
         degraded: Arc::new(Mutex::new(Some(NOT_YET.into()))),

@@ -16,29 +16,34 @@ pub fn parse(q: &str) -> Option<f64> {
         return None;
     }
     let n: f64 = num.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
+    // Fractional scales divide (3800m is exactly 3.8: 3800 * 0.001 is not).
+    let (mul, div) = match suffix {
+        "" => (1.0, 1.0),
+        "n" => (1.0, 1e9),
+        "u" => (1.0, 1e6),
+        "m" => (1.0, 1e3),
+        "k" => (1e3, 1.0),
+        "M" => (1e6, 1.0),
+        "G" => (1e9, 1.0),
+        "T" => (1e12, 1.0),
+        "P" => (1e15, 1.0),
+        "E" => (1e18, 1.0),
+        "Ki" => (1024.0, 1.0),
+        "Mi" => (1024f64.powi(2), 1.0),
+        "Gi" => (1024f64.powi(3), 1.0),
+        "Ti" => (1024f64.powi(4), 1.0),
+        "Pi" => (1024f64.powi(5), 1.0),
+        "Ei" => (1024f64.powi(6), 1.0),
         s => {
-            let exp = s.strip_prefix(['e', 'E'])?;
-            10f64.powi(exp.parse::<i32>().ok()?)
+            let exp: i32 = s.strip_prefix(['e', 'E'])?.parse().ok()?;
+            if exp >= 0 {
+                (10f64.powi(exp), 1.0)
+            } else {
+                (1.0, 10f64.powi(-exp))
+            }
         }
     };
-    Some(n * scale)
+    Some(n * mul / div)
 }
 
 #[cfg(test)]
@@ -61,6 +66,8 @@ mod tests {
             ("1E", 1e18),
             ("5E-1", 0.5),
             ("500u", 0.0005),
+            ("3800m", 3.8),
+            ("1500m", 1.5),
             ("-1", -1.0),
             ("+2", 2.0),
         ];

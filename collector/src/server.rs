@@ -13,7 +13,7 @@ use axum::Router;
 use tokio::sync::watch;
 
 use crate::collect::Snapshot;
-use crate::pods::Kube;
+use crate::pods::Health;
 
 /// The latest snapshot, shared by the collection loop (sender) and every reader.
 pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;
@@ -24,7 +24,7 @@ pub struct Status {
     /// The latest snapshot.
     pub latest: Latest,
     /// The Kubernetes views (none with `--no-kube`).
-    pub kube: Vec<Kube>,
+    pub kube: Vec<Arc<dyn Health>>,
 }
 
 /// The collector's routes.
@@ -54,7 +54,7 @@ async fn metrics(State(status): State<Status>) -> Response {
 
 async fn readyz(State(status): State<Status>) -> Response {
     if status.latest.borrow().is_some() {
-        match status.kube.iter().find_map(Kube::degraded) {
+        match status.kube.iter().find_map(|v| v.degraded()) {
             Some(why) => (
                 StatusCode::OK,
                 format!("ready; degraded: kubernetes: {why}\n"),

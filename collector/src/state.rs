@@ -1,12 +1,19 @@
 //! Cluster state from the Kubernetes API under kube-state-metrics' names (`--cluster-state`,
-//! run in exactly one replica). This part covers pods; nodes and workloads follow.
+//! run in exactly one replica): pods, nodes, ReplicaSets, Deployments, DaemonSets,
+//! StatefulSets and Jobs, each from its own watcher and reflector.
 //!
-//! Families are written family by family over the reflector's pods; label values come from
-//! the objects the reflector already holds.
+//! Families are written family by family over the reflectors' objects; label values come
+//! from the objects the reflectors already hold.
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::pods::{watch_all, Health, View};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use telltale_model::{LabelSet, MetricKind, Sink};
 
@@ -383,6 +390,354 @@ pub fn emit_pods(
     }
 }
 
+/// Every view `--cluster-state` exports from.
+pub struct ClusterState {
+    pods: View<Pod>,
+    nodes: View<Node>,
+    replicasets: View<ReplicaSet>,
+    deployments: View<Deployment>,
+    daemonsets: View<DaemonSet>,
+    statefulsets: View<StatefulSet>,
+    jobs: View<Job>,
+    allow: AnnotationAllowlist,
+    base: LabelSet,
+}
+
+impl ClusterState {
+    /// Starts one watcher per kind; without a client every view says why it is empty.
+    pub fn watch(
+        client: Result<&Client, &str>,
+        cancel: &CancellationToken,
+        allow: AnnotationAllowlist,
+        cluster: &str,
+    ) -> Self {
+        fn view<K>(client: Result<&Client, &str>, cancel: &CancellationToken) -> View<K>
+        where
+            K: kube::Resource<DynamicType = ()>
+                + Clone
+                + serde::de::DeserializeOwned
+                + std::fmt::Debug
+                + Send
+                + Sync
+                + 'static,
+        {
+            match client {
+                Ok(c) => watch_all(c.clone(), cancel.clone()),
+                Err(why) => View::unavailable(why.to_owned()),
+            }
+        }
+        ClusterState {
+            pods: view(client, cancel),
+            nodes: view(client, cancel),
+            replicasets: view(client, cancel),
+            deployments: view(client, cancel),
+            daemonsets: view(client, cancel),
+            statefulsets: view(client, cancel),
+            jobs: view(client, cancel),
+            allow,
+            base: LabelSet::new([("cluster", cluster)]),
+        }
+    }
+
+    /// The views, for health reporting.
+    pub fn health(&self) -> Vec<Arc<dyn Health>> {
+        vec![
+            Arc::new(self.pods.clone()),
+            Arc::new(self.nodes.clone()),
+            Arc::new(self.replicasets.clone()),
+            Arc::new(self.deployments.clone()),
+            Arc::new(self.daemonsets.clone()),
+            Arc::new(self.statefulsets.clone()),
+            Arc::new(self.jobs.clone()),
+        ]
+    }
+
+    /// Writes every state family.
+    pub fn emit(&self, sink: &mut dyn Sink) {
+        emit_pods(&self.pods.objects(), &self.base, &self.allow, sink);
+        emit_nodes(&self.nodes.objects(), &self.base, sink);
+        emit_workloads(
+            &Workloads {
+                replicasets: self.replicasets.objects(),
+                deployments: self.deployments.objects(),
+                daemonsets: self.daemonsets.objects(),
+                statefulsets: self.statefulsets.objects(),
+                jobs: self.jobs.objects(),
+            },
+            &self.base,
+            sink,
+        );
+    }
+}
+
+/// `kube_node_*` families.
+pub fn emit_nodes(nodes: &[Arc<Node>], base: &LabelSet, sink: &mut dyn Sink) {
+    use MetricKind::Gauge;
+    let ids: Vec<(LabelSet, &Node)> = nodes
+        .iter()
+        .filter_map(|n| Some((base.with([("node", n.metadata.name.clone()?)]), n.as_ref())))
+        .collect();
+    sink.family("kube_node_info", "Information about a cluster node.", Gauge);
+    for (l, n) in &ids {
+        let st = n.status.as_ref();
+        let info = st.and_then(|s| s.node_info.as_ref());
+        let field = |f: fn(&k8s_openapi::api::core::v1::NodeSystemInfo) -> &String| {
+            info.map_or("", |i| f(i).as_str())
+        };
+        let internal_ip = st
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+            .map_or("", |a| a.address.as_str());
+        let spec = n.spec.as_ref();
+        let extra = [
+            ("kernel_version", field(|i| &i.kernel_version)),
+            ("os_image", field(|i| &i.os_image)),
+            (
+                "container_runtime_version",
+                field(|i| &i.container_runtime_version),
+            ),
+            ("kubelet_version", field(|i| &i.kubelet_version)),
+            ("internal_ip", internal_ip),
+            (
+                "pod_cidr",
+                spec.and_then(|s| s.pod_cidr.as_deref()).unwrap_or(""),
+            ),
+            (
+                "provider_id",
+                spec.and_then(|s| s.provider_id.as_deref()).unwrap_or(""),
+            ),
+        ];
+        sink.sample(l, &extra, 1.0);
+    }
+    sink.family(
+        "kube_node_spec_unschedulable",
+        "Whether a node can schedule new pods.",
+        Gauge,
+    );
+    for (l, n) in &ids {
+        let u = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
+        sink.sample(l, &[], f64::from(u8::from(u)));
+    }
+    sink.family(
+        "kube_node_status_condition",
+        "The condition of a cluster node.",
+        Gauge,
+    );
+    for (l, n) in &ids {
+        for c in n.status.iter().flat_map(|s| s.conditions.iter().flatten()) {
+            for (label, status) in [("true", "True"), ("false", "False"), ("unknown", "Unknown")] {
+                sink.sample(
+                    l,
+                    &[("condition", &c.type_), ("status", label)],
+                    f64::from(u8::from(c.status == status)),
+                );
+            }
+        }
+    }
+    type Amounts = fn(
+        &k8s_openapi::api::core::v1::NodeStatus,
+    ) -> Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >;
+    let amounts: [(&str, &str, Amounts); 2] = [
+        (
+            "kube_node_status_capacity",
+            "The capacity for different resources of a node.",
+            |s| s.capacity.as_ref(),
+        ),
+        (
+            "kube_node_status_allocatable",
+            "The allocatable for different resources of a node that are available for scheduling.",
+            |s| s.allocatable.as_ref(),
+        ),
+    ];
+    for (name, help, pick) in amounts {
+        sink.family(name, help, Gauge);
+        for (l, n) in &ids {
+            for (res, q) in n.status.as_ref().and_then(pick).into_iter().flatten() {
+                if let Some((resource, unit, v)) = resource(res, &q.0) {
+                    sink.sample(l, &[("resource", &resource), ("unit", unit)], v);
+                }
+            }
+        }
+    }
+}
+
+/// The workload objects of one cycle.
+pub struct Workloads {
+    /// ReplicaSets.
+    pub replicasets: Vec<Arc<ReplicaSet>>,
+    /// Deployments.
+    pub deployments: Vec<Arc<Deployment>>,
+    /// DaemonSets.
+    pub daemonsets: Vec<Arc<DaemonSet>>,
+    /// StatefulSets.
+    pub statefulsets: Vec<Arc<StatefulSet>>,
+    /// Jobs.
+    pub jobs: Vec<Arc<Job>>,
+}
+
+/// The `namespace` and `<kind>` labels of a namespaced object.
+fn named(
+    base: &LabelSet,
+    kind: &str,
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<LabelSet> {
+    Some(base.with([
+        (
+            "namespace".to_owned(),
+            m.namespace.clone().unwrap_or_default(),
+        ),
+        (kind.to_owned(), m.name.clone()?),
+    ]))
+}
+
+/// Deployment, DaemonSet, StatefulSet, Job and ReplicaSet families.
+pub fn emit_workloads(w: &Workloads, base: &LabelSet, sink: &mut dyn Sink) {
+    use MetricKind::Gauge;
+    sink.family(
+        "kube_deployment_spec_replicas",
+        "Number of desired pods for a deployment.",
+        Gauge,
+    );
+    for d in &w.deployments {
+        if let Some(l) = named(base, "deployment", &d.metadata) {
+            sink.sample(&l, &[], f64::from(d.spec.replicas.unwrap_or(1)));
+        }
+    }
+    sink.family(
+        "kube_deployment_status_replicas_available",
+        "The number of available replicas per deployment.",
+        Gauge,
+    );
+    for d in &w.deployments {
+        if let Some(l) = named(base, "deployment", &d.metadata) {
+            sink.sample(
+                &l,
+                &[],
+                f64::from(
+                    d.status
+                        .as_ref()
+                        .and_then(|s| s.available_replicas)
+                        .unwrap_or(0),
+                ),
+            );
+        }
+    }
+    sink.family(
+        "kube_daemonset_status_desired_number_scheduled",
+        "The number of nodes that should be running the daemon pod.",
+        Gauge,
+    );
+    for d in &w.daemonsets {
+        if let Some(l) = named(base, "daemonset", &d.metadata) {
+            sink.sample(
+                &l,
+                &[],
+                f64::from(d.status.as_ref().map_or(0, |s| s.desired_number_scheduled)),
+            );
+        }
+    }
+    sink.family("kube_daemonset_status_number_ready", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.", Gauge);
+    for d in &w.daemonsets {
+        if let Some(l) = named(base, "daemonset", &d.metadata) {
+            sink.sample(
+                &l,
+                &[],
+                f64::from(d.status.as_ref().map_or(0, |s| s.number_ready)),
+            );
+        }
+    }
+    sink.family(
+        "kube_statefulset_replicas",
+        "Number of desired pods for a StatefulSet.",
+        Gauge,
+    );
+    for s in &w.statefulsets {
+        if let Some(l) = named(base, "statefulset", &s.metadata) {
+            sink.sample(&l, &[], f64::from(s.spec.replicas.unwrap_or(1)));
+        }
+    }
+    sink.family(
+        "kube_statefulset_status_replicas_ready",
+        "The number of ready replicas per StatefulSet.",
+        Gauge,
+    );
+    for s in &w.statefulsets {
+        if let Some(l) = named(base, "statefulset", &s.metadata) {
+            sink.sample(
+                &l,
+                &[],
+                f64::from(
+                    s.status
+                        .as_ref()
+                        .and_then(|s| s.ready_replicas)
+                        .unwrap_or(0),
+                ),
+            );
+        }
+    }
+    sink.family(
+        "kube_job_status_failed",
+        "The number of pods which reached Phase Failed.",
+        Gauge,
+    );
+    for j in &w.jobs {
+        if let Some(l) = named(base, "job_name", &j.metadata) {
+            sink.sample(
+                &l,
+                &[],
+                f64::from(j.status.as_ref().and_then(|s| s.failed).unwrap_or(0)),
+            );
+        }
+    }
+    sink.family(
+        "kube_replicaset_owner",
+        "Information about the ReplicaSet's owner.",
+        Gauge,
+    );
+    for r in &w.replicasets {
+        let Some(l) = named(base, "replicaset", &r.metadata) else {
+            continue;
+        };
+        let owners = r.metadata.owner_references.as_deref().unwrap_or_default();
+        if owners.is_empty() {
+            sink.sample(
+                &l,
+                &[
+                    ("owner_kind", "<none>"),
+                    ("owner_name", "<none>"),
+                    ("owner_is_controller", "<none>"),
+                ],
+                1.0,
+            );
+        }
+        for o in owners {
+            let ctl = if o.controller == Some(true) {
+                "true"
+            } else {
+                "false"
+            };
+            sink.sample(
+                &l,
+                &[
+                    ("owner_kind", &o.kind),
+                    ("owner_name", &o.name),
+                    ("owner_is_controller", ctl),
+                ],
+                1.0,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,5 +844,80 @@ mod tests {
             "{t}"
         );
         assert!(t.contains(&format!(r#"kube_pod_owner{{{id},owner_kind="<none>",owner_name="<none>",owner_is_controller="<none>"}} 1"#)));
+    }
+
+    fn objects<K: serde::de::DeserializeOwned>(json: serde_json::Value) -> Vec<Arc<K>> {
+        serde_json::from_value::<Vec<K>>(json)
+            .unwrap()
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    }
+
+    #[test]
+    fn node_and_workload_families_for_a_small_cluster() {
+        let nodes: Vec<Arc<Node>> = objects(serde_json::json!([{
+            "metadata": {"name": "n2"},
+            "spec": {"unschedulable": true, "podCIDR": "10.244.2.0/24"},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "False"}, {"type": "DiskPressure", "status": "False"}],
+                "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+                "allocatable": {"cpu": "3800m", "memory": "15Gi"},
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.12"}],
+                "nodeInfo": {"kernelVersion": "6.1.0", "osImage": "Debian 12", "containerRuntimeVersion": "containerd://1.7",
+                    "kubeletVersion": "v1.31.0", "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
+                    "operatingSystem": "linux", "architecture": "amd64"}
+            }
+        }]));
+        let w = Workloads {
+            deployments: objects(
+                serde_json::json!([{"metadata": {"name": "api", "namespace": "shop"}, "spec": {"replicas": 2,
+                "selector": {}, "template": {}}, "status": {"availableReplicas": 1}}]),
+            ),
+            replicasets: objects(
+                serde_json::json!([{"metadata": {"name": "api-7d9", "namespace": "shop",
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": "d", "controller": true}]},
+                "spec": {"selector": {}}}]),
+            ),
+            daemonsets: objects(
+                serde_json::json!([{"metadata": {"name": "agent", "namespace": "kube-system"}, "spec": {"selector": {}, "template": {}},
+                "status": {"desiredNumberScheduled": 3, "numberReady": 2, "currentNumberScheduled": 3, "numberMisscheduled": 0}}]),
+            ),
+            statefulsets: objects(
+                serde_json::json!([{"metadata": {"name": "db", "namespace": "shop"}, "spec": {"replicas": 3,
+                "selector": {}, "template": {}, "serviceName": "db"}, "status": {"replicas": 3, "readyReplicas": 3}}]),
+            ),
+            jobs: objects(
+                serde_json::json!([{"metadata": {"name": "migrate", "namespace": "shop"}, "spec": {"template": {}},
+                "status": {"succeeded": 1, "failed": 2, "completionTime": "2026-11-23T10:00:04Z"}}]),
+            ),
+        };
+        let base = LabelSet::new([("cluster", "c1")]);
+        let mut enc = TextEncoder::default();
+        emit_nodes(&nodes, &base, &mut enc);
+        emit_workloads(&w, &base, &mut enc);
+        let t = String::from_utf8(enc.take()).unwrap();
+        let n = r#"cluster="c1",node="n2""#;
+        for line in [
+            format!(r#"kube_node_info{{{n},kernel_version="6.1.0",os_image="Debian 12",container_runtime_version="containerd://1.7",kubelet_version="v1.31.0",internal_ip="10.0.0.12",pod_cidr="10.244.2.0/24",provider_id=""}} 1"#),
+            format!(r#"kube_node_spec_unschedulable{{{n}}} 1"#),
+            format!(r#"kube_node_status_condition{{{n},condition="Ready",status="false"}} 1"#),
+            format!(r#"kube_node_status_condition{{{n},condition="Ready",status="true"}} 0"#),
+            format!(r#"kube_node_status_condition{{{n},condition="DiskPressure",status="false"}} 1"#),
+            format!(r#"kube_node_status_capacity{{{n},resource="cpu",unit="core"}} 4"#),
+            format!(r#"kube_node_status_capacity{{{n},resource="pods",unit="integer"}} 110"#),
+            format!(r#"kube_node_status_allocatable{{{n},resource="cpu",unit="core"}} 3.8"#),
+            format!(r#"kube_node_status_allocatable{{{n},resource="memory",unit="byte"}} 16106127360"#),
+            r#"kube_deployment_spec_replicas{cluster="c1",namespace="shop",deployment="api"} 2"#.to_owned(),
+            r#"kube_deployment_status_replicas_available{cluster="c1",namespace="shop",deployment="api"} 1"#.to_owned(),
+            r#"kube_daemonset_status_desired_number_scheduled{cluster="c1",namespace="kube-system",daemonset="agent"} 3"#.to_owned(),
+            r#"kube_daemonset_status_number_ready{cluster="c1",namespace="kube-system",daemonset="agent"} 2"#.to_owned(),
+            r#"kube_statefulset_replicas{cluster="c1",namespace="shop",statefulset="db"} 3"#.to_owned(),
+            r#"kube_statefulset_status_replicas_ready{cluster="c1",namespace="shop",statefulset="db"} 3"#.to_owned(),
+            r#"kube_job_status_failed{cluster="c1",namespace="shop",job_name="migrate"} 2"#.to_owned(),
+            r#"kube_replicaset_owner{cluster="c1",namespace="shop",replicaset="api-7d9",owner_kind="Deployment",owner_name="api",owner_is_controller="true"} 1"#.to_owned(),
+        ] {
+            assert!(t.lines().any(|l| l == line), "missing {line}\nin\n{t}");
+        }
     }
 }

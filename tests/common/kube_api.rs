@@ -20,9 +20,12 @@ use tokio::sync::mpsc;
 
 type Watch = mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
 
+const PODS: &str = "/api/v1/pods";
+
 #[derive(Default)]
 struct ApiState {
-    pods: Vec<Value>,
+    /// Objects by collection path (`/api/v1/pods`, `/apis/apps/v1/deployments`...).
+    objects: HashMap<String, Vec<Value>>,
     resource_version: u64,
     /// While set, every request fails with this status.
     failing: Option<u16>,
@@ -80,9 +83,15 @@ impl FakeApi {
 
     /// Replaces the pods a list returns (open watches are not told).
     pub fn set_pods(&self, pods: Vec<Value>) {
+        self.set_objects(PODS, pods);
+    }
+
+    /// Replaces the objects a list of `path` returns (`/api/v1/nodes`,
+    /// `/apis/apps/v1/deployments`...). Paths with no objects list as empty.
+    pub fn set_objects(&self, path: &str, objects: Vec<Value>) {
         self.with(|s| {
             s.resource_version += 1;
-            s.pods = pods;
+            s.objects.insert(path.to_owned(), objects);
         });
     }
 
@@ -93,9 +102,10 @@ impl FakeApi {
             s.resource_version += 1;
             pod["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
             let uid = pod["metadata"]["uid"].clone();
-            s.pods.retain(|p| p["metadata"]["uid"] != uid);
+            let pods = s.objects.entry(PODS.to_owned()).or_default();
+            pods.retain(|p| p["metadata"]["uid"] != uid);
             if kind != "DELETED" {
-                s.pods.push(pod.clone());
+                pods.push(pod.clone());
             }
             broadcast(s, &json!({"type": kind, "object": pod}));
         });
@@ -179,7 +189,14 @@ async fn pods(
             .body(Body::from_stream(stream))
             .expect("response");
     }
-    let items: Vec<Value> = s.pods.iter().filter(on_node).cloned().collect();
+    let items: Vec<Value> = s
+        .objects
+        .get(PODS)
+        .into_iter()
+        .flatten()
+        .filter(on_node)
+        .cloned()
+        .collect();
     axum::Json(json!({
         "kind": "PodList",
         "apiVersion": "v1",
