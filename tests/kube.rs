@@ -180,7 +180,8 @@ fn watch_events_and_a_410_relist_bring_new_names() {
         api.requests()
     );
     wait_for(&c, &container_id(9), "pod=\"web-3\"").expect("names after relist");
-    // A pod deleted from the API: its cgroups lose the names (the cgroup may outlive it).
+    // A pod deleted from the API: its cgroups keep the names for the retention cycles (the
+    // cgroup may outlive the object briefly), then lose them.
     api.event("DELETED", last);
     wait_for(&c, &container_id(9), "pod=\"\"").expect("names gone after DELETED");
 }
@@ -309,4 +310,91 @@ fn cluster_state_exports_every_pod_of_the_cluster() {
     assert_eq!(web, 4, "every pod once");
     // This node's cgroups are still named.
     wait_for(&c, &container_id(1), "pod=\"web-0\"").expect("names");
+}
+
+#[test]
+fn a_pod_that_lived_three_seconds_between_cycles_is_seen_once_then_goes() {
+    let (d, node, pods) = cluster();
+    let api = FakeApi::start();
+    api.set_pods(pods);
+    let k = api.kubeconfig(d.path()).display().to_string();
+    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
+    let c = spawn(&[
+        "collector",
+        "--cluster-state",
+        "--interval",
+        "1s",
+        "--node-name",
+        NODE,
+        "--kubeconfig",
+        &k,
+        "--proc-root",
+        p.to_str().unwrap(),
+        "--sys-root",
+        s.to_str().unwrap(),
+        "--rootfs",
+        r.to_str().unwrap(),
+    ]);
+    eventually(Duration::from_secs(20), || {
+        get(&c.url("/metrics"))
+            .1
+            .contains(r#"pod="web-0""#)
+            .then_some(())
+    })
+    .unwrap();
+    eventually(Duration::from_secs(10), || {
+        api.requests()
+            .iter()
+            .any(|r| r.contains("watch=true") && !r.contains("fieldSelector"))
+            .then_some(())
+    })
+    .expect("cluster-wide pod watch");
+    // Started at 10:00:01, its only container finished at 10:00:04; created and deleted
+    // within one collection interval.
+    let mut short = pod(
+        "batch",
+        "short-1",
+        "uid-short",
+        "node-2",
+        &[("run", "busybox:1.36", "5a5a5a5a5a5a")],
+    );
+    api.event("ADDED", short.clone());
+    short["status"]["phase"] = serde_json::json!("Succeeded");
+    short["status"]["containerStatuses"][0]["state"] = serde_json::json!({"terminated": {"exitCode": 0, "startedAt": "2026-11-23T10:00:01Z", "finishedAt": "2026-11-23T10:00:04Z"}});
+    short["metadata"]["deletionTimestamp"] = serde_json::json!("2026-11-23T10:00:05Z");
+    api.event("MODIFIED", short.clone());
+    api.event("DELETED", short);
+    let id = r#"cluster="default",namespace="batch",pod="short-1",uid="uid-short""#;
+    let (mut seen, mut gone_after_seen) = (0, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline && !gone_after_seen {
+        let text = get(&c.url("/metrics")).1;
+        let infos = text
+            .lines()
+            .filter(|l| l.starts_with("kube_pod_info{") && l.contains("pod=\"short-1\""))
+            .count();
+        assert!(infos <= 1, "one series per pod, got {infos}");
+        if infos == 1 {
+            seen += 1;
+            for line in [
+                format!("kube_pod_start_time{{{id}}} 1795428001"),
+                format!("kube_pod_completion_time{{{id}}} 1795428004"),
+                format!("kube_pod_deletion_timestamp{{{id}}} 1795428005"),
+                format!(r#"kube_pod_status_phase{{{id},phase="Succeeded"}} 1"#),
+            ] {
+                assert!(text.lines().any(|l| l == line), "missing {line}");
+            }
+        } else if seen > 0 {
+            gone_after_seen = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        seen > 0,
+        "a pod that lived between two cycles was never exported"
+    );
+    assert!(
+        gone_after_seen,
+        "the departed pod must leave after its retention cycles"
+    );
 }

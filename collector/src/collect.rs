@@ -159,6 +159,7 @@ impl Collector {
                     cg.set_names(kube.names());
                     self.names_generation = generation;
                 }
+                kube.age_departed();
             }
             cg.read(&mut self.buf, &mut self.errors, self.node.has_swap());
         }

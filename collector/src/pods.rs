@@ -115,10 +115,19 @@ fn strip_scheme(id: &str) -> Option<&str> {
 
 const NOT_YET: &str = "not connected yet";
 
+/// Cycles for which a deleted object is still exported with its final state, so that a pod
+/// that started and ended between two cycles is seen, with its start and end.
+pub const RETAIN_CYCLES: u32 = 2;
+
+/// Deleted objects in their final state, each with the cycles it is still exported for.
+type Departed<K> = Vec<(Arc<K>, u32)>;
+
 /// A live view of one kind of Kubernetes object, fed by a watcher.
 #[derive(Clone)]
 pub struct View<K: kube::Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
+    /// Objects deleted since the last cycles, with the cycles they are still exported for.
+    departed: Arc<Mutex<Departed<K>>>,
     generation: Arc<AtomicU64>,
     degraded: Arc<Mutex<Option<String>>>,
     /// False when no client could be built: nothing will ever arrive.
@@ -188,12 +197,51 @@ where
         self.store.state()
     }
 
+    /// The objects in the store, then those deleted within the last [`RETAIN_CYCLES`]
+    /// cycles (in their final state).
+    pub fn objects_with_departed(&self) -> Vec<Arc<K>> {
+        let mut all = self.store.state();
+        let departed = self.departed.lock().unwrap_or_else(|e| e.into_inner());
+        let known: std::collections::HashSet<&str> =
+            all.iter().filter_map(|o| o.meta().uid.as_deref()).collect();
+        let gone: Vec<Arc<K>> = departed
+            .iter()
+            .filter(|(o, _)| o.meta().uid.as_deref().is_none_or(|u| !known.contains(u)))
+            .map(|(o, _)| o.clone())
+            .collect();
+        drop(departed);
+        all.extend(gone);
+        all
+    }
+
+    /// Ends a cycle for deleted objects: each is exported for [`RETAIN_CYCLES`] cycles.
+    /// Dropping one is a change of the view (its names go).
+    pub fn age_departed(&self) {
+        let mut departed = self.departed.lock().unwrap_or_else(|e| e.into_inner());
+        let before = departed.len();
+        departed.retain_mut(|(_, left)| {
+            *left = left.saturating_sub(1);
+            *left > 0
+        });
+        if departed.len() != before {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn depart(&self, obj: Arc<K>) {
+        let mut departed = self.departed.lock().unwrap_or_else(|e| e.into_inner());
+        let uid = obj.meta().uid.clone();
+        departed.retain(|(o, _)| o.meta().uid != uid);
+        departed.push((obj, RETAIN_CYCLES));
+    }
+
     /// A view that is degraded from the start, for when no client could be built.
     pub fn unavailable(reason: String) -> Self {
         let (store, _writer) = reflector::store();
         warn!(reason = %reason, "degraded: kubernetes");
         View {
             store,
+            departed: Arc::default(),
             generation: Arc::new(AtomicU64::new(0)),
             degraded: Arc::new(Mutex::new(Some(reason))),
             watching: false,
@@ -216,10 +264,10 @@ where
 }
 
 impl Kube {
-    /// Names by pod UID for every pod in the store.
+    /// Names by pod UID for every pod in the store, and for pods deleted within the last
+    /// cycles (their cgroups may outlive them briefly).
     pub fn names(&self) -> HashMap<String, PodNames> {
-        self.store
-            .state()
+        self.objects_with_departed()
             .iter()
             .filter_map(|p| PodNames::from_pod(p))
             .collect()
@@ -289,6 +337,7 @@ where
     let (store, writer) = reflector::store();
     let kube = View {
         store,
+        departed: Arc::default(),
         generation: Arc::new(AtomicU64::new(0)),
         degraded: Arc::new(Mutex::new(Some(NOT_YET.into()))),
         watching: true,
@@ -297,15 +346,37 @@ where
     let view = kube.clone();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        let mut before_relist = Vec::new();
         loop {
             let event = tokio::select! {
                 e = stream.next() => e,
                 _ = cancel.cancelled() => return,
             };
             match event {
-                Some(Ok(watcher::Event::Init)) | Some(Ok(watcher::Event::InitApply(_))) => {}
-                Some(Ok(_)) => {
-                    // Apply, Delete, InitDone: the store changed.
+                // A (re)list starts: remember what was there, to see what it no longer has.
+                Some(Ok(watcher::Event::Init)) => before_relist = view.store.state(),
+                Some(Ok(watcher::Event::InitApply(_))) => {}
+                Some(Ok(watcher::Event::InitDone)) => {
+                    let now: std::collections::HashSet<String> = view
+                        .store
+                        .state()
+                        .iter()
+                        .filter_map(|o| o.meta().uid.clone())
+                        .collect();
+                    for gone in std::mem::take(&mut before_relist) {
+                        if gone.meta().uid.as_ref().is_some_and(|u| !now.contains(u)) {
+                            view.depart(gone);
+                        }
+                    }
+                    view.generation.fetch_add(1, Ordering::AcqRel);
+                    view.set_degraded(None);
+                }
+                Some(Ok(watcher::Event::Delete(obj))) => {
+                    view.depart(Arc::new(obj));
+                    view.generation.fetch_add(1, Ordering::AcqRel);
+                    view.set_degraded(None);
+                }
+                Some(Ok(watcher::Event::Apply(_))) => {
                     view.generation.fetch_add(1, Ordering::AcqRel);
                     view.set_degraded(None);
                 }
@@ -365,5 +436,22 @@ mod tests {
             .unwrap()[1]
             .container_id = None;
         assert!(!PodNames::from_pod(&waiting).unwrap().1.all_ids_known);
+    }
+
+    #[test]
+    fn departed_pods_are_exported_for_exactly_the_retention_cycles() {
+        let view = Kube::unavailable("test".into());
+        let pod: Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}}),
+        )
+        .unwrap();
+        view.depart(Arc::new(pod.clone()));
+        view.depart(Arc::new(pod)); // a second report of the same pod is not a second pod
+        for cycle in 0..RETAIN_CYCLES {
+            assert_eq!(view.objects_with_departed().len(), 1, "cycle {cycle}");
+            assert!(view.names().contains_key("u"));
+            view.age_departed();
+        }
+        assert!(view.objects_with_departed().is_empty());
     }
 }

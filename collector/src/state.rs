@@ -452,9 +452,17 @@ impl ClusterState {
         ]
     }
 
-    /// Writes every state family.
+    /// Writes every state family. Deleted pods are exported for
+    /// [`RETAIN_CYCLES`](crate::pods::RETAIN_CYCLES) more
+    /// calls in their final state (with completion and deletion times); each call is a cycle.
     pub fn emit(&self, sink: &mut dyn Sink) {
-        emit_pods(&self.pods.objects(), &self.base, &self.allow, sink);
+        emit_pods(
+            &self.pods.objects_with_departed(),
+            &self.base,
+            &self.allow,
+            sink,
+        );
+        self.pods.age_departed();
         emit_nodes(&self.nodes.objects(), &self.base, sink);
         emit_workloads(
             &Workloads {
