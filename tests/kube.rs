@@ -398,3 +398,33 @@ fn a_pod_that_lived_three_seconds_between_cycles_is_seen_once_then_goes() {
         "the departed pod must leave after its retention cycles"
     );
 }
+
+#[test]
+fn api_server_unavailable_then_back() {
+    let (d, node, pods) = cluster();
+    let api = FakeApi::start();
+    api.set_pods(pods);
+    api.set_failing(Some(503));
+    let c = start(&node, &api.kubeconfig(d.path()));
+    // Collection goes on: cgroup series arrive without names and keep being refreshed.
+    let first = eventually(Duration::from_secs(10), || {
+        let text = get(&c.url("/metrics")).1;
+        common::sample(&text, "telltale_collector_cycles_total")
+            .filter(|_| usage_line(&c, &container_id(1)).is_some())
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let later = common::sample(
+        &get(&c.url("/metrics")).1,
+        "telltale_collector_cycles_total",
+    )
+    .unwrap();
+    assert!(
+        later > first,
+        "collection must not stop while the API is unavailable"
+    );
+    assert!(usage_line(&c, &container_id(1)).is_some_and(|l| l.contains("pod=\"\"")));
+    assert!(get(&c.url("/readyz")).1.contains("degraded: kubernetes"));
+    api.set_failing(None);
+    wait_for(&c, &container_id(1), "pod=\"web-0\"").expect("names after the API came back");
+}
