@@ -1,5 +1,6 @@
-//! Kubernetes: this node's pods, so that cgroups get their namespace, pod, container and
-//! image names.
+//! Kubernetes views: this node's pods, so that cgroups get their namespace, pod, container
+//! and image names; and, generic over the kind ([`View`]), the cluster-wide objects that
+//! `--cluster-state` exports (see `state.rs`).
 //!
 //! A kube-runtime watcher (list, then watch; relist after 410 Gone; backoff after errors)
 //! feeds a reflector store of the pods scheduled here (`fieldSelector=spec.nodeName=<node>`).
@@ -228,7 +229,7 @@ where
         }
     }
 
-    fn depart(&self, obj: Arc<K>) {
+    pub(crate) fn depart(&self, obj: Arc<K>) {
         let mut departed = self.departed.lock().unwrap_or_else(|e| e.into_inner());
         let uid = obj.meta().uid.clone();
         departed.retain(|(o, _)| o.meta().uid != uid);

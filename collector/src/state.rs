@@ -452,9 +452,9 @@ impl ClusterState {
         ]
     }
 
-    /// Writes every state family. Deleted pods are exported for
-    /// [`RETAIN_CYCLES`](crate::pods::RETAIN_CYCLES) more
-    /// calls in their final state (with completion and deletion times); each call is a cycle.
+    /// Writes every state family; each call is a cycle. Deleted pods are exported for
+    /// [`RETAIN_CYCLES`](crate::pods::RETAIN_CYCLES) more calls in their final state (with
+    /// completion and deletion times).
     pub fn emit(&self, sink: &mut dyn Sink) {
         emit_pods(
             &self.pods.objects_with_departed(),
@@ -462,7 +462,6 @@ impl ClusterState {
             &self.allow,
             sink,
         );
-        self.pods.age_departed();
         emit_nodes(&self.nodes.objects(), &self.base, sink);
         emit_workloads(
             &Workloads {
@@ -475,6 +474,15 @@ impl ClusterState {
             &self.base,
             sink,
         );
+        // A cycle has passed for every view: departed objects are kept for a bounded number
+        // of cycles only (workload families do not export them, but must not hoard them).
+        self.pods.age_departed();
+        self.nodes.age_departed();
+        self.replicasets.age_departed();
+        self.deployments.age_departed();
+        self.daemonsets.age_departed();
+        self.statefulsets.age_departed();
+        self.jobs.age_departed();
     }
 }
 
@@ -927,5 +935,31 @@ mod tests {
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line}\nin\n{t}");
         }
+    }
+
+    #[test]
+    fn every_view_forgets_departed_objects_after_the_retention_cycles() {
+        let cancel = CancellationToken::new();
+        let cs = ClusterState::watch(
+            Err("no client in this test"),
+            &cancel,
+            AnnotationAllowlist::parse(""),
+            "c1",
+        );
+        let node: Node = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "gone", "uid": "n-uid"}}),
+        )
+        .unwrap();
+        let job: Job = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "j", "namespace": "x", "uid": "j-uid"}}),
+        )
+        .unwrap();
+        cs.nodes.depart(Arc::new(node));
+        cs.jobs.depart(Arc::new(job));
+        for _ in 0..crate::pods::RETAIN_CYCLES {
+            cs.emit(&mut TextEncoder::default());
+        }
+        assert!(cs.nodes.objects_with_departed().is_empty());
+        assert!(cs.jobs.objects_with_departed().is_empty());
     }
 }
