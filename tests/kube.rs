@@ -46,24 +46,25 @@ fn cluster() -> (tempfile::TempDir, Node, Vec<serde_json::Value>) {
     (dir, node, pods)
 }
 
-fn start(node: &Node, kubeconfig: &std::path::Path) -> Running {
+/// The collector on `node` against the API of `kubeconfig`; `extra` must set `--interval`.
+fn start_with(node: &Node, kubeconfig: &std::path::Path, extra: &[&str]) -> Running {
     let k = kubeconfig.display().to_string();
     let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
-    spawn(&[
-        "collector",
-        "--interval",
-        "200ms",
-        "--node-name",
-        NODE,
-        "--kubeconfig",
-        &k,
+    let mut args = vec!["collector", "--node-name", NODE, "--kubeconfig", &k];
+    args.extend([
         "--proc-root",
         p.to_str().unwrap(),
         "--sys-root",
         s.to_str().unwrap(),
         "--rootfs",
         r.to_str().unwrap(),
-    ])
+    ]);
+    args.extend_from_slice(extra);
+    spawn(&args)
+}
+
+fn start(node: &Node, kubeconfig: &std::path::Path) -> Running {
+    start_with(node, kubeconfig, &["--interval", "200ms"])
 }
 
 /// The `container_memory_usage_bytes` line of the cgroup whose `name` (runtime id) is `id`.
@@ -262,26 +263,17 @@ fn cluster_state_exports_every_pod_of_the_cluster() {
         vec![serde_json::json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "6"},
             "spec": {"replicas": 4, "selector": {}, "template": {}}, "status": {"availableReplicas": 4}})],
     );
-    let k = api.kubeconfig(d.path()).display().to_string();
-    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
-    let c = spawn(&[
-        "collector",
-        "--cluster-state",
-        "--interval",
-        "200ms",
-        "--node-name",
-        NODE,
-        "--cluster",
-        "prod",
-        "--kubeconfig",
-        &k,
-        "--proc-root",
-        p.to_str().unwrap(),
-        "--sys-root",
-        s.to_str().unwrap(),
-        "--rootfs",
-        r.to_str().unwrap(),
-    ]);
+    let c = start_with(
+        &node,
+        &api.kubeconfig(d.path()),
+        &[
+            "--cluster-state",
+            "--interval",
+            "200ms",
+            "--cluster",
+            "prod",
+        ],
+    );
     let info = eventually(Duration::from_secs(20), || {
         let text = get(&c.url("/metrics")).1;
         text.contains(r#"pod="build-1""#).then_some(text)
@@ -317,24 +309,11 @@ fn a_pod_that_lived_three_seconds_between_cycles_is_seen_once_then_goes() {
     let (d, node, pods) = cluster();
     let api = FakeApi::start();
     api.set_pods(pods);
-    let k = api.kubeconfig(d.path()).display().to_string();
-    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
-    let c = spawn(&[
-        "collector",
-        "--cluster-state",
-        "--interval",
-        "1s",
-        "--node-name",
-        NODE,
-        "--kubeconfig",
-        &k,
-        "--proc-root",
-        p.to_str().unwrap(),
-        "--sys-root",
-        s.to_str().unwrap(),
-        "--rootfs",
-        r.to_str().unwrap(),
-    ]);
+    let c = start_with(
+        &node,
+        &api.kubeconfig(d.path()),
+        &["--cluster-state", "--interval", "1s"],
+    );
     eventually(Duration::from_secs(20), || {
         get(&c.url("/metrics"))
             .1

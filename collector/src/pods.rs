@@ -138,6 +138,29 @@ pub struct View<K: kube::Resource<DynamicType = ()> + 'static> {
 /// A live view of pods.
 pub type Kube = View<Pod>;
 
+/// What a [`View`] can hold: any Kubernetes object kube-runtime can watch and reflect.
+pub trait Watchable:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watchable for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// What `/readyz` and `--once` need to know of any view.
 pub trait Health: Send + Sync {
     /// Why data may be missing right now, if it may.
@@ -148,13 +171,7 @@ pub trait Health: Send + Sync {
 
 impl<K> Health for View<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
 {
     fn degraded(&self) -> Option<String> {
         View::degraded(self).map(|why| format!("{}: {why}", K::plural(&())))
@@ -167,13 +184,7 @@ where
 
 impl<K> View<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
 {
     /// Changes whenever the set of objects or their statuses changed.
     pub fn generation(&self) -> u64 {
@@ -314,26 +325,14 @@ fn watch_pods(api: Api<Pod>, config: watcher::Config, cancel: CancellationToken)
 /// Watches every object of kind `K` in the cluster until `cancel`.
 pub fn watch_all<K>(client: Client, cancel: CancellationToken) -> View<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
 {
     watch(Api::all(client), watcher::Config::default(), cancel)
 }
 
 fn watch<K>(api: Api<K>, config: watcher::Config, cancel: CancellationToken) -> View<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watchable,
 {
     let (store, writer) = reflector::store();
     let kube = View {

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::pods::{watch_all, Health, View};
+use crate::pods::{watch_all, Health, View, Watchable};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use telltale_model::{LabelSet, MetricKind, Sink};
 
@@ -411,16 +411,10 @@ impl ClusterState {
         allow: AnnotationAllowlist,
         cluster: &str,
     ) -> Self {
-        fn view<K>(client: Result<&Client, &str>, cancel: &CancellationToken) -> View<K>
-        where
-            K: kube::Resource<DynamicType = ()>
-                + Clone
-                + serde::de::DeserializeOwned
-                + std::fmt::Debug
-                + Send
-                + Sync
-                + 'static,
-        {
+        fn view<K: Watchable>(
+            client: Result<&Client, &str>,
+            cancel: &CancellationToken,
+        ) -> View<K> {
             match client {
                 Ok(c) => watch_all(c.clone(), cancel.clone()),
                 Err(why) => View::unavailable(why.to_owned()),
@@ -615,109 +609,108 @@ fn named(
     ]))
 }
 
+/// One gauge family with one sample per object, labelled `namespace` and `<label>`.
+fn per_object<K: kube::Resource>(
+    sink: &mut dyn Sink,
+    base: &LabelSet,
+    (name, help, label): (&str, &str, &str),
+    objects: &[Arc<K>],
+    value: impl Fn(&K) -> i32,
+) {
+    sink.family(name, help, MetricKind::Gauge);
+    for o in objects {
+        if let Some(l) = named(base, label, o.meta()) {
+            sink.sample(&l, &[], f64::from(value(o)));
+        }
+    }
+}
+
 /// Deployment, DaemonSet, StatefulSet, Job and ReplicaSet families.
 pub fn emit_workloads(w: &Workloads, base: &LabelSet, sink: &mut dyn Sink) {
-    use MetricKind::Gauge;
-    sink.family(
-        "kube_deployment_spec_replicas",
-        "Number of desired pods for a deployment.",
-        Gauge,
+    let deployments = &w.deployments;
+    per_object(
+        sink,
+        base,
+        (
+            "kube_deployment_spec_replicas",
+            "Number of desired pods for a deployment.",
+            "deployment",
+        ),
+        deployments,
+        |d| d.spec.replicas.unwrap_or(1),
     );
-    for d in &w.deployments {
-        if let Some(l) = named(base, "deployment", &d.metadata) {
-            sink.sample(&l, &[], f64::from(d.spec.replicas.unwrap_or(1)));
-        }
-    }
-    sink.family(
-        "kube_deployment_status_replicas_available",
-        "The number of available replicas per deployment.",
-        Gauge,
+    per_object(
+        sink,
+        base,
+        (
+            "kube_deployment_status_replicas_available",
+            "The number of available replicas per deployment.",
+            "deployment",
+        ),
+        deployments,
+        |d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0)
+        },
     );
-    for d in &w.deployments {
-        if let Some(l) = named(base, "deployment", &d.metadata) {
-            sink.sample(
-                &l,
-                &[],
-                f64::from(
-                    d.status
-                        .as_ref()
-                        .and_then(|s| s.available_replicas)
-                        .unwrap_or(0),
-                ),
-            );
-        }
-    }
-    sink.family(
-        "kube_daemonset_status_desired_number_scheduled",
-        "The number of nodes that should be running the daemon pod.",
-        Gauge,
+    per_object(
+        sink,
+        base,
+        (
+            "kube_daemonset_status_desired_number_scheduled",
+            "The number of nodes that should be running the daemon pod.",
+            "daemonset",
+        ),
+        &w.daemonsets,
+        |d| d.status.as_ref().map_or(0, |s| s.desired_number_scheduled),
     );
-    for d in &w.daemonsets {
-        if let Some(l) = named(base, "daemonset", &d.metadata) {
-            sink.sample(
-                &l,
-                &[],
-                f64::from(d.status.as_ref().map_or(0, |s| s.desired_number_scheduled)),
-            );
-        }
-    }
-    sink.family("kube_daemonset_status_number_ready", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.", Gauge);
-    for d in &w.daemonsets {
-        if let Some(l) = named(base, "daemonset", &d.metadata) {
-            sink.sample(
-                &l,
-                &[],
-                f64::from(d.status.as_ref().map_or(0, |s| s.number_ready)),
-            );
-        }
-    }
-    sink.family(
-        "kube_statefulset_replicas",
-        "Number of desired pods for a StatefulSet.",
-        Gauge,
+    per_object(sink, base, ("kube_daemonset_status_number_ready", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.", "daemonset"), &w.daemonsets, |d| {
+        d.status.as_ref().map_or(0, |s| s.number_ready)
+    });
+    per_object(
+        sink,
+        base,
+        (
+            "kube_statefulset_replicas",
+            "Number of desired pods for a StatefulSet.",
+            "statefulset",
+        ),
+        &w.statefulsets,
+        |s| s.spec.replicas.unwrap_or(1),
     );
-    for s in &w.statefulsets {
-        if let Some(l) = named(base, "statefulset", &s.metadata) {
-            sink.sample(&l, &[], f64::from(s.spec.replicas.unwrap_or(1)));
-        }
-    }
-    sink.family(
-        "kube_statefulset_status_replicas_ready",
-        "The number of ready replicas per StatefulSet.",
-        Gauge,
+    per_object(
+        sink,
+        base,
+        (
+            "kube_statefulset_status_replicas_ready",
+            "The number of ready replicas per StatefulSet.",
+            "statefulset",
+        ),
+        &w.statefulsets,
+        |s| {
+            s.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+        },
     );
-    for s in &w.statefulsets {
-        if let Some(l) = named(base, "statefulset", &s.metadata) {
-            sink.sample(
-                &l,
-                &[],
-                f64::from(
-                    s.status
-                        .as_ref()
-                        .and_then(|s| s.ready_replicas)
-                        .unwrap_or(0),
-                ),
-            );
-        }
-    }
-    sink.family(
-        "kube_job_status_failed",
-        "The number of pods which reached Phase Failed.",
-        Gauge,
+    per_object(
+        sink,
+        base,
+        (
+            "kube_job_status_failed",
+            "The number of pods which reached Phase Failed.",
+            "job_name",
+        ),
+        &w.jobs,
+        |j| j.status.as_ref().and_then(|s| s.failed).unwrap_or(0),
     );
-    for j in &w.jobs {
-        if let Some(l) = named(base, "job_name", &j.metadata) {
-            sink.sample(
-                &l,
-                &[],
-                f64::from(j.status.as_ref().and_then(|s| s.failed).unwrap_or(0)),
-            );
-        }
-    }
     sink.family(
         "kube_replicaset_owner",
         "Information about the ReplicaSet's owner.",
-        Gauge,
+        MetricKind::Gauge,
     );
     for r in &w.replicasets {
         let Some(l) = named(base, "replicaset", &r.metadata) else {
