@@ -14,7 +14,7 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::pods::{watch_all, Health, View, Watchable};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use telltale_model::{LabelSet, MetricKind, Sink};
 
 use crate::quantity;
@@ -165,33 +165,7 @@ pub fn emit_pods(
     );
     for (l, p) in &ids {
         let owners = p.metadata.owner_references.as_deref().unwrap_or_default();
-        if owners.is_empty() {
-            sink.sample(
-                l,
-                &[
-                    ("owner_kind", "<none>"),
-                    ("owner_name", "<none>"),
-                    ("owner_is_controller", "<none>"),
-                ],
-                1.0,
-            );
-        }
-        for o in owners {
-            let ctl = if o.controller == Some(true) {
-                "true"
-            } else {
-                "false"
-            };
-            sink.sample(
-                l,
-                &[
-                    ("owner_kind", &o.kind),
-                    ("owner_name", &o.name),
-                    ("owner_is_controller", ctl),
-                ],
-                1.0,
-            );
-        }
+        sample_owners(sink, l, owners);
     }
 
     sink.family(
@@ -480,6 +454,35 @@ impl ClusterState {
     }
 }
 
+/// One sample per owner reference (kube-state-metrics' owner families), or a single
+/// `<none>` sample for an object without owners.
+fn sample_owners(sink: &mut dyn Sink, labels: &LabelSet, owners: &[OwnerReference]) {
+    if owners.is_empty() {
+        let none = [
+            ("owner_kind", "<none>"),
+            ("owner_name", "<none>"),
+            ("owner_is_controller", "<none>"),
+        ];
+        sink.sample(labels, &none, 1.0);
+    }
+    for o in owners {
+        let ctl = if o.controller == Some(true) {
+            "true"
+        } else {
+            "false"
+        };
+        sink.sample(
+            labels,
+            &[
+                ("owner_kind", &o.kind),
+                ("owner_name", &o.name),
+                ("owner_is_controller", ctl),
+            ],
+            1.0,
+        );
+    }
+}
+
 /// `kube_node_*` families.
 pub fn emit_nodes(nodes: &[Arc<Node>], base: &LabelSet, sink: &mut dyn Sink) {
     use MetricKind::Gauge;
@@ -717,33 +720,7 @@ pub fn emit_workloads(w: &Workloads, base: &LabelSet, sink: &mut dyn Sink) {
             continue;
         };
         let owners = r.metadata.owner_references.as_deref().unwrap_or_default();
-        if owners.is_empty() {
-            sink.sample(
-                &l,
-                &[
-                    ("owner_kind", "<none>"),
-                    ("owner_name", "<none>"),
-                    ("owner_is_controller", "<none>"),
-                ],
-                1.0,
-            );
-        }
-        for o in owners {
-            let ctl = if o.controller == Some(true) {
-                "true"
-            } else {
-                "false"
-            };
-            sink.sample(
-                &l,
-                &[
-                    ("owner_kind", &o.kind),
-                    ("owner_name", &o.name),
-                    ("owner_is_controller", ctl),
-                ],
-                1.0,
-            );
-        }
+        sample_owners(sink, &l, owners);
     }
 }
 
