@@ -123,6 +123,71 @@ pub struct CollectorArgs {
         default_value = "eks.tke.cloud.tencent.com/*"
     )]
     pub pod_annotations_allowlist: String,
+
+    /// Prometheus remote-write 1.0 URL to ship every snapshot to; repeat for several
+    /// destinations (each gets its own queue). Comma-separated in the environment.
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE", value_delimiter = ',')]
+    pub remote_write: Vec<String>,
+
+    /// File holding a bearer token for remote write; re-read when it changes.
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE_TOKEN_FILE")]
+    pub remote_write_token_file: Option<PathBuf>,
+
+    /// PEM CA bundle for the remote-write receivers' certificates. [default: the system's
+    /// roots]
+    #[arg(long, env = "TELLTALE_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS with the receivers (with --tls-key).
+    #[arg(long, env = "TELLTALE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TELLTALE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Directory of the on-disk queues (one per destination).
+    #[arg(long, env = "TELLTALE_BUFFER_DIR", default_value = "./telltale-buffer")]
+    pub buffer_dir: PathBuf,
+
+    /// Bytes each destination's queue may hold; beyond it the oldest segments are dropped
+    /// and counted (e.g. 1GiB, 512MiB).
+    #[arg(long, env = "TELLTALE_BUFFER_MAX_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
+    #[serde(deserialize_with = "bytes_from_yaml")]
+    pub buffer_max_bytes: u64,
+
+    /// Age beyond which queued samples are dropped and counted.
+    #[arg(long, env = "TELLTALE_BUFFER_MAX_AGE", default_value = "72h", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub buffer_max_age: Duration,
+
+    /// Longest time between fsyncs of the queue (what power loss can take).
+    #[arg(long, env = "TELLTALE_BUFFER_FSYNC_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub buffer_fsync_interval: Duration,
+
+    /// Samples per remote-write request at most.
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE_BATCH_SIZE", default_value = "2000", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub remote_write_batch_size: u64,
+
+    /// Concurrent senders per destination (a series always uses the same one).
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE_SENDERS", default_value = "1", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub remote_write_senders: u64,
+
+    /// Samples per second per destination at most, so that many nodes replaying a
+    /// backlog at once do not flatten the receiver.
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE_MAX_SAMPLES_PER_SECOND", default_value = "20000", value_parser = clap::value_parser!(u64).range(1..))]
+    pub remote_write_max_samples_per_second: u64,
+
+    /// Timeout of one remote-write request.
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub remote_write_timeout: Duration,
+
+    /// Longest wait between retries (they start at 100ms and double, with jitter).
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE_MAX_BACKOFF", default_value = "10s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub remote_write_max_backoff: Duration,
 }
 
 impl Default for CollectorArgs {
@@ -132,6 +197,52 @@ impl Default for CollectorArgs {
         let mut args = CollectorArgs::from_arg_matches(sub).expect("defaults parse");
         args.config = None;
         args
+    }
+}
+
+/// A byte size: a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB, TiB).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (expected e.g. 1GiB, 512MiB, 1000000)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        u => {
+            return Err(format!(
+                "unknown unit {u:?} (use B, KB, MB, GB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    let bytes = n * mult as f64;
+    if bytes < 1.0 {
+        return Err("must be at least 1 byte".into());
+    }
+    Ok(bytes as u64)
+}
+
+/// A size in YAML: a number of bytes, or a string with a unit.
+fn bytes_from_yaml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Number(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Number(n) => Ok(n),
+        Size::Text(t) => parse_bytes(&t).map_err(serde::de::Error::custom),
     }
 }
 
@@ -210,7 +321,21 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
         no_kube,
         kubeconfig,
         cluster_state,
-        pod_annotations_allowlist
+        pod_annotations_allowlist,
+        remote_write,
+        remote_write_token_file,
+        tls_ca,
+        tls_cert,
+        tls_key,
+        buffer_dir,
+        buffer_max_bytes,
+        buffer_max_age,
+        buffer_fsync_interval,
+        remote_write_batch_size,
+        remote_write_senders,
+        remote_write_max_samples_per_second,
+        remote_write_timeout,
+        remote_write_max_backoff
     );
     if a.cluster_state && a.no_kube {
         return Err(ConfigError::Invalid {
@@ -263,6 +388,25 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
             kubeconfig: a.kubeconfig,
             cluster_state: a.cluster_state,
             pod_annotations_allowlist: a.pod_annotations_allowlist,
+            remote: telltale_collector::ship::Config {
+                urls: a.remote_write,
+                token_file: a.remote_write_token_file,
+                tls: telltale_collector::ship::send::TlsFiles {
+                    ca: a.tls_ca,
+                    cert: a.tls_cert,
+                    key: a.tls_key,
+                },
+                buffer_dir: a.buffer_dir,
+                max_bytes: a.buffer_max_bytes,
+                max_age: a.buffer_max_age,
+                fsync_every: a.buffer_fsync_interval,
+                batch_size: a.remote_write_batch_size as usize,
+                senders: a.remote_write_senders as usize,
+                max_rate: a.remote_write_max_samples_per_second,
+                timeout: a.remote_write_timeout,
+                max_backoff: a.remote_write_max_backoff,
+                ..Default::default()
+            },
         },
     })
 }

@@ -42,6 +42,8 @@ pub struct Options {
     pub cluster_state: bool,
     /// Pod annotations exported by `kube_pod_annotations`: keys or `prefix*`, comma-separated.
     pub pod_annotations_allowlist: String,
+    /// Remote write (no destinations: nothing is shipped).
+    pub remote: crate::ship::Config,
 }
 
 /// Errors setting the collector up.

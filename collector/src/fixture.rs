@@ -251,6 +251,7 @@ impl Node {
             kubeconfig: None,
             cluster_state: false,
             pod_annotations_allowlist: String::new(),
+            remote: crate::ship::Config::default(),
         }
     }
 

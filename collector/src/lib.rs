@@ -21,6 +21,7 @@ pub mod pods;
 pub mod quantity;
 pub mod read;
 pub mod server;
+pub mod ship;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -56,6 +57,9 @@ pub enum Error {
     /// snapshot that no longer changes.
     #[error("collection cycle failed: {0}")]
     Cycle(String),
+    /// Remote write cannot be set up (a destination, TLS file or buffer directory).
+    #[error(transparent)]
+    Ship(#[from] ship::Error),
 }
 
 /// Collects one snapshot (`--once`). With Kubernetes, waits up to 10 s for the first lists
@@ -116,7 +120,13 @@ pub async fn run(
     cancel: CancellationToken,
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
-    let mut collector = Collector::new(&opts, Registry::new())?;
+    let registry = Registry::new();
+    let mut collector = Collector::new(&opts, registry.clone())?;
+    let shipper = Arc::new(ship::Shipper::start(
+        &opts.remote,
+        &registry,
+        cancel.clone(),
+    )?);
     let kube = start_kube(&opts, &mut collector, &cancel).await;
     let (tx, rx) = watch::channel(None);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -134,7 +144,8 @@ pub async fn run(
     )
     .with_graceful_shutdown(cancel.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
-    let collected = collect_loop(collector, opts.interval, tx, cancel).await;
+    let collected = collect_loop(collector, shipper.clone(), opts.interval, tx, cancel).await;
+    shipper.sync();
     let served = server
         .await
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?
@@ -144,14 +155,17 @@ pub async fn run(
 
 async fn collect_loop(
     mut collector: Collector,
+    shipper: Arc<ship::Shipper>,
     interval: Duration,
     tx: watch::Sender<Option<Arc<Snapshot>>>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
     loop {
         let now = SystemTime::now();
+        let ship = shipper.clone();
         let cycle = tokio::task::spawn_blocking(move || {
             let snap = collector.collect(now);
+            ship.append(snap.timestamp_ms, &snap.text, now);
             (collector, snap)
         })
         .instrument(info_span!("cycle"))

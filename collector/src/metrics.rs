@@ -1,7 +1,8 @@
 //! The collector's own health, as `telltale_collector_*` families in an injected registry.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Duration of a collection cycle's phases (`phase` = read | encode).
@@ -107,5 +108,119 @@ impl Metrics {
             m.errors.with_label_values(&[*s]);
         }
         Ok(m)
+    }
+}
+
+/// Samples delivered to a remote-write destination.
+pub const REMOTE_SENT: &str = "telltale_collector_remote_samples_sent_total";
+/// Samples whose request failed and will be sent again.
+pub const REMOTE_RETRIED: &str = "telltale_collector_remote_samples_retried_total";
+/// Samples given up, by destination and reason.
+pub const DROPPED: &str = "telltale_collector_dropped_samples_total";
+/// Bytes in a destination's queue.
+pub const QUEUE_BYTES: &str = "telltale_collector_remote_queue_bytes";
+/// Age of the oldest sample not yet delivered.
+pub const QUEUE_AGE: &str = "telltale_collector_remote_queue_age_seconds";
+/// Latency of remote-write requests.
+pub const SEND_DURATION: &str = "telltale_collector_remote_send_duration_seconds";
+/// 1 while a destination's queue is in memory because the disk failed.
+pub const QUEUE_IN_MEMORY: &str = "telltale_collector_remote_queue_in_memory";
+
+/// Every drop reason, pre-registered at 0 per destination.
+pub const DROP_REASONS: &[&str] = &["buffer_full", "too_old", "rejected"];
+
+/// Handles to the shipping metrics (one child per destination).
+#[derive(Clone)]
+pub struct ShipMetrics {
+    /// Delivered samples.
+    pub sent: IntCounterVec,
+    /// Samples sent again after a failure.
+    pub retried: IntCounterVec,
+    /// Dropped samples by reason.
+    pub dropped: IntCounterVec,
+    /// Queue size.
+    pub queue_bytes: IntGaugeVec,
+    /// Queue age.
+    pub queue_age: GaugeVec,
+    /// Request latency.
+    pub send_duration: HistogramVec,
+    /// Queue in memory.
+    pub in_memory: IntGaugeVec,
+}
+
+impl ShipMetrics {
+    /// Creates and registers the shipping metrics in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let d = &["destination"];
+        let m = ShipMetrics {
+            sent: IntCounterVec::new(
+                Opts::new(REMOTE_SENT, "Samples a remote-write destination accepted."),
+                d,
+            )?,
+            retried: IntCounterVec::new(
+                Opts::new(
+                    REMOTE_RETRIED,
+                    "Samples in requests that failed (5xx, 429, no answer) and are retried.",
+                ),
+                d,
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    DROPPED,
+                    "Samples given up: buffer_full (over --buffer-max-bytes), too_old (over \
+                     --buffer-max-age), rejected (a 4xx answer).",
+                ),
+                &["destination", "reason"],
+            )?,
+            queue_bytes: IntGaugeVec::new(
+                Opts::new(
+                    QUEUE_BYTES,
+                    "Bytes in the destination's queue (disk and memory).",
+                ),
+                d,
+            )?,
+            queue_age: GaugeVec::new(
+                Opts::new(
+                    QUEUE_AGE,
+                    "Age of the oldest sample not yet delivered (0 when all are).",
+                ),
+                d,
+            )?,
+            send_duration: HistogramVec::new(
+                HistogramOpts::new(SEND_DURATION, "Latency of remote-write requests.").buckets(
+                    vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ],
+                ),
+                d,
+            )?,
+            in_memory: IntGaugeVec::new(
+                Opts::new(
+                    QUEUE_IN_MEMORY,
+                    "1 while the queue is kept in memory because the buffer disk failed.",
+                ),
+                d,
+            )?,
+        };
+        registry.register(Box::new(m.sent.clone()))?;
+        registry.register(Box::new(m.retried.clone()))?;
+        registry.register(Box::new(m.dropped.clone()))?;
+        registry.register(Box::new(m.queue_bytes.clone()))?;
+        registry.register(Box::new(m.queue_age.clone()))?;
+        registry.register(Box::new(m.send_duration.clone()))?;
+        registry.register(Box::new(m.in_memory.clone()))?;
+        Ok(m)
+    }
+
+    /// Creates every child of `destination` at 0.
+    pub fn init(&self, destination: &str) {
+        self.sent.with_label_values(&[destination]);
+        self.retried.with_label_values(&[destination]);
+        for r in DROP_REASONS {
+            self.dropped.with_label_values(&[destination, r]);
+        }
+        self.queue_bytes.with_label_values(&[destination]);
+        self.queue_age.with_label_values(&[destination]);
+        self.in_memory.with_label_values(&[destination]);
     }
 }
