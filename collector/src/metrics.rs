@@ -111,6 +111,8 @@ impl Metrics {
     }
 }
 
+/// Samples appended to a destination's queue.
+pub const REMOTE_QUEUED: &str = "telltale_collector_remote_samples_queued_total";
 /// Samples delivered to a remote-write destination.
 pub const REMOTE_SENT: &str = "telltale_collector_remote_samples_sent_total";
 /// Samples whose request failed and will be sent again.
@@ -132,6 +134,8 @@ pub const DROP_REASONS: &[&str] = &["buffer_full", "too_old", "rejected"];
 /// Handles to the shipping metrics (one child per destination).
 #[derive(Clone)]
 pub struct ShipMetrics {
+    /// Samples queued.
+    pub queued: IntCounterVec,
     /// Delivered samples.
     pub sent: IntCounterVec,
     /// Samples sent again after a failure.
@@ -153,6 +157,13 @@ impl ShipMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
         let d = &["destination"];
         let m = ShipMetrics {
+            queued: IntCounterVec::new(
+                Opts::new(
+                    REMOTE_QUEUED,
+                    "Samples appended to the destination's queue (stale markers included).",
+                ),
+                d,
+            )?,
             sent: IntCounterVec::new(
                 Opts::new(REMOTE_SENT, "Samples a remote-write destination accepted."),
                 d,
@@ -202,6 +213,7 @@ impl ShipMetrics {
                 d,
             )?,
         };
+        registry.register(Box::new(m.queued.clone()))?;
         registry.register(Box::new(m.sent.clone()))?;
         registry.register(Box::new(m.retried.clone()))?;
         registry.register(Box::new(m.dropped.clone()))?;
@@ -214,7 +226,9 @@ impl ShipMetrics {
 
     /// Creates every child of `destination` at 0.
     pub fn init(&self, destination: &str) {
+        self.queued.with_label_values(&[destination]);
         self.sent.with_label_values(&[destination]);
+        self.send_duration.with_label_values(&[destination]);
         self.retried.with_label_values(&[destination]);
         for r in DROP_REASONS {
             self.dropped.with_label_values(&[destination, r]);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kube_api;
+pub mod receiver;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -204,6 +204,10 @@ impl Shipper {
             let mut q = lock(&lane.queue);
             let done = q.append(timestamp_ms, &samples, now);
             let name = lane.dest.name.as_str();
+            self.metrics
+                .queued
+                .with_label_values(&[name])
+                .inc_by(done.samples);
             if done.dropped_full > 0 {
                 self.metrics
                     .dropped
@@ -342,6 +346,12 @@ async fn dispatch(
                         _ = cancel.cancelled() => return,
                     }
                 }
+                // Wait for the sender first: until it takes the batch, its samples stay
+                // in the queue (and are what a full buffer drops).
+                let permit = tokio::select! {
+                    p = senders[s].reserve() => match p { Ok(p) => p, Err(_) => return },
+                    _ = cancel.cancelled() => return,
+                };
                 if lock(&queue).dispatch(s, $from, $end) {
                     let body = if n > 0 {
                         Bytes::from(
@@ -353,15 +363,11 @@ async fn dispatch(
                     } else {
                         Bytes::new()
                     };
-                    let batch = Batch {
+                    permit.send(Batch {
                         body,
                         samples: n,
                         end: $end,
-                    };
-                    tokio::select! {
-                        r = senders[s].send(batch) => if r.is_err() { return },
-                        _ = cancel.cancelled() => return,
-                    }
+                    });
                 }
             }
         }};

@@ -68,10 +68,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// Segment size for a byte budget: an eighth of it, between 64 KiB and 64 MiB, so the
+    /// Segment size for a byte budget: an eighth of it, between 4 KiB and 64 MiB, so the
     /// budget is kept to within a segment.
     pub fn segment_bytes_for(max_bytes: u64) -> u64 {
-        (max_bytes / 8).clamp(64 << 10, 64 << 20)
+        (max_bytes / 8).clamp(4 << 10, 64 << 20)
     }
 }
 

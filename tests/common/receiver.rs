@@ -1,0 +1,163 @@
+//! A remote-write receiver for tests: decodes every request with the model's wire types,
+//! answers with the status the test sets, and keeps what it accepted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use telltale_model::remote::WriteRequest;
+
+/// One accepted sample.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub labels: BTreeMap<String, String>,
+    pub ts: i64,
+    pub value: f64,
+}
+
+impl Got {
+    pub fn name(&self) -> &str {
+        self.labels.get("__name__").map_or("", String::as_str)
+    }
+}
+
+/// One request as seen: the status answered, its samples, and a hash of its body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub status: u16,
+    pub samples: usize,
+    pub body_hash: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    status: u16,
+    accepted: Vec<Got>,
+    requests: Vec<Request>,
+    bad_headers: Vec<String>,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn write(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let mut g = inner.lock().unwrap();
+    for (h, want) in [
+        ("content-type", "application/x-protobuf"),
+        ("content-encoding", "snappy"),
+        ("x-prometheus-remote-write-version", "0.1.0"),
+    ] {
+        if headers.get(h).and_then(|v| v.to_str().ok()) != Some(want) {
+            g.bad_headers.push(format!("{h}: {:?}", headers.get(h)));
+        }
+    }
+    let req = match WriteRequest::decode_body(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            g.bad_headers.push(format!("body: {e}"));
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&body[..], &mut h);
+    let status = g.status;
+    g.requests.push(Request {
+        status,
+        samples: req.samples(),
+        body_hash: std::hash::Hasher::finish(&h),
+    });
+    if (200..300).contains(&status) {
+        for ts in req.timeseries {
+            let labels: BTreeMap<String, String> =
+                ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            for s in ts.samples {
+                g.accepted.push(Got {
+                    labels: labels.clone(),
+                    ts: s.timestamp,
+                    value: s.value,
+                });
+            }
+        }
+    }
+    StatusCode::from_u16(status).unwrap()
+}
+
+impl Receiver {
+    /// Listens on an ephemeral loopback port, answering 204.
+    pub fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            status: 204,
+            ..Default::default()
+        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = inner.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new()
+                    .route("/api/v1/write", post(write))
+                    .with_state(state);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Receiver {
+            addr: rx.recv().unwrap(),
+            inner,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// The status every following request is answered with.
+    pub fn set_status(&self, status: u16) {
+        self.inner.lock().unwrap().status = status;
+    }
+
+    /// Samples accepted so far, in arrival order.
+    pub fn accepted(&self) -> Vec<Got> {
+        self.inner.lock().unwrap().accepted.clone()
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Header or body problems seen (should stay empty).
+    pub fn problems(&self) -> Vec<String> {
+        self.inner.lock().unwrap().bad_headers.clone()
+    }
+}

@@ -1,0 +1,433 @@
+//! Remote write with the disk queue, black-box: the real binary against a real Prometheus
+//! 2.42 receiver and against a test receiver that can fail on demand.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::receiver::{Got, Receiver};
+use common::{eventually, get, sample, spawn, tool, Running};
+use telltale_collector::fixture::{self, Driver, Node, Runtime, Usage, Version};
+
+fn fixture_node() -> (tempfile::TempDir, Node, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::new(dir.path(), Version::V2, Driver::Systemd).unwrap();
+    let rels = fixture::populate(&node, 4, 10, Runtime::Containerd).unwrap();
+    (dir, node, rels)
+}
+
+/// A collector on the fixture node every second, shipping to `url`, queueing in `buffer`.
+fn collector(node: &Node, url: &str, buffer: &std::path::Path, extra: &[&str]) -> Running {
+    let (p, s, r) = (
+        node.proc_root().display().to_string(),
+        node.sys_root().display().to_string(),
+        node.rootfs().display().to_string(),
+    );
+    let b = buffer.display().to_string();
+    let mut args = vec![
+        "collector",
+        "--no-kube",
+        "--interval",
+        "1s",
+        "--cluster",
+        "ship",
+        "--node-name",
+        "edge-1",
+        "--proc-root",
+        &p,
+        "--sys-root",
+        &s,
+        "--rootfs",
+        &r,
+        "--remote-write",
+        url,
+        "--buffer-dir",
+        &b,
+        "--remote-write-max-backoff",
+        "500ms",
+    ];
+    args.extend_from_slice(extra);
+    spawn(&args)
+}
+
+/// (timestamp, value) of every accepted sample of `name`, in arrival order.
+fn series_of(got: &[Got], name: &str) -> Vec<(i64, f64)> {
+    got.iter()
+        .filter(|g| g.name() == name)
+        .map(|g| (g.ts, g.value))
+        .collect()
+}
+
+/// Every series' timestamps arrive strictly increasing; returns (series, ts) duplicates.
+fn assert_in_order(got: &[Got]) {
+    let mut last: BTreeMap<&BTreeMap<String, String>, i64> = BTreeMap::new();
+    for g in got {
+        if let Some(prev) = last.insert(&g.labels, g.ts) {
+            assert!(
+                g.ts > prev,
+                "out of order or twice: {:?} {} after {}",
+                g.labels,
+                g.ts,
+                prev
+            );
+        }
+    }
+}
+
+fn metric(c: &Running, series: &str) -> f64 {
+    try_metric(c, series).unwrap_or_else(|| panic!("{series} not in /metrics"))
+}
+
+/// None until the first snapshot is served.
+fn try_metric(c: &Running, series: &str) -> Option<f64> {
+    let (_, text) = get(&c.url("/metrics"));
+    sample(&text, series)
+}
+
+#[test]
+fn prometheus_2_42_receives_our_samples_with_their_labels() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let (d, node, rels) = fixture_node();
+    let port = common::free_port();
+    let cfg = d.path().join("prometheus.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n").unwrap();
+    let mut prom = std::process::Command::new(prometheus)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            d.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let c = collector(
+        &node,
+        &format!("{url}/api/v1/write"),
+        &d.path().join("buf"),
+        &[],
+    );
+    let q = format!(
+        r#"container_memory_working_set_bytes{{cluster="ship",node="edge-1",id="{}"}}"#,
+        rels[0]
+    );
+    let found = eventually(Duration::from_secs(60), || {
+        let v = query(&url, &q);
+        let r = v["data"]["result"].as_array()?.first()?.clone();
+        Some(r)
+    });
+    let cpus = eventually(Duration::from_secs(30), || {
+        let v = query(&url, "count(node_cpu_seconds_total)");
+        v["data"]["result"][0]["value"][1]
+            .as_str()?
+            .parse::<f64>()
+            .ok()
+    });
+    let sent = metric(
+        &c,
+        &format!(
+            "telltale_collector_remote_samples_sent_total{{destination=\"{url}/api/v1/write\"}}"
+        ),
+    );
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let r = found.expect("Prometheus never had the working set series");
+    let u = Usage::sample(0);
+    assert_eq!(
+        r["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+        (u.memory_usage - u.inactive_file) as f64
+    );
+    assert_eq!(r["metric"]["name"], fixture::container_id(0).as_str());
+    assert_eq!(
+        r["metric"]["__name__"],
+        "container_memory_working_set_bytes"
+    );
+    assert_eq!(cpus, Some(16.0), "2 CPUs x 8 modes");
+    assert!(sent > 0.0);
+}
+
+#[test]
+fn an_outage_loses_nothing_and_keeps_every_series_in_order() {
+    let (d, node, _) = fixture_node();
+    let rx = Receiver::start();
+    rx.set_status(503);
+    let c = collector(&node, &rx.url(), &d.path().join("buf"), &[]);
+    // A compressed outage: eight collection cycles.
+    std::thread::sleep(Duration::from_secs(8));
+    let failed = rx.requests().len();
+    assert!(
+        failed >= 2,
+        "the collector retried during the outage ({failed} requests)"
+    );
+    assert!(rx.accepted().is_empty());
+    let dest = format!("{{destination=\"{}\"}}", rx.url());
+    assert!(metric(&c, &format!("telltale_collector_remote_queue_bytes{dest}")) > 0.0);
+    assert!(
+        metric(
+            &c,
+            &format!("telltale_collector_remote_samples_retried_total{dest}")
+        ) > 0.0
+    );
+    rx.set_status(204);
+    // Wait until a cycle taken after the outage has arrived.
+    let cycles = eventually(Duration::from_secs(30), || {
+        let got = series_of(&rx.accepted(), "telltale_collector_cycles_total");
+        (got.len() >= 12).then_some(got)
+    })
+    .expect("backlog never delivered");
+    drop(c);
+    let got = rx.accepted();
+    assert_in_order(&got);
+    // Every cycle's snapshot arrived: the cycle counter goes up by one each time.
+    let values: Vec<f64> = cycles.iter().map(|c| c.1).collect();
+    for w in values.windows(2) {
+        assert_eq!(w[1], w[0] + 1.0, "a cycle is missing: {values:?}");
+    }
+    assert_eq!(values[0], 1.0, "the first cycle's snapshot arrived");
+    // And with it every series of that snapshot.
+    let per_ts: BTreeMap<i64, usize> = got
+        .iter()
+        .filter(|g| g.name() == "container_cpu_usage_seconds_total")
+        .fold(BTreeMap::new(), |mut m, g| {
+            *m.entry(g.ts).or_default() += 1;
+            m
+        });
+    let counts: BTreeSet<usize> = per_ts.values().copied().collect();
+    assert_eq!(
+        counts.len(),
+        1,
+        "every snapshot has every container: {per_ts:?}"
+    );
+    assert!(rx.problems().is_empty(), "{:?}", rx.problems());
+}
+
+#[test]
+fn sigkill_during_an_outage_then_restart_delivers_the_buffer_once() {
+    let (d, node, _) = fixture_node();
+    let rx = Receiver::start();
+    rx.set_status(503);
+    let buf = d.path().join("buf");
+    let mut c = collector(&node, &rx.url(), &buf, &[]);
+    // Five cycles buffered, then past the one-second fsync.
+    eventually(Duration::from_secs(30), || {
+        (try_metric(&c, "telltale_collector_cycles_total")? >= 5.0).then_some(())
+    })
+    .unwrap();
+    let before_kill = metric(&c, "telltale_collector_cycles_total");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.child.kill().unwrap(); // SIGKILL
+    c.child.wait().unwrap();
+    let kill_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // The second run starts in a later second, so no snapshot of it shares a timestamp
+    // with one of the first run.
+    std::thread::sleep(Duration::from_millis(1100));
+    rx.set_status(204);
+    let c2 = collector(&node, &rx.url(), &buf, &[]);
+    // The second run's own cycles arrive after the first run's backlog.
+    eventually(Duration::from_secs(30), || {
+        let got = series_of(&rx.accepted(), "telltale_collector_cycles_total");
+        got.iter()
+            .any(|(ts, v)| *ts > kill_ms && *v >= 3.0)
+            .then_some(())
+    })
+    .expect("nothing delivered after the restart");
+    let log = c2_log(c2);
+    let got = rx.accepted();
+    // Nothing twice (the batch in flight at the kill was refused with 503).
+    let mut seen = BTreeSet::new();
+    for g in &got {
+        assert!(
+            seen.insert((g.labels.clone(), g.ts)),
+            "delivered twice: {:?} at {}",
+            g.labels,
+            g.ts
+        );
+    }
+    let first_run: Vec<f64> = series_of(&got, "telltale_collector_cycles_total")
+        .into_iter()
+        .filter(|(ts, _)| *ts < kill_ms - 1000)
+        .map(|(_, v)| v)
+        .collect();
+    let want: Vec<f64> = (1..=before_kill as i64).map(|v| v as f64).collect();
+    assert!(
+        first_run.starts_with(&want),
+        "every cycle buffered before the kill arrives once, in order: {first_run:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("resuming a buffered backlog")),
+        "{log:?}"
+    );
+}
+
+fn c2_log(mut c: Running) -> Vec<String> {
+    c.log()
+}
+
+#[test]
+fn over_the_byte_budget_the_oldest_are_dropped_and_counted_exactly() {
+    let (d, node, _) = fixture_node();
+    let rx = Receiver::start();
+    rx.set_status(503);
+    let c = collector(
+        &node,
+        &rx.url(),
+        &d.path().join("buf"),
+        &["--buffer-max-bytes", "40KiB"],
+    );
+    let dest = format!("{{destination=\"{}\"}}", rx.url());
+    let full = format!(
+        "telltale_collector_dropped_samples_total{{destination=\"{}\",reason=\"buffer_full\"}}",
+        rx.url()
+    );
+    eventually(Duration::from_secs(60), || {
+        (try_metric(&c, &full)? > 0.0).then_some(())
+    })
+    .expect("the budget was never reached");
+    std::thread::sleep(Duration::from_secs(2));
+    rx.set_status(204);
+    // A snapshot taken once the backlog is delivered and nothing more was dropped carries
+    // the counters: queued = received before it + dropped.
+    let (dropped, queued, ts) = eventually(Duration::from_secs(60), || {
+        let got = rx.accepted();
+        let at = |name: &str| -> BTreeMap<i64, f64> {
+            got.iter()
+                .filter(|g| {
+                    g.name() == name && g.labels.get("reason").is_none_or(|r| r == "buffer_full")
+                })
+                .map(|g| (g.ts, g.value))
+                .collect()
+        };
+        let q = at("telltale_collector_remote_samples_queued_total");
+        let dr = at("telltale_collector_dropped_samples_total");
+        let age = at("telltale_collector_remote_queue_age_seconds");
+        // The newest snapshot that saw an empty queue.
+        let (&ts, _) = age
+            .iter()
+            .rev()
+            .find(|(t, a)| **a < 1.5 && dr.get(t).is_some_and(|d| *d > 0.0))?;
+        let before = got.iter().filter(|g| g.ts < ts).count() as f64;
+        let (qv, dv) = (*q.get(&ts)?, *dr.get(&ts)?);
+        (qv == before + dv).then_some((dv, qv, ts))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "queued != received + dropped; metrics:\n{}",
+            get(&c.url("/metrics"))
+                .1
+                .lines()
+                .filter(|l| l.contains("remote") || l.contains("dropped"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    assert!(dropped > 0.0 && queued > dropped, "{dropped} of {queued}");
+    // What was dropped is the oldest part of the queue: the cycles that arrived are the ones
+    // a sender already held when the budget was hit (one batch of at most 2,000 samples),
+    // then one unbroken run up to ts. One gap, no holes after it.
+    let got = rx.accepted();
+    let cycles: Vec<f64> = series_of(&got, "telltale_collector_cycles_total")
+        .into_iter()
+        .filter(|(t, _)| *t < ts)
+        .map(|(_, v)| v)
+        .collect();
+    let gaps: Vec<_> = cycles.windows(2).filter(|w| w[1] != w[0] + 1.0).collect();
+    assert_eq!(gaps.len(), 1, "{cycles:?}");
+    let before_gap = series_of(&got, "telltale_collector_cycles_total")
+        .into_iter()
+        .find(|(_, v)| *v == gaps[0][0])
+        .unwrap()
+        .0;
+    let held = got.iter().filter(|g| g.ts <= before_gap).count();
+    assert!(
+        held <= 2 * 2000,
+        "more than the sender's two batches (one in flight, one waiting) survived: {held} samples, cycles {cycles:?}"
+    );
+    assert!(metric(&c, &format!("telltale_collector_remote_queue_bytes{dest}")) <= 48.0 * 1024.0);
+}
+
+#[test]
+fn a_400_is_dropped_and_counted_without_retry_and_a_500_is_retried() {
+    let (d, node, _) = fixture_node();
+    let rx = Receiver::start();
+    rx.set_status(400);
+    let c = collector(&node, &rx.url(), &d.path().join("buf"), &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let rejected = format!(
+        "telltale_collector_dropped_samples_total{{destination=\"{}\",reason=\"rejected\"}}",
+        rx.url()
+    );
+    rx.set_status(500);
+    let reqs = rx.requests();
+    let bad: Vec<_> = reqs.iter().filter(|r| r.status == 400).collect();
+    assert!(bad.len() >= 2, "{bad:?}");
+    let bodies: BTreeSet<u64> = bad.iter().map(|r| r.body_hash).collect();
+    assert_eq!(bodies.len(), bad.len(), "a rejected batch was sent again");
+    let counted = eventually(Duration::from_secs(10), || {
+        let n = metric(&c, &rejected);
+        let sent: usize = rx
+            .requests()
+            .iter()
+            .filter(|r| r.status == 400)
+            .map(|r| r.samples)
+            .sum();
+        (n == sent as f64).then_some(n)
+    });
+    assert!(
+        counted.is_some_and(|n| n > 0.0),
+        "rejected samples are counted"
+    );
+    let mut log = c;
+    let lines = log.log();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("rejected a batch"))
+            .count(),
+        1,
+        "logged once: {lines:?}"
+    );
+    // 500: the same batch again and again.
+    let retried = eventually(Duration::from_secs(20), || {
+        let reqs = rx.requests();
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for r in reqs.iter().filter(|r| r.status == 500) {
+            *count.entry(r.body_hash).or_default() += 1;
+        }
+        count.values().any(|&n| n >= 3).then_some(())
+    });
+    assert!(retried.is_some(), "a 500 batch was not retried");
+    rx.set_status(204);
+    eventually(Duration::from_secs(20), || {
+        (!rx.accepted().is_empty()).then_some(())
+    })
+    .expect("delivered after the 500s");
+}
+
+fn query(prom: &str, q: &str) -> serde_json::Value {
+    let enc: String = q
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    common::try_get(&format!("{prom}/api/v1/query?query={enc}"))
+        .ok()
+        .and_then(|(_, body)| serde_json::from_str(&body).ok())
+        .unwrap_or_default()
+}
