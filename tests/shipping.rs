@@ -187,6 +187,10 @@ fn an_outage_loses_nothing_and_keeps_every_series_in_order() {
     drop(c);
     let got = rx.accepted();
     assert_in_order(&got);
+    assert!(
+        got.iter().all(|g| g.ts % 1000 == 0),
+        "timestamps aligned to the interval"
+    );
     // Every cycle's snapshot arrived: the cycle counter goes up by one each time.
     let values: Vec<f64> = cycles.iter().map(|c| c.1).collect();
     for w in values.windows(2) {
@@ -414,6 +418,203 @@ fn a_400_is_dropped_and_counted_without_retry_and_a_500_is_retried() {
         (!rx.accepted().is_empty()).then_some(())
     })
     .expect("delivered after the 500s");
+}
+
+/// A CA, and a certificate it signed for `name` (PEM files in `dir`), made by openssl.
+fn certs(openssl: &std::path::Path, dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=telltale-test-ca",
+    ]);
+    run(&ca);
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        let mut req = vec!["req"];
+        req.extend(ec);
+        let (key, csr, pem, extf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=telltale-test"]);
+        run(&req);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &extf,
+        ]);
+    }
+}
+
+#[test]
+fn mutual_tls_with_a_custom_ca_and_a_token_reread_on_change() {
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    let (d, node, _) = fixture_node();
+    let pki = d.path().join("pki");
+    std::fs::create_dir(&pki).unwrap();
+    certs(&openssl, &pki);
+    let rx = Receiver::start_tls(
+        &pki.join("server.pem"),
+        &pki.join("server.key"),
+        &pki.join("ca.pem"),
+    );
+    let url = format!("https://{}/api/v1/write", rx.addr);
+    let token = d.path().join("token");
+    std::fs::write(&token, "s3cret-one\n").unwrap();
+    let s = |p: &str| pki.join(p).display().to_string();
+    let (ca, cert, key, tok) = (
+        s("ca.pem"),
+        s("client.pem"),
+        s("client.key"),
+        token.display().to_string(),
+    );
+    let mut c = collector(
+        &node,
+        &url,
+        &d.path().join("buf"),
+        &[
+            "--tls-ca",
+            &ca,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--remote-write-token-file",
+            &tok,
+        ],
+    );
+    eventually(Duration::from_secs(30), || {
+        (!rx.accepted().is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("nothing over mTLS: {:?}\n{:?}", rx.problems(), c.log()));
+    assert!(
+        rx.auth().iter().all(|a| a == "Bearer s3cret-one"),
+        "{:?}",
+        rx.auth()
+    );
+    std::fs::write(&token, "s3cret-two-rotated\n").unwrap();
+    eventually(Duration::from_secs(30), || {
+        rx.auth()
+            .iter()
+            .any(|a| a == "Bearer s3cret-two-rotated")
+            .then_some(())
+    })
+    .expect("the new token was never used");
+
+    // Without a client certificate the receiver refuses the handshake: retried, not lost.
+    let rx2 = Receiver::start_tls(
+        &pki.join("server.pem"),
+        &pki.join("server.key"),
+        &pki.join("ca.pem"),
+    );
+    let url2 = format!("https://{}/api/v1/write", rx2.addr);
+    let mut c2 = collector(
+        &node,
+        &url2,
+        &d.path().join("buf2"),
+        &["--tls-ca", &ca, "--remote-write-token-file", &tok],
+    );
+    eventually(Duration::from_secs(30), || {
+        c2.log()
+            .iter()
+            .any(|l| l.contains("destination unavailable"))
+            .then_some(())
+    })
+    .expect("a refused handshake is reported");
+    assert!(rx2.accepted().is_empty());
+    for line in c.log().iter().chain(c2.log().iter()) {
+        assert!(!line.contains("s3cret"), "a secret in the log: {line}");
+    }
+}
+
+#[test]
+fn a_dead_destination_never_delays_another() {
+    let (d, node, _) = fixture_node();
+    let live = Receiver::start();
+    // Accepts connections and never answers.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/api/v1/write", black_hole.local_addr().unwrap());
+    let c = collector(
+        &node,
+        &dead,
+        &d.path().join("buf"),
+        &[
+            "--remote-write",
+            &live.url(),
+            "--remote-write-timeout",
+            "60s",
+        ],
+    );
+    let cycles = eventually(Duration::from_secs(30), || {
+        let got = series_of(&live.accepted(), "telltale_collector_cycles_total");
+        (got.len() >= 6).then_some(got)
+    })
+    .expect("the live destination got nothing while the other hung");
+    // Each cycle reached the live destination within about one interval.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let newest = cycles.iter().map(|c| c.0).max().unwrap();
+    assert!(
+        now - newest < 5000,
+        "the live destination lags {} ms",
+        now - newest
+    );
+    let dead_sent = metric(
+        &c,
+        &format!("telltale_collector_remote_samples_sent_total{{destination=\"{dead}\"}}"),
+    );
+    assert_eq!(dead_sent, 0.0);
+    drop(black_hole);
 }
 
 fn query(prom: &str, q: &str) -> serde_json::Value {

@@ -36,6 +36,7 @@ pub struct Request {
 #[derive(Default)]
 struct Inner {
     status: u16,
+    auth: Vec<String>,
     accepted: Vec<Got>,
     requests: Vec<Request>,
     bad_headers: Vec<String>,
@@ -61,6 +62,9 @@ async fn write(
     body: Bytes,
 ) -> StatusCode {
     let mut g = inner.lock().unwrap();
+    if let Some(a) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        g.auth.push(a.to_string());
+    }
     for (h, want) in [
         ("content-type", "application/x-protobuf"),
         ("content-encoding", "snappy"),
@@ -139,6 +143,93 @@ impl Receiver {
 
     pub fn url(&self) -> String {
         format!("http://{}/api/v1/write", self.addr)
+    }
+
+    /// The same receiver over TLS: `cert`/`key` (PEM) are its own, and clients must show a
+    /// certificate signed by `client_ca`.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: &std::path::Path,
+    ) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(client_ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let inner = Arc::new(Mutex::new(Inner {
+            status: 204,
+            ..Default::default()
+        }));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = inner.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new()
+                    .route("/api/v1/write", post(write))
+                    .with_state(state.clone());
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        a = listener.accept() => a.unwrap(),
+                        _ = &mut stopped => return,
+                    };
+                    let (acceptor, app, state) = (acceptor.clone(), app.clone(), state.clone());
+                    tokio::spawn(async move {
+                        let tls = match acceptor.accept(tcp).await {
+                            Ok(t) => t,
+                            Err(e) => {
+                                state
+                                    .lock()
+                                    .unwrap()
+                                    .bad_headers
+                                    .push(format!("handshake: {e}"));
+                                return;
+                            }
+                        };
+                        let svc = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                            .await;
+                    });
+                }
+            });
+        });
+        Receiver {
+            addr: rx.recv().unwrap(),
+            inner,
+            stop: Some(stop),
+        }
+    }
+
+    /// `Authorization` headers seen, in order.
+    pub fn auth(&self) -> Vec<String> {
+        self.inner.lock().unwrap().auth.clone()
     }
 
     /// The status every following request is answered with.

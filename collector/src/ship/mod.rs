@@ -275,13 +275,13 @@ struct Pending {
 struct Bucket {
     rate: f64,
     tokens: f64,
-    at: Instant,
+    at: tokio::time::Instant,
 }
 
 impl Bucket {
     async fn take(&mut self, n: u64) {
         loop {
-            let now = Instant::now();
+            let now = tokio::time::Instant::now();
             self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
                 .min(self.rate.max(n as f64));
             self.at = now;
@@ -293,6 +293,12 @@ impl Bucket {
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
     }
+}
+
+/// A wait between half of `backoff` and all of it, so that senders that failed together
+/// do not retry together.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
 /// Reads a destination's queue in order and feeds its senders.
@@ -325,7 +331,7 @@ async fn dispatch(
     let mut bucket = Bucket {
         rate: cfg.max_rate.max(1) as f64,
         tokens: 0.0,
-        at: Instant::now(),
+        at: tokio::time::Instant::now(),
     };
     let batch_size = cfg.batch_size.max(1);
     let mut reader = Reader::new(lock(&queue).positions());
@@ -515,9 +521,8 @@ async fn sender(
                             why, "destination unavailable; buffering and retrying"
                         );
                     }
-                    let jitter = 0.5 + fastrand::f64() * 0.5;
                     let wait = after
-                        .unwrap_or(backoff.mul_f64(jitter))
+                        .unwrap_or_else(|| jittered(backoff))
                         .min(cfg.max_backoff);
                     backoff = (backoff * 2).min(cfg.max_backoff);
                     tokio::select! {
@@ -530,5 +535,36 @@ async fn sender(
         let mut q = lock(&queue);
         q.ack(shard, batch.end);
         update_gauges(&metrics, &name, &q, SystemTime::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_paces_to_its_rate() {
+        let mut b = Bucket {
+            rate: 1000.0,
+            tokens: 0.0,
+            at: tokio::time::Instant::now(),
+        };
+        let start = tokio::time::Instant::now();
+        for _ in 0..10 {
+            b.take(500).await;
+        }
+        // 5,000 samples at 1,000/s: five seconds (of paused, auto-advanced time).
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(4900), "{took:?}");
+        assert!(took <= Duration::from_millis(5200), "{took:?}");
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_all_of_the_backoff() {
+        let b = Duration::from_millis(800);
+        for _ in 0..1000 {
+            let j = jittered(b);
+            assert!(j >= b / 2 && j <= b, "{j:?}");
+        }
     }
 }
