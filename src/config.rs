@@ -368,6 +368,22 @@ pub fn collector(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, 
             ),
         });
     }
+    if let Some(bad) = a
+        .remote_write
+        .iter()
+        .position(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+    {
+        return Err(ConfigError::Invalid {
+            key: "remote-write",
+            message: format!("URL number {} must start with http:// or https://", bad + 1),
+        });
+    }
+    if a.tls_cert.is_some() != a.tls_key.is_some() {
+        return Err(ConfigError::Invalid {
+            key: "tls-cert",
+            message: "--tls-cert and --tls-key must be given together".into(),
+        });
+    }
     if a.interval.is_zero() {
         return Err(ConfigError::Invalid {
             key: "interval",
@@ -467,6 +483,36 @@ mod tests {
         let (cli, m) = parse(&["telltale", "collector", "--config", file.to_str().unwrap()]);
         let err = collector(cli, &m).unwrap_err().to_string();
         assert!(err.contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn remote_write_settings_are_checked_and_sizes_parse() {
+        let (cli, m) = parse(&["telltale", "collector", "--remote-write", "ftp://x"]);
+        let err = collector(cli, &m).unwrap_err().to_string();
+        assert!(
+            err.contains("remote-write") && err.contains("http://"),
+            "{err}"
+        );
+        let (cli, m) = parse(&["telltale", "collector", "--tls-cert", "/c.pem"]);
+        let err = collector(cli, &m).unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("40KiB"), Ok(40 << 10));
+        assert_eq!(parse_bytes("1.5MB"), Ok(1_500_000));
+        assert_eq!(parse_bytes("123"), Ok(123));
+        assert!(parse_bytes("12 parsecs").unwrap_err().contains("unit"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(
+            &file,
+            "remote-write: [\"http://a/api/v1/write\", \"https://b/w\"]\nbuffer-max-bytes: 64MiB\n",
+        )
+        .unwrap();
+        let (cli, m) = parse(&["telltale", "collector", "--config", file.to_str().unwrap()]);
+        let o = collector(cli, &m).unwrap().options();
+        assert_eq!(o.remote.urls.len(), 2);
+        assert_eq!(o.remote.max_bytes, 64 << 20);
+        assert_eq!(o.remote.batch_size, 2000);
     }
 
     #[test]

@@ -617,6 +617,118 @@ fn a_dead_destination_never_delays_another() {
     drop(black_hole);
 }
 
+/// A tmpfs of `size` mounted at `dir`, unmounted on drop; None (with SKIPPED) where this
+/// process may not mount, unless it runs as root, where failing to mount fails the test.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            let root = rustix::process::geteuid().is_root();
+            assert!(
+                !root,
+                "mount tmpfs as root failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!(
+                "SKIPPED: cannot mount a small tmpfs here (needs root) for the full-disk test"
+            );
+            return None;
+        }
+        Some(SmallDisk(dir.to_owned()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_degrades_to_memory_loses_nothing_and_recovers() {
+    let (d, node, _) = fixture_node();
+    let buf = d.path().join("small");
+    let Some(_disk) = SmallDisk::mount(&buf, "4m") else {
+        return;
+    };
+    let rx = Receiver::start();
+    rx.set_status(503);
+    let mut c = collector(&node, &rx.url(), &buf, &[]);
+    let mem = format!(
+        "telltale_collector_remote_queue_in_memory{{destination=\"{}\"}}",
+        rx.url()
+    );
+    let queued = format!(
+        "telltale_collector_remote_samples_queued_total{{destination=\"{}\"}}",
+        rx.url()
+    );
+    eventually(Duration::from_secs(30), || {
+        (try_metric(&c, &queued)? > 0.0).then_some(())
+    })
+    .expect("nothing queued");
+    // Fill the disk to the last byte.
+    let filler = buf.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let byte = [0u8; 1];
+        while f.write_all(&byte).is_ok() {}
+    }
+    eventually(Duration::from_secs(60), || {
+        (try_metric(&c, &mem)? == 1.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the queue never went to memory: {:?}", c.log()));
+    assert!(
+        c.log().iter().any(|l| l.contains("buffer disk failed")),
+        "{:?}",
+        c.log()
+    );
+    // Still collecting, with the disk full.
+    let cycles = metric(&c, "telltale_collector_cycles_total");
+    eventually(Duration::from_secs(10), || {
+        (try_metric(&c, "telltale_collector_cycles_total")? > cycles + 1.0).then_some(())
+    })
+    .expect("collection stopped");
+    // Space comes back (an operator cleans up); the receiver too.
+    std::fs::remove_file(&filler).unwrap();
+    rx.set_status(204);
+    eventually(Duration::from_secs(60), || {
+        (try_metric(&c, &mem)? == 0.0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the queue never returned to disk: {:?}", c.log()));
+    assert!(
+        c.log().iter().any(|l| l.contains("works again")),
+        "{:?}",
+        c.log()
+    );
+    let cycles = eventually(Duration::from_secs(30), || {
+        let got = series_of(&rx.accepted(), "telltale_collector_cycles_total");
+        let v: Vec<f64> = got.iter().map(|c| c.1).collect();
+        (v.len() > 3 && v.windows(2).all(|w| w[1] == w[0] + 1.0)).then_some(v)
+    });
+    let got = rx.accepted();
+    assert_in_order(&got);
+    let cycles = cycles.unwrap_or_else(|| {
+        panic!(
+            "a cycle is missing: {:?}",
+            series_of(&got, "telltale_collector_cycles_total")
+        )
+    });
+    assert_eq!(cycles[0], 1.0, "from the first cycle on, nothing lost");
+}
+
 fn query(prom: &str, q: &str) -> serde_json::Value {
     let enc: String = q
         .bytes()

@@ -156,9 +156,9 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file());
     if found.is_none() {
         if std::env::var("TELLTALE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{name} is required but not installed (apt-get install prometheus prometheus-node-exporter)");
+            panic!("{name} is required but not installed (apt-get install prometheus prometheus-node-exporter openssl)");
         }
-        eprintln!("SKIPPED: {name} is not installed; install it to run this test (apt-get install prometheus)");
+        eprintln!("SKIPPED: {name} is not installed; install it to run this test (apt-get install prometheus prometheus-node-exporter openssl)");
     }
     found
 }
