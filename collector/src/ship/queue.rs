@@ -336,11 +336,6 @@ impl Queue {
         self.acked.clone()
     }
 
-    /// The first segment's sequence number, if any.
-    pub fn first_segment(&self) -> Option<u64> {
-        self.segments.front().map(|s| s.seq)
-    }
-
     /// Bytes of all segments (disk and memory).
     pub fn bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
@@ -381,7 +376,7 @@ impl Queue {
             .is_some_and(|s| matches!(s.storage, Storage::Memory(_)))
     }
 
-    /// Samples appended but not handed to a sender (for tests and the age gauge).
+    /// Samples appended but not handed to a sender yet (the backlog).
     pub fn undispatched(&self) -> u64 {
         let mut n = 0;
         for seg in &self.segments {
@@ -410,6 +405,7 @@ impl Queue {
             // The new head is in memory: encode the snapshot again for its fresh series
             // table. Memory writes cannot fail.
             let enc = self.encoder.encode(timestamp_ms, samples.iter().copied());
+            out.samples = u64::from(enc.samples);
             let _ = self.write_records(&enc.records, timestamp_ms, &enc.per_shard);
         }
         self.maybe_rotate(now);
