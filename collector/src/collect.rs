@@ -68,6 +68,11 @@ pub struct Snapshot {
     pub series: usize,
     /// Families with at least one series (own metrics excluded).
     pub families: usize,
+    /// With [`Collector::index_samples`]: each series' key and value in `text` (own
+    /// metrics excluded: they follow at `indexed_len`).
+    pub index: Vec<telltale_model::SampleAt>,
+    /// Bytes of `text` the index covers; the rest is own metrics.
+    pub indexed_len: usize,
 }
 
 /// Owns every source and the state kept between cycles.
@@ -89,6 +94,8 @@ pub struct Collector {
     names_generation: u64,
     /// Cluster-wide objects for `--cluster-state`.
     state: Option<ClusterState>,
+    /// Record each sample's key and value (for the shipper).
+    index_samples: bool,
 }
 
 impl Collector {
@@ -131,6 +138,7 @@ impl Collector {
             kube: None,
             names_generation: 0,
             state: None,
+            index_samples: !opts.remote.urls.is_empty(),
         })
     }
 
@@ -167,10 +175,19 @@ impl Collector {
         }
     }
 
+    /// Makes every snapshot carry its sample index (the shipper's input), so nothing
+    /// parses the text back.
+    pub fn index_samples(&mut self, on: bool) {
+        self.index_samples = on;
+    }
+
     /// Phase two: encodes what the last `read` found, then own metrics (which by then
     /// count this cycle).
     pub fn encode(&mut self, timestamp_ms: TimestampMs) -> Snapshot {
         let mut enc = TextEncoder::with_buffer(self.spare_buffer());
+        if self.index_samples {
+            enc.index_samples();
+        }
         self.node.emit(&self.labels, &mut enc);
         if let Some(cg) = &self.cgroups {
             cg.emit(self.node.devices(), &mut enc);
@@ -187,6 +204,8 @@ impl Collector {
         let own = prometheus::TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default();
+        let indexed_len = enc.as_bytes().len();
+        let index = enc.take_index();
         enc.append_raw(own.as_bytes());
         let text = Bytes::from(enc.take());
         self.last_len = text.len();
@@ -196,6 +215,8 @@ impl Collector {
             text,
             series,
             families,
+            index,
+            indexed_len,
         }
     }
 

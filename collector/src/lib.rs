@@ -165,7 +165,7 @@ async fn collect_loop(
         let ship = shipper.clone();
         let cycle = tokio::task::spawn_blocking(move || {
             let snap = collector.collect(now);
-            ship.append(snap.timestamp_ms, &snap.text, now);
+            ship.append(&snap, now);
             (collector, snap)
         })
         .instrument(info_span!("cycle"))

@@ -14,7 +14,7 @@ pub mod text;
 pub mod time;
 
 pub use labels::LabelSet;
-pub use text::TextEncoder;
+pub use text::{SampleAt, TextEncoder};
 
 /// The Prometheus type of a metric family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,18 @@ use crate::{LabelSet, MetricKind, Sink};
 /// Content type of the text format, for `Content-Type` headers.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Where one sample line's series key (`name{labels}`) is in the output, and its value:
+/// what a reader of the text would parse back, without parsing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleAt {
+    /// First byte of the key.
+    pub start: u32,
+    /// One past its last byte.
+    pub end: u32,
+    /// The value written on the line.
+    pub value: f64,
+}
+
 /// Writes families and samples into one growing buffer.
 ///
 /// A family header is kept only if at least one sample follows it, so sources may announce
@@ -18,6 +30,8 @@ pub struct TextEncoder {
     name: (usize, usize),
     samples: usize,
     families: usize,
+    /// With [`TextEncoder::index_samples`]: every sample line's key and value.
+    index: Option<Vec<SampleAt>>,
 }
 
 impl TextEncoder {
@@ -39,8 +53,22 @@ impl TextEncoder {
         }
     }
 
+    /// Also records where each sample's key is and its value ([`TextEncoder::take_index`]),
+    /// for a consumer that would otherwise parse the text back.
+    pub fn index_samples(&mut self) {
+        self.index.get_or_insert_with(Vec::new);
+    }
+
+    /// The samples recorded since `index_samples` (empty without it).
+    pub fn take_index(&mut self) -> Vec<SampleAt> {
+        self.index.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Empties the buffer, keeping its allocation.
     pub fn clear(&mut self) {
+        if let Some(i) = &mut self.index {
+            i.clear();
+        }
         self.out.clear();
         self.pending_header = None;
         self.name = (0, 0);
@@ -105,6 +133,7 @@ impl Sink for TextEncoder {
         if self.pending_header.take().is_some() {
             self.families += 1;
         }
+        let key_start = self.out.len();
         let (start, len) = self.name;
         self.out.extend_from_within(start..start + len);
         let has_labels = !labels.is_empty() || !extra.is_empty();
@@ -123,6 +152,13 @@ impl Sink for TextEncoder {
                 self.out.push(b'"');
             }
             self.out.push(b'}');
+        }
+        if let Some(index) = &mut self.index {
+            index.push(SampleAt {
+                start: key_start as u32,
+                end: self.out.len() as u32,
+                value,
+            });
         }
         self.out.push(b' ');
         write_value(&mut self.out, value);
@@ -171,6 +207,26 @@ pub fn write_value(out: &mut Vec<u8>, v: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_names_what_parsing_the_text_would_give() {
+        let mut e = TextEncoder::default();
+        e.index_samples();
+        e.family("empty", "h", MetricKind::Gauge);
+        e.family("x", "h", MetricKind::Counter);
+        let l = LabelSet::new([("a", "b\"c")]);
+        e.sample(&l, &[("cpu", "1")], 0.1);
+        e.sample(&LabelSet::default(), &[], f64::INFINITY);
+        let index = e.take_index();
+        let text = e.take();
+        let mut parsed = Vec::new();
+        crate::parse::for_each_sample(&text, |k, v, _| parsed.push((k.to_vec(), v))).unwrap();
+        let from_index: Vec<(Vec<u8>, f64)> = index
+            .iter()
+            .map(|s| (text[s.start as usize..s.end as usize].to_vec(), s.value))
+            .collect();
+        assert_eq!(from_index, parsed);
+    }
 
     #[test]
     fn families_without_samples_leave_no_trace() {

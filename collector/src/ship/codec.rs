@@ -68,6 +68,10 @@ pub struct Encoder {
     cycle: u32,
     cur_ids: Vec<u32>,
     cur_vals: Vec<u64>,
+    /// The ids of the previous snapshot's input, in input order: a series is usually at
+    /// the same position as last time, and comparing its key there is cheaper than hashing.
+    order: Vec<u32>,
+    next_order: Vec<u32>,
     raw: Vec<u8>,
     snappy: snap::raw::Encoder,
 }
@@ -98,6 +102,8 @@ impl Encoder {
             cycle: 0,
             cur_ids: Vec::new(),
             cur_vals: Vec::new(),
+            order: Vec::new(),
+            next_order: Vec::new(),
             raw: Vec::new(),
             snappy: snap::raw::Encoder::new(),
         }
@@ -117,6 +123,7 @@ impl Encoder {
         self.prev.clear();
         self.prev_ids.clear();
         self.seen.clear();
+        self.order.clear();
     }
 
     fn id(&mut self, key: &[u8], new: &mut Vec<u32>) -> u32 {
@@ -144,8 +151,13 @@ impl Encoder {
         let mut new = Vec::new();
         self.cur_ids.clear();
         self.cur_vals.clear();
-        for (key, value) in samples {
-            let id = self.id(key, &mut new);
+        self.next_order.clear();
+        for (pos, (key, value)) in samples.into_iter().enumerate() {
+            let id = match self.order.get(pos) {
+                Some(&id) if *self.keys[id as usize] == *key => id,
+                _ => self.id(key, &mut new),
+            };
+            self.next_order.push(id);
             if self.seen[id as usize] == self.cycle {
                 continue; // a repeated line: the first one wins
             }
@@ -153,6 +165,7 @@ impl Encoder {
             self.cur_ids.push(id);
             self.cur_vals.push(value.to_bits());
         }
+        std::mem::swap(&mut self.order, &mut self.next_order);
         // Vanished since the previous snapshot: a stale marker each.
         let carried = std::mem::take(&mut self.carried);
         for key in &carried {

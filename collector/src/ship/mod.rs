@@ -22,12 +22,13 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::Bytes;
 use prometheus::Registry;
 use telltale_model::parse::{for_each_sample, key_labels};
-use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
+use telltale_model::remote::Body;
 use telltale_model::time::to_millis;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
+use crate::collect::Snapshot;
 use crate::metrics::ShipMetrics;
 use codec::shard_of;
 use queue::{Pos, Queue};
@@ -189,17 +190,14 @@ impl Shipper {
         Ok(Shipper { lanes, metrics })
     }
 
-    /// Appends one snapshot (its exposition text, taken at `timestamp_ms`) to every queue.
-    /// Blocking: call it off the async threads. `now` decides what is too old to keep.
-    pub fn append(&self, timestamp_ms: i64, text: &Bytes, now: SystemTime) {
+    /// Appends one snapshot to every queue. Blocking: call it off the async threads.
+    /// `now` decides what is too old to keep.
+    pub fn append(&self, snap: &Snapshot, now: SystemTime) {
         if self.lanes.is_empty() {
             return;
         }
-        let mut samples = Vec::with_capacity(16 * 1024);
-        if let Err(e) = for_each_sample(text, |k, v, _| samples.push((k, v))) {
-            // Our own encoder wrote it: a bug, but never a reason to stop collecting.
-            warn!(error = %e, "snapshot does not parse; shipping the part before the error");
-        }
+        let samples = snapshot_samples(snap);
+        let timestamp_ms = snap.timestamp_ms;
         for lane in &self.lanes {
             let mut q = lock(&lane.queue);
             let done = q.append(timestamp_ms, &samples, now);
@@ -244,6 +242,27 @@ impl Shipper {
     }
 }
 
+/// A snapshot's (series key, value) pairs in exposition order: from its index where it has
+/// one, parsing only the rest of the text (own metrics).
+pub fn snapshot_samples(snap: &Snapshot) -> Vec<(&[u8], f64)> {
+    let text = &snap.text[..];
+    let mut samples = Vec::with_capacity(snap.index.len() + 512);
+    let mut from = 0;
+    if snap.indexed_len > 0 || !snap.index.is_empty() {
+        samples.extend(
+            snap.index
+                .iter()
+                .map(|s| (&text[s.start as usize..s.end as usize], s.value)),
+        );
+        from = snap.indexed_len.min(text.len());
+    }
+    if let Err(e) = for_each_sample(&text[from..], |k, v, _| samples.push((k, v))) {
+        // Our own encoders wrote it: a bug, but never a reason to stop collecting.
+        warn!(error = %e, "snapshot does not parse; shipping the part before the error");
+    }
+    samples
+}
+
 fn update_gauges(m: &ShipMetrics, name: &str, q: &Queue, now: SystemTime) {
     m.queue_bytes
         .with_label_values(&[name])
@@ -267,7 +286,7 @@ struct Batch {
 /// One sender's batch being filled.
 #[derive(Default)]
 struct Pending {
-    series: Vec<TimeSeries>,
+    body: Body,
     samples: usize,
 }
 
@@ -335,7 +354,7 @@ async fn dispatch(
     };
     let batch_size = cfg.batch_size.max(1);
     let mut reader = Reader::new(lock(&queue).positions());
-    let mut labels: Vec<Option<Arc<[Label]>>> = Vec::new();
+    let mut labels: Vec<Option<Box<[u8]>>> = Vec::new();
     let mut pending: Vec<Pending> = (0..shards).map(|_| Pending::default()).collect();
 
     // Hands sender `s` its batch of samples from segment `from` (only a position when
@@ -359,13 +378,9 @@ async fn dispatch(
                     _ = cancel.cancelled() => return,
                 };
                 if lock(&queue).dispatch(s, $from, $end) {
+                    let mut p = p;
                     let body = if n > 0 {
-                        Bytes::from(
-                            WriteRequest {
-                                timeseries: p.series,
-                            }
-                            .encode_body(),
-                        )
+                        Bytes::from(p.body.finish())
                     } else {
                         Bytes::new()
                     };
@@ -398,13 +413,7 @@ async fn dispatch(
                 }
                 let l = labels[idx].get_or_insert_with(|| to_labels(reader.key(id)));
                 let p = &mut pending[shard];
-                p.series.push(TimeSeries {
-                    labels: l.to_vec(),
-                    samples: vec![Sample {
-                        value: f64::from_bits(bits),
-                        timestamp: timestamp_ms,
-                    }],
-                });
+                p.body.push(l, timestamp_ms, f64::from_bits(bits));
                 p.samples += 1;
                 if p.samples >= batch_size {
                     flush!(shard, end.seg, end, false);
@@ -443,20 +452,17 @@ async fn dispatch(
     }
 }
 
-/// The labels of an exposition key, sorted by name as remote write requires.
-fn to_labels(key: &[u8]) -> Arc<[Label]> {
-    let mut l: Vec<Label> = match key_labels(key) {
-        Ok(pairs) => pairs
-            .into_iter()
-            .map(|(name, value)| Label { name, value })
-            .collect(),
-        Err(_) => vec![Label {
-            name: "__name__".into(),
-            value: String::from_utf8_lossy(key).into_owned(),
-        }],
-    };
-    l.sort_by(|a, b| a.name.cmp(&b.name));
-    l.into()
+/// The labels of an exposition key, sorted by name as remote write requires, encoded once
+/// for every request the series goes into.
+fn to_labels(key: &[u8]) -> Box<[u8]> {
+    let mut pairs = key_labels(key).unwrap_or_else(|_| {
+        vec![(
+            "__name__".to_string(),
+            String::from_utf8_lossy(key).into_owned(),
+        )]
+    });
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    Body::labels(&pairs).into()
 }
 
 /// Sends one sender's batches in order, retrying until each is delivered or rejected.
@@ -541,6 +547,26 @@ async fn sender(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_index_gives_what_parsing_the_whole_snapshot_gives() {
+        use crate::fixture::{populate, Driver, Node, Runtime, Version};
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::new(dir.path(), Version::V2, Driver::Systemd).unwrap();
+        populate(&node, 3, 6, Runtime::Containerd).unwrap();
+        let mut c = crate::Collector::new(&node.options("c", "n"), Registry::new()).unwrap();
+        c.index_samples(true);
+        let snap = c.collect(SystemTime::now());
+        assert!(snap.index.len() > 100);
+        let mut parsed = Vec::new();
+        for_each_sample(&snap.text, |k, v, _| parsed.push((k, v))).unwrap();
+        let from_index = snapshot_samples(&snap);
+        assert_eq!(from_index.len(), parsed.len());
+        for (a, b) in from_index.iter().zip(&parsed) {
+            assert_eq!(a.0, b.0);
+            assert_eq!(a.1.to_bits(), b.1.to_bits());
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_bucket_paces_to_its_rate() {
