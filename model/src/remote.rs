@@ -114,7 +114,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 fn varint_len(v: u64) -> usize {
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 impl Body {
@@ -124,7 +124,8 @@ impl Body {
         let mut out = Vec::new();
         for (n, v) in pairs {
             let (n, v) = (n.as_ref().as_bytes(), v.as_ref().as_bytes());
-            let len = 1 + varint_len(n.len() as u64) + n.len() + 1 + varint_len(v.len() as u64) + v.len();
+            let len =
+                1 + varint_len(n.len() as u64) + n.len() + 1 + varint_len(v.len() as u64) + v.len();
             out.push(0x0a);
             put_varint(&mut out, len as u64);
             out.push(0x0a);
@@ -179,7 +180,11 @@ mod tests {
         let pairs = [("__name__", "up"), ("job", "x\"y"), ("zone", "")];
         let labels = Body::labels(&pairs);
         let mut b = Body::default();
-        let values = [(0i64, 0.0), (1_795_000_000_000, -1.5), (-5, f64::from_bits(STALE_NAN_BITS))];
+        let values = [
+            (0i64, 0.0),
+            (1_795_000_000_000, -1.5),
+            (-5, f64::from_bits(STALE_NAN_BITS)),
+        ];
         for (t, v) in values {
             b.push(&labels, t, v);
         }
@@ -188,7 +193,11 @@ mod tests {
         assert_eq!(b.samples(), 0);
         assert_eq!(got.timeseries.len(), 3);
         for (ts, (t, v)) in got.timeseries.iter().zip(values) {
-            let l: Vec<(&str, &str)> = ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+            let l: Vec<(&str, &str)> = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .collect();
             assert_eq!(l, pairs);
             assert_eq!(ts.samples.len(), 1);
             assert_eq!(ts.samples[0].timestamp, t);
