@@ -161,7 +161,13 @@ fn an_outage_loses_nothing_and_keeps_every_series_in_order() {
     let (d, node, _) = fixture_node();
     let rx = Receiver::start();
     rx.set_status(503);
-    let c = collector(&node, &rx.url(), &d.path().join("buf"), &[]);
+    // Three senders: order per series must hold across them.
+    let c = collector(
+        &node,
+        &rx.url(),
+        &d.path().join("buf"),
+        &["--remote-write-senders", "3"],
+    );
     // A compressed outage: eight collection cycles.
     std::thread::sleep(Duration::from_secs(8));
     let failed = rx.requests().len();
@@ -414,11 +420,31 @@ fn a_400_is_dropped_and_counted_without_retry_and_a_500_is_retried() {
         count.values().any(|&n| n >= 3).then_some(())
     });
     assert!(retried.is_some(), "a 500 batch was not retried");
+    // 429 (too many requests): also retried.
+    rx.set_status(429);
+    let retried = eventually(Duration::from_secs(20), || {
+        let reqs = rx.requests();
+        let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+        for r in reqs.iter().filter(|r| r.status == 429) {
+            *count.entry(r.body_hash).or_default() += 1;
+        }
+        count.values().any(|&n| n >= 2).then_some(())
+    });
+    assert!(retried.is_some(), "a 429 batch was not retried");
     rx.set_status(204);
     eventually(Duration::from_secs(20), || {
         (!rx.accepted().is_empty()).then_some(())
     })
-    .expect("delivered after the 500s");
+    .expect("delivered after the 500s and 429s");
+    // Nothing refused with 500 or 429 was lost: the cycle counter has no hole after the
+    // 400s stopped.
+    let cycles: Vec<f64> = series_of(&rx.accepted(), "telltale_collector_cycles_total")
+        .into_iter()
+        .map(|c| c.1)
+        .collect();
+    for w in cycles.windows(2) {
+        assert_eq!(w[1], w[0] + 1.0, "{cycles:?}");
+    }
 }
 
 /// A CA, and a certificate it signed for `name` (PEM files in `dir`), made by openssl.
