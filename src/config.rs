@@ -54,7 +54,91 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Per-node agent: node and container metrics, served on /metrics.
-    Collector(CollectorArgs),
+    Collector(Box<CollectorArgs>),
+    /// Central store: receives remote write (durable in a WAL before it answers).
+    Aggregator(AggregatorArgs),
+}
+
+/// `telltale aggregator` flags. Every flag may also be set by `TELLTALE_<FLAG>` or in the
+/// `--config` file under the flag's name.
+#[derive(Debug, Clone, Args, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AggregatorArgs {
+    /// YAML file with any of these flags as keys.
+    #[arg(long, env = "TELLTALE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve the remote-write and query API, /metrics, /healthz and /readyz on.
+    #[arg(long, env = "TELLTALE_LISTEN", default_value = "0.0.0.0:9201")]
+    pub listen: SocketAddr,
+
+    /// Directory of the WAL and the Parquet partitions.
+    #[arg(long, env = "TELLTALE_DATA_DIR", default_value = "./telltale-data")]
+    pub data_dir: PathBuf,
+
+    /// How long samples are kept (e.g. 90d, 2w).
+    #[arg(long, env = "TELLTALE_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+
+    /// YAML map of bearer token to the cluster names it may write; without it, every
+    /// writer is accepted.
+    #[arg(long, env = "TELLTALE_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// Billing price table (YAML); used by billing.
+    #[arg(long, env = "TELLTALE_PRICES")]
+    pub prices: Option<PathBuf>,
+}
+
+impl Default for AggregatorArgs {
+    fn default() -> Self {
+        let m = Cli::command().get_matches_from(["telltale", "aggregator"]);
+        let (_, sub) = m.subcommand().expect("aggregator subcommand");
+        let mut args = AggregatorArgs::from_arg_matches(sub).expect("defaults parse");
+        args.config = None;
+        args
+    }
+}
+
+/// The aggregator's settings after layering flags, environment, file and defaults.
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Options for the aggregator library.
+    pub opts: telltale_aggregator::Options,
+}
+
+/// Layers `cli` (whose sources `m` records) over the `--config` file and defaults.
+pub fn aggregator(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, ConfigError> {
+    let file: AggregatorArgs = load_file(cli.config.as_deref())?;
+    macro_rules! pick {
+        ($($field:ident),*) => {
+            AggregatorArgs {
+                config: cli.config.clone(),
+                $($field: if explicit(m, stringify!($field)) { cli.$field.clone() } else { file.$field.clone() },)*
+            }
+        };
+    }
+    let a = pick!(listen, data_dir, retention, auth_tokens, prices);
+    if let Some(p) = &a.auth_tokens {
+        if !p.is_file() {
+            return Err(ConfigError::Invalid {
+                key: "auth-tokens",
+                message: format!("{} is not a file", p.display()),
+            });
+        }
+    }
+    Ok(AggregatorConfig {
+        listen: a.listen,
+        opts: telltale_aggregator::Options {
+            data_dir: a.data_dir,
+            retention: a.retention,
+            auth_tokens: a.auth_tokens,
+        },
+    })
 }
 
 /// `telltale collector` flags. Every flag may also be set by `TELLTALE_<FLAG>` or in the

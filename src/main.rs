@@ -72,7 +72,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
         .unwrap_or_default();
     match cli.command {
         Command::Collector(args) => {
-            let cfg = config::collector(args, &sub).map_err(Failure::Usage)?;
+            let cfg = config::collector(*args, &sub).map_err(Failure::Usage)?;
             let opts = cfg.options();
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -92,6 +92,20 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
                 let cancel = CancellationToken::new();
                 tokio::spawn(stop_on_signal(cancel.clone()));
                 telltale_collector::run(opts, cfg.listen, cancel, |_| {}).await
+            })
+            .map_err(|e| Failure::Runtime(e.into()))
+        }
+        Command::Aggregator(args) => {
+            let cfg = config::aggregator(args, &sub).map_err(Failure::Usage)?;
+            // Ingest decodes and validates on every core; the WAL has its own thread.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            rt.block_on(async {
+                let cancel = CancellationToken::new();
+                tokio::spawn(stop_on_signal(cancel.clone()));
+                telltale_aggregator::run(cfg.opts, cfg.listen, cancel, |_| {}).await
             })
             .map_err(|e| Failure::Runtime(e.into()))
         }

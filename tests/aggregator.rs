@@ -1,0 +1,378 @@
+//! The aggregator's remote-write ingest, black-box: the real binary, a real Prometheus 2.42
+//! writing to it, SIGKILL during sustained ingest, and bad input.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{eventually, get, spawn, tool, Running};
+use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
+
+fn aggregator(data: &Path, extra: &[&str]) -> Running {
+    let d = data.display().to_string();
+    let mut args = vec!["aggregator", "--data-dir", &d];
+    args.extend_from_slice(extra);
+    spawn(&args)
+}
+
+fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+    }
+}
+
+/// POSTs `body` with the remote-write headers (or `headers` instead): (status, message).
+fn post(url: &str, body: &[u8], headers: &[(&str, &str)]) -> Result<(u16, String), String> {
+    let mut req = ureq::post(url).timeout(Duration::from_secs(10));
+    let defaults = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "snappy"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    ];
+    for (k, v) in defaults {
+        if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+            req = req.set(k, v);
+        }
+    }
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    match req.send_bytes(body) {
+        Ok(r) => Ok((r.status(), r.into_string().unwrap_or_default())),
+        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_string().unwrap_or_default())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// One stored sample: sorted labels, timestamp, value bits.
+type Stored = (Vec<(String, String)>, i64, u64);
+
+/// A bad request: body, headers, expected status, words the message must hold.
+type Case<'a> = (Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+
+/// Every sample in the data directory's WAL.
+fn stored(data: &Path) -> BTreeSet<Stored> {
+    let mut out = BTreeSet::new();
+    telltale_aggregator::wal::replay(&telltale_aggregator::wal_dir(data), |body| {
+        let req = WriteRequest::decode_body(body).unwrap();
+        for ts in req.timeseries {
+            let mut l: Vec<(String, String)> =
+                ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            l.sort();
+            for s in ts.samples {
+                out.insert((l.clone(), s.timestamp, s.value.to_bits()));
+            }
+        }
+    })
+    .unwrap();
+    out
+}
+
+fn key(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = labels
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    l.sort();
+    l
+}
+
+#[test]
+fn accepted_samples_are_durable_exactly_and_bad_requests_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = aggregator(dir.path(), &[]);
+    let url = a.url("/api/v1/write");
+    let stale = f64::from_bits(telltale_model::remote::STALE_NAN_BITS);
+    let good = WriteRequest {
+        timeseries: vec![
+            series(
+                &[("__name__", "x"), ("cluster", "c1"), ("pod", "p\"1")],
+                &[
+                    (1000, 1.5),
+                    (2000, f64::NAN),
+                    (3000, f64::INFINITY),
+                    (4000, stale),
+                ],
+            ),
+            // Unsorted labels are fine.
+            series(&[("zone", "z"), ("__name__", "y")], &[(1000, 0.0)]),
+        ],
+    };
+    assert_eq!(post(&url, &good.encode_body(), &[]).unwrap().0, 204);
+    let bad_labels = |labels: &[(&str, &str)]| {
+        WriteRequest {
+            timeseries: vec![series(labels, &[(1, 1.0)])],
+        }
+        .encode_body()
+    };
+    let huge = "v".repeat(telltale_aggregator::ingest::MAX_LABEL_VALUE + 1);
+    let cases: Vec<Case> = vec![
+        (b"not snappy".to_vec(), vec![], 400, "snappy"),
+        (
+            snap::raw::Encoder::new().compress_vec(&[0xff; 16]).unwrap(),
+            vec![],
+            400,
+            "protobuf",
+        ),
+        (
+            bad_labels(&[("__name__", "x"), ("", "v")]),
+            vec![],
+            400,
+            "empty name",
+        ),
+        (
+            bad_labels(&[("__name__", "x"), ("a", "1"), ("a", "2")]),
+            vec![],
+            400,
+            "twice",
+        ),
+        (bad_labels(&[("a", "1")]), vec![], 400, "__name__"),
+        (
+            bad_labels(&[("__name__", "x"), ("big", &huge)]),
+            vec![],
+            400,
+            "over 16384",
+        ),
+        (
+            good.encode_body(),
+            vec![("Content-Encoding", "gzip")],
+            415,
+            "snappy",
+        ),
+        (
+            good.encode_body(),
+            vec![("Content-Type", "application/json")],
+            415,
+            "Content-Type",
+        ),
+    ];
+    for (body, headers, status, words) in cases {
+        let (got, msg) = post(&url, &body, &headers).unwrap();
+        assert_eq!(got, status, "{msg}");
+        assert!(msg.contains(words), "{words:?} not in {msg:?}");
+    }
+    // Over the body limit.
+    let big = vec![0u8; telltale_aggregator::ingest::MAX_BODY + 1];
+    assert_eq!(post(&url, &big, &[]).map(|r| r.0).unwrap_or(413), 413);
+    let (_, metrics) = get(&a.url("/metrics"));
+    assert!(
+        metrics.contains("telltale_aggregator_samples_ingested_total 5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("telltale_aggregator_requests_rejected_total{reason=\"labels\"} 4"));
+    drop(a);
+    let got = stored(dir.path());
+    assert_eq!(got.len(), 5, "only the good request: {got:?}");
+    let x = key(&[("__name__", "x"), ("cluster", "c1"), ("pod", "p\"1")]);
+    for (t, v) in [
+        (1000, 1.5),
+        (2000, f64::NAN),
+        (3000, f64::INFINITY),
+        (4000, stale),
+    ] {
+        assert!(got.contains(&(x.clone(), t, v.to_bits())), "{t}");
+    }
+    assert!(got.contains(&(
+        key(&[("__name__", "y"), ("zone", "z")]),
+        1000,
+        0f64.to_bits()
+    )));
+}
+
+#[test]
+fn tokens_limit_writers_to_their_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(&tokens, "edge-secret: [edge-1, edge-2]\n").unwrap();
+    let a = aggregator(
+        &dir.path().join("data"),
+        &["--auth-tokens", tokens.to_str().unwrap()],
+    );
+    let url = a.url("/api/v1/write");
+    let req = |cluster: &str| {
+        WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "up"), ("cluster", "edge-1")], &[(1, 1.0)]),
+                series(&[("__name__", "up"), ("cluster", cluster)], &[(1, 1.0)]),
+            ],
+        }
+        .encode_body()
+    };
+    let auth = [("Authorization", "Bearer edge-secret")];
+    assert_eq!(post(&url, &req("edge-1"), &[]).unwrap().0, 401);
+    assert_eq!(
+        post(&url, &req("edge-1"), &[("Authorization", "Bearer nope")])
+            .unwrap()
+            .0,
+        401
+    );
+    let (status, msg) = post(&url, &req("core"), &auth).unwrap();
+    assert_eq!(status, 403, "{msg}");
+    assert!(msg.contains("\"core\""), "{msg}");
+    assert_eq!(post(&url, &req("edge-2"), &auth).unwrap().0, 204);
+    drop(a);
+    let got = stored(&dir.path().join("data"));
+    let clusters: BTreeSet<String> = got
+        .iter()
+        .flat_map(|(l, _, _)| {
+            l.iter()
+                .filter(|(n, _)| n == "cluster")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(
+        clusters,
+        BTreeSet::from(["edge-1".to_string(), "edge-2".to_string()])
+    );
+}
+
+#[test]
+fn sigkill_during_sustained_ingest_loses_no_acknowledged_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    // (writer, timestamp) of every sample acknowledged with 204.
+    let acked: Arc<Mutex<BTreeSet<(String, i64)>>> = Arc::default();
+    for round in 0..20 {
+        let mut a = aggregator(dir.path(), &[]);
+        let url = a.url("/api/v1/write");
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let (url, acked) = (url.clone(), acked.clone());
+            writers.push(std::thread::spawn(move || {
+                let name = format!("r{round}w{w}");
+                for batch in 0..10_000i64 {
+                    let samples: Vec<(i64, f64)> =
+                        (0..100).map(|i| (batch * 100 + i, i as f64)).collect();
+                    let body = WriteRequest {
+                        timeseries: vec![series(
+                            &[("__name__", "load"), ("writer", &name)],
+                            &samples,
+                        )],
+                    }
+                    .encode_body();
+                    match post(&url, &body, &[]) {
+                        Ok((204, _)) => {
+                            let mut g = acked.lock().unwrap();
+                            for (t, _) in samples {
+                                g.insert((name.clone(), t));
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(50 + rand(400)));
+        a.child.kill().unwrap(); // SIGKILL
+        a.child.wait().unwrap();
+        for w in writers {
+            w.join().unwrap();
+        }
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20 * 100,
+        "the writers got through: {}",
+        acked.len()
+    );
+    let got: BTreeSet<(String, i64)> = stored(dir.path())
+        .into_iter()
+        .map(|(l, t, _)| {
+            let w = l.iter().find(|(n, _)| n == "writer").unwrap().1.clone();
+            (w, t)
+        })
+        .collect();
+    let missing: Vec<_> = acked.difference(&got).take(5).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
+
+#[test]
+fn prometheus_2_42_remote_writes_samples_we_store_exactly() {
+    let Some(prometheus) = tool("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = aggregator(&dir.path().join("data"), &[]);
+    let port = common::free_port();
+    let cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 1s\n",
+            a.url("/api/v1/write")
+        ),
+    )
+    .unwrap();
+    let mut prom = std::process::Command::new(prometheus)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    // Prometheus's own view of a series that changes every scrape, over 10 s.
+    let raw = eventually(Duration::from_secs(90), || {
+        let q = "scrape_samples_scraped%7Bjob%3D%22self%22%7D%5B10s%5D";
+        let (_, body) = common::try_get(&format!("{url}/api/v1/query?query={q}")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let values = v["data"]["result"][0]["values"].as_array()?.clone();
+        (values.len() >= 5).then_some(values)
+    })
+    .expect("Prometheus never scraped itself");
+    // Give remote write time to send those.
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = prom.kill();
+    let _ = prom.wait();
+    drop(a);
+    let got = stored(&dir.path().join("data"));
+    let ours: BTreeMap<i64, u64> = got
+        .iter()
+        .filter(|(l, _, _)| {
+            l.iter()
+                .any(|(n, v)| n == "__name__" && v == "scrape_samples_scraped")
+                && l.iter().any(|(n, v)| n == "job" && v == "self")
+        })
+        .map(|(_, t, v)| (*t, *v))
+        .collect();
+    for pair in raw {
+        let t = (pair[0].as_f64().unwrap() * 1000.0).round() as i64;
+        let v: f64 = pair[1].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            ours.get(&t),
+            Some(&v.to_bits()),
+            "sample at {t} differs or is missing"
+        );
+    }
+}
