@@ -90,6 +90,15 @@ pub struct AggregatorArgs {
     /// Billing price table (YAML); used by billing.
     #[arg(long, env = "TELLTALE_PRICES")]
     pub prices: Option<PathBuf>,
+
+    /// Write the in-memory head to Parquet at least this often.
+    #[arg(long, env = "TELLTALE_FLUSH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+
+    /// Write the head to Parquet when it holds this many samples.
+    #[arg(long, env = "TELLTALE_FLUSH_SAMPLES", default_value = "5000000", value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_samples: u64,
 }
 
 impl Default for AggregatorArgs {
@@ -122,7 +131,15 @@ pub fn aggregator(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfi
             }
         };
     }
-    let a = pick!(listen, data_dir, retention, auth_tokens, prices);
+    let a = pick!(
+        listen,
+        data_dir,
+        retention,
+        auth_tokens,
+        prices,
+        flush_interval,
+        flush_samples
+    );
     if let Some(p) = &a.auth_tokens {
         if !p.is_file() {
             return Err(ConfigError::Invalid {
@@ -135,6 +152,8 @@ pub fn aggregator(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfi
         listen: a.listen,
         opts: telltale_aggregator::Options {
             data_dir: a.data_dir,
+            flush_interval: a.flush_interval,
+            flush_samples: a.flush_samples as usize,
             retention: a.retention,
             auth_tokens: a.auth_tokens,
         },

@@ -311,6 +311,25 @@ fn sigkill_during_sustained_ingest_loses_no_acknowledged_sample() {
         .collect();
     let missing: Vec<_> = acked.difference(&got).take(5).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    // A last start replays the WAL into the head, and SIGTERM writes it all to Parquet.
+    let a = aggregator(dir.path(), &[]);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&a.child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let mut a = a;
+    assert!(a.child.wait().unwrap().success());
+    assert!(
+        stored(dir.path()).is_empty(),
+        "the WAL was retired after the flush"
+    );
+    let glob = format!("{}/data/day=*/*.parquet", dir.path().display());
+    if let Some(rows) = duckdb(&format!(
+        "SELECT count(*) FROM (SELECT DISTINCT labels, timestamp FROM read_parquet('{glob}'))"
+    )) {
+        assert_eq!(rows, vec![got.len().to_string()]);
+    }
 }
 
 #[test]
@@ -375,4 +394,118 @@ fn prometheus_2_42_remote_writes_samples_we_store_exactly() {
             "sample at {t} differs or is missing"
         );
     }
+}
+
+/// Runs `sql` in DuckDB (Python package, installed by the test command); rows as
+/// tab-separated text. None when DuckDB is missing (and not required).
+fn duckdb(sql: &str) -> Option<Vec<String>> {
+    let python = tool("python3")?;
+    let script = format!(
+        "import duckdb, struct\nfor r in duckdb.sql({sql:?}).fetchall():\n    print('\\t'.join(struct.pack('<d', c).hex() if isinstance(c, float) else str(c) for c in r))\n"
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No module named 'duckdb'") {
+        assert!(
+            std::env::var("TELLTALE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "duckdb is required (pip install duckdb)"
+        );
+        eprintln!("SKIPPED: the duckdb Python package is not installed (pip install duckdb)");
+        return None;
+    }
+    assert!(out.status.success(), "duckdb: {err}");
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+fn hex(v: f64) -> String {
+    v.to_le_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let a = aggregator(&data, &[]);
+    let url = a.url("/api/v1/write");
+    let day = 86_400_000i64;
+    let now = 1_795_600_000_000i64; // 2026-11-25
+    let stale = f64::from_bits(telltale_model::remote::STALE_NAN_BITS);
+    let cpu = [
+        ("__name__", "node_load1"),
+        ("cluster", "c1"),
+        ("node", "n\"1"),
+    ];
+    let mem = [
+        ("__name__", "container_memory_working_set_bytes"),
+        ("pod", "p1"),
+    ];
+    let points = [
+        (now, 0.5),
+        (now + 15_000, 1.25),
+        (now + 30_000, f64::NAN),
+        (now + 45_000, stale),
+    ];
+    let late = [(now - 30 * day, 7.0)];
+    let body = |s: Vec<TimeSeries>| WriteRequest { timeseries: s }.encode_body();
+    assert_eq!(
+        post(&url, &body(vec![series(&cpu, &points)]), &[])
+            .unwrap()
+            .0,
+        204
+    );
+    // 30 days late, and an exact duplicate of what came before.
+    assert_eq!(
+        post(
+            &url,
+            &body(vec![series(&mem, &late), series(&cpu, &points[..1])]),
+            &[]
+        )
+        .unwrap()
+        .0,
+        204
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&a.child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let mut a = a;
+    assert!(a.child.wait().unwrap().success());
+    let days: BTreeSet<String> = std::fs::read_dir(data.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        days,
+        BTreeSet::from(["day=2026-10-26".to_string(), "day=2026-11-25".to_string()])
+    );
+    // What the WAL held is now in the files: a restart replays nothing.
+    assert!(stored(&data).is_empty());
+    let glob = format!("{}/data/day=*/*.parquet", data.display());
+    let Some(rows) = duckdb(&format!(
+        "SELECT day, metric, labels, epoch_ms(timestamp), value FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY metric, labels, timestamp"
+    )) else {
+        return;
+    };
+    let mut want = vec![format!(
+        "2026-10-26\tcontainer_memory_working_set_bytes\t{{\"pod\":\"p1\"}}\t{}\t{}",
+        now - 30 * day,
+        hex(7.0)
+    )];
+    for (t, v) in points {
+        want.push(format!(
+            "2026-11-25\tnode_load1\t{{\"cluster\":\"c1\",\"node\":\"n\\\"1\"}}\t{t}\t{}",
+            hex(v)
+        ));
+    }
+    assert_eq!(rows, want);
 }

@@ -24,7 +24,7 @@ use telltale_model::remote::{self, WriteRequest};
 use tracing::warn;
 
 use crate::metrics::Metrics;
-use crate::wal::Wal;
+use crate::Store;
 
 /// Longest label name accepted.
 pub const MAX_LABEL_NAME: usize = 1024;
@@ -75,8 +75,8 @@ impl Tokens {
 /// What the handler needs.
 #[derive(Clone)]
 pub struct Ingest {
-    /// The log.
-    pub wal: Wal,
+    /// The WAL and head.
+    pub store: Arc<Store>,
     /// `None`: no authentication.
     pub tokens: Option<Arc<Tokens>>,
     /// Own metrics.
@@ -198,7 +198,7 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
         }
         samples += ts.samples.len() as u64;
     }
-    if let Err(e) = ingest.wal.append(body.to_vec()).await {
+    if let Err(e) = ingest.store.append(body.to_vec(), &req).await {
         warn!(error = %e, "cannot log a write request");
         return Err(Refused(
             StatusCode::SERVICE_UNAVAILABLE,

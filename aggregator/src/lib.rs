@@ -1,14 +1,18 @@
 //! Telltale's aggregator.
 //!
-//! It owns, so far: the Prometheus remote-write receiver ([`ingest`]) and the write-ahead
-//! log ([`wal`]) that makes every acknowledged sample durable. It promises: a 204 means the
+//! It owns, so far: the Prometheus remote-write receiver ([`ingest`]), the write-ahead log
+//! ([`wal`]) that makes every acknowledged sample durable, the in-memory [`head`], and its
+//! flush into day-partitioned Parquet files ([`partition`]). It promises: a 204 means the
 //! request is on stable storage and survives SIGKILL and power loss; a refused request
-//! leaves nothing behind. Still to come with the "Aggregator" issue: the in-memory head,
-//! day-partitioned Parquet files with compaction and retention, and `telltale import`;
-//! then the query API (PromQL) and billing.
+//! leaves nothing behind; a flush makes the files durable before the WAL segments they
+//! cover are removed; SIGTERM flushes. Still to come with the "Aggregator" issue:
+//! compaction, retention, corrupt-file handling and `telltale import`; then the query API
+//! (PromQL) and billing.
 
+pub mod head;
 pub mod ingest;
 pub mod metrics;
+pub mod partition;
 pub mod wal;
 
 use std::net::SocketAddr;
@@ -28,8 +32,12 @@ use tracing::info;
 /// What the aggregator is told.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Where the WAL (and later the Parquet partitions) live.
+    /// Where the WAL and the Parquet partitions live.
     pub data_dir: PathBuf,
+    /// Flush the head to Parquet at least this often.
+    pub flush_interval: Duration,
+    /// Flush the head when it holds this many samples.
+    pub flush_samples: usize,
     /// How long data is kept.
     pub retention: Duration,
     /// Bearer tokens and their clusters; `None` accepts every writer.
@@ -59,6 +67,90 @@ pub enum Error {
     /// Registering own metrics failed.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// A flush could not write its files (the WAL still holds the samples).
+    #[error("flush: {0}")]
+    Flush(#[from] partition::Error),
+}
+
+/// The WAL and the head, kept consistent: every request is appended to the WAL and
+/// inserted in the head under the same gate a flush closes, so a flush takes exactly the
+/// samples of the WAL segments it then retires.
+pub struct Store {
+    data_dir: PathBuf,
+    wal: wal::Wal,
+    head: std::sync::Mutex<head::Head>,
+    gate: tokio::sync::RwLock<()>,
+    flushes: std::sync::atomic::AtomicU64,
+    /// Woken when the head is over its size.
+    full: tokio::sync::Notify,
+    flush_samples: usize,
+    metrics: metrics::Metrics,
+}
+
+impl Store {
+    fn head(&self) -> std::sync::MutexGuard<'_, head::Head> {
+        self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `body` durable, then adds `req` (its decoded form) to the head.
+    pub async fn append(
+        &self,
+        body: Vec<u8>,
+        req: &telltale_model::remote::WriteRequest,
+    ) -> Result<(), wal::Error> {
+        let _open = self.gate.read().await;
+        self.wal.append(body).await?;
+        let mut head = self.head();
+        head.insert(req);
+        self.metrics.head_samples.set(head.samples() as i64);
+        self.metrics.head_series.set(head.series() as i64);
+        if head.samples() >= self.flush_samples {
+            self.full.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Writes the head to Parquet and retires the WAL segments it came from. Returns the
+    /// files written.
+    pub async fn flush(&self) -> Result<Vec<PathBuf>, Error> {
+        let start = std::time::Instant::now();
+        let (days, seq) = {
+            let _closed = self.gate.write().await;
+            let seq = self.wal.rotate().await?;
+            (self.head().take(), seq)
+        };
+        self.metrics.head_samples.set(0);
+        self.metrics.head_series.set(0);
+        if days.is_empty() {
+            wal::checkpoint(&wal_dir(&self.data_dir), seq)?;
+            return Ok(Vec::new());
+        }
+        let n = self
+            .flushes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let name = format!("part-{stamp}-{n}.parquet");
+        let data_dir = self.data_dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut files = Vec::new();
+            for (day, series) in days {
+                files.push(partition::write_day(&data_dir, day, series, &name)?);
+            }
+            Ok::<_, partition::Error>(files)
+        })
+        .await
+        .map_err(|e| Error::Serve(std::io::Error::other(format!("flush task failed: {e}"))))??;
+        wal::checkpoint(&wal_dir(&self.data_dir), seq)?;
+        self.metrics
+            .flush_duration
+            .observe(start.elapsed().as_secs_f64());
+        self.metrics.files_written.inc_by(written.len() as u64);
+        let rows: usize = written.iter().map(|(_, r)| r).sum();
+        info!(files = written.len(), rows, "flushed the head to Parquet");
+        Ok(written.into_iter().map(|(p, _)| p).collect())
+    }
 }
 
 /// The WAL directory under a data directory.
@@ -94,7 +186,13 @@ pub async fn run(
         None => None,
     };
     let dir = wal_dir(&opts.data_dir);
-    let records = wal::replay(&dir, |_| {})?;
+    let mut head = head::Head::default();
+    let records = wal::replay(&dir, |body| {
+        // Every record was validated before it was logged.
+        if let Ok(req) = telltale_model::remote::WriteRequest::decode_body(body) {
+            head.insert(&req);
+        }
+    })?;
     let registry = Registry::new();
     let metrics = metrics::Metrics::new(&registry)?;
     let (bytes, syncs) = (metrics.wal_bytes.clone(), metrics.wal_syncs.clone());
@@ -102,12 +200,29 @@ pub async fn run(
         bytes.inc_by(b);
         syncs.inc();
     })?;
-    info!(records, dir = %dir.display(), "WAL replayed");
-    let ingest = ingest::Ingest {
+    info!(records, samples = head.samples(), dir = %dir.display(), "WAL replayed");
+    metrics.head_samples.set(head.samples() as i64);
+    metrics.head_series.set(head.series() as i64);
+    let store = Arc::new(Store {
+        data_dir: opts.data_dir.clone(),
         wal,
+        head: std::sync::Mutex::new(head),
+        gate: tokio::sync::RwLock::new(()),
+        flushes: std::sync::atomic::AtomicU64::new(0),
+        full: tokio::sync::Notify::new(),
+        flush_samples: opts.flush_samples.max(1),
+        metrics: metrics.clone(),
+    });
+    let ingest = ingest::Ingest {
+        store: store.clone(),
         tokens,
         metrics: metrics.clone(),
     };
+    let flusher = tokio::spawn(flush_loop(
+        store.clone(),
+        opts.flush_interval,
+        cancel.clone(),
+    ));
     let own = Own { registry };
     let app = Router::new()
         .route("/api/v1/write", post(ingest::write))
@@ -129,8 +244,26 @@ pub async fn run(
     let bound = listener.local_addr().map_err(Error::Serve)?;
     info!(addr = %bound, data_dir = %opts.data_dir.display(), "aggregator serving remote write");
     on_listen(bound);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await
-        .map_err(Error::Serve)
+        .map_err(Error::Serve);
+    let _ = flusher.await;
+    // Clean shutdown: everything accepted goes to Parquet.
+    let flushed = store.flush().await;
+    served.and(flushed.map(|_| ()))
+}
+
+/// Flushes every `interval`, and whenever the head is full, until `cancel`.
+async fn flush_loop(store: Arc<Store>, interval: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = store.full.notified() => {}
+            _ = cancel.cancelled() => return,
+        }
+        if let Err(e) = store.flush().await {
+            tracing::error!(error = %e, "flush failed; the samples stay in the WAL and the next flush retries");
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The aggregator's own health, as `telltale_aggregator_*` families in an injected registry.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Samples accepted (in the WAL).
 pub const INGESTED: &str = "telltale_aggregator_samples_ingested_total";
@@ -10,6 +10,15 @@ pub const REJECTED: &str = "telltale_aggregator_requests_rejected_total";
 pub const WAL_BYTES: &str = "telltale_aggregator_wal_bytes_total";
 /// WAL fsyncs since start (one per group of requests).
 pub const WAL_SYNCS: &str = "telltale_aggregator_wal_fsyncs_total";
+
+/// Samples in the head.
+pub const HEAD_SAMPLES: &str = "telltale_aggregator_head_samples";
+/// Series in the head.
+pub const HEAD_SERIES: &str = "telltale_aggregator_head_series";
+/// Flush duration.
+pub const FLUSH_DURATION: &str = "telltale_aggregator_flush_duration_seconds";
+/// Parquet files written by flushes.
+pub const FILES_WRITTEN: &str = "telltale_aggregator_parquet_files_written_total";
 
 /// Every rejection reason, pre-registered at 0.
 pub const REASONS: &[&str] = &[
@@ -35,6 +44,14 @@ pub struct Metrics {
     pub wal_bytes: IntCounter,
     /// WAL fsyncs.
     pub wal_syncs: IntCounter,
+    /// Samples in the head.
+    pub head_samples: IntGauge,
+    /// Series in the head.
+    pub head_series: IntGauge,
+    /// Flush durations.
+    pub flush_duration: Histogram,
+    /// Files written.
+    pub files_written: IntCounter,
 }
 
 impl Metrics {
@@ -54,7 +71,22 @@ impl Metrics {
                 WAL_SYNCS,
                 "WAL fsyncs; each makes a group of requests durable.",
             )?,
+            head_samples: IntGauge::new(HEAD_SAMPLES, "Samples in the head, not yet in Parquet.")?,
+            head_series: IntGauge::new(
+                HEAD_SERIES,
+                "Series in the head (one per day partition they have samples in).",
+            )?,
+            flush_duration: Histogram::with_opts(
+                HistogramOpts::new(FLUSH_DURATION, "Time to write the head to Parquet.").buckets(
+                    vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0],
+                ),
+            )?,
+            files_written: IntCounter::new(FILES_WRITTEN, "Parquet files written by flushes.")?,
         };
+        registry.register(Box::new(m.head_samples.clone()))?;
+        registry.register(Box::new(m.head_series.clone()))?;
+        registry.register(Box::new(m.flush_duration.clone()))?;
+        registry.register(Box::new(m.files_written.clone()))?;
         registry.register(Box::new(m.ingested.clone()))?;
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.wal_bytes.clone()))?;

@@ -41,10 +41,60 @@ pub enum Error {
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
 
+enum Msg {
+    Append(Vec<u8>, Reply),
+    /// Start a new segment; answer its sequence number.
+    Rotate(tokio::sync::oneshot::Sender<Result<u64, String>>),
+}
+
 /// Handle to the log's writer thread.
 #[derive(Debug, Clone)]
 pub struct Wal {
-    tx: mpsc::Sender<(Vec<u8>, Reply)>,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Msg::Append(..) => "Append",
+            Msg::Rotate(_) => "Rotate",
+        })
+    }
+}
+
+const CHECKPOINT: &str = "checkpoint";
+
+/// The first segment still needed: everything before it is in Parquet files.
+fn read_checkpoint(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join(CHECKPOINT))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records that segments before `seq` are no longer needed (their samples are in
+/// fsynced Parquet files), then deletes them. The record is written atomically first, so
+/// a crash in between never replays them again.
+pub fn checkpoint(dir: &Path, seq: u64) -> Result<(), Error> {
+    let tmp = dir.join(".checkpoint.tmp");
+    let path = dir.join(CHECKPOINT);
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(format!("{seq}\n").as_bytes())
+            .map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    for s in segments(dir)? {
+        if s < seq {
+            let p = segment_path(dir, s);
+            std::fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+    }
+    Ok(())
 }
 
 struct Writer {
@@ -151,14 +201,36 @@ impl Wal {
     ) -> Result<Wal, Error> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let seqs = segments(dir)?;
-        let next = seqs.last().map_or(1, |s| s + 1);
+        let next = seqs.last().map_or(1, |s| s + 1).max(read_checkpoint(dir));
         let mut writer = Writer::create(dir, next, segment_bytes)?;
-        let (tx, rx) = mpsc::channel::<(Vec<u8>, Reply)>();
+        let (tx, rx) = mpsc::channel::<Msg>();
         std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || {
                 let mut buf = Vec::new();
-                while let Ok(first) = rx.recv() {
+                let mut held = None;
+                loop {
+                    let first = match held.take() {
+                        Some(m) => m,
+                        None => match rx.recv() {
+                            Ok(m) => m,
+                            Err(_) => return,
+                        },
+                    };
+                    let first = match first {
+                        Msg::Rotate(reply) => {
+                            let next = writer.seq + 1;
+                            let r = Writer::create(&writer.dir, next, writer.segment_bytes)
+                                .map(|w| {
+                                    writer = w;
+                                    next
+                                })
+                                .map_err(|e| e.to_string());
+                            let _ = reply.send(r);
+                            continue;
+                        }
+                        Msg::Append(p, r) => (p, r),
+                    };
                     buf.clear();
                     let mut replies = Vec::new();
                     let mut take = |(payload, reply): (Vec<u8>, Reply)| {
@@ -168,9 +240,16 @@ impl Wal {
                         replies.push(reply);
                     };
                     take(first);
-                    // Everything that arrived meanwhile shares this fsync.
+                    // Everything that arrived meanwhile shares this fsync (a rotation
+                    // waits for the next round).
                     while let Ok(more) = rx.try_recv() {
-                        take(more);
+                        match more {
+                            Msg::Append(p, r) => take((p, r)),
+                            rotate => {
+                                held = Some(rotate);
+                                break;
+                            }
+                        }
                     }
                     let result = writer.commit(&buf).map_err(|e| e.to_string());
                     if result.is_ok() {
@@ -188,7 +267,9 @@ impl Wal {
     /// Appends one record; returns once it is durable.
     pub async fn append(&self, payload: Vec<u8>) -> Result<(), Error> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        self.tx.send((payload, reply)).map_err(|_| Error::Stopped)?;
+        self.tx
+            .send(Msg::Append(payload, reply))
+            .map_err(|_| Error::Stopped)?;
         match done.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Io {
@@ -200,14 +281,35 @@ impl Wal {
     }
 }
 
-/// Reads every complete record in `dir`, oldest first, calling `f` with each payload.
+impl Wal {
+    /// Starts a new segment; returns its sequence number. Every record appended before
+    /// this call is in an earlier segment.
+    pub async fn rotate(&self) -> Result<u64, Error> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Msg::Rotate(reply))
+            .map_err(|_| Error::Stopped)?;
+        match done.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(Error::Io {
+                path: PathBuf::from("wal"),
+                source: std::io::Error::other(e),
+            }),
+            Err(_) => Err(Error::Stopped),
+        }
+    }
+}
+
+/// Reads every complete record in `dir` after the checkpoint, oldest first, calling `f`
+/// with each payload.
 /// A torn or corrupt tail is truncated with one log line. Returns the records read.
 pub fn replay(dir: &Path, mut f: impl FnMut(&[u8])) -> Result<u64, Error> {
     if !dir.exists() {
         return Ok(0);
     }
     let mut n = 0;
-    for seq in segments(dir)? {
+    let from = read_checkpoint(dir);
+    for seq in segments(dir)?.into_iter().filter(|&s| s >= from) {
         let path = segment_path(dir, seq);
         let data = std::fs::read(&path).map_err(io_err(&path))?;
         if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
@@ -299,6 +401,21 @@ mod tests {
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), len - 12);
         // A second replay finds a clean log.
         assert_eq!(replay(dir.path(), |_| {}).unwrap(), 49);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_removes_what_was_flushed_and_replay_skips_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), 1 << 20, |_, _| {}).unwrap();
+        wal.append(vec![1]).await.unwrap();
+        let seq = wal.rotate().await.unwrap();
+        wal.append(vec![2]).await.unwrap();
+        checkpoint(dir.path(), seq).unwrap();
+        drop(wal);
+        let mut got = Vec::new();
+        replay(dir.path(), |p| got.push(p[0])).unwrap();
+        assert_eq!(got, vec![2]);
+        assert_eq!(segments(dir.path()).unwrap(), vec![seq]);
     }
 
     #[tokio::test]
