@@ -154,6 +154,7 @@ pub fn aggregator(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfi
             data_dir: a.data_dir,
             flush_interval: a.flush_interval,
             flush_samples: a.flush_samples as usize,
+            clock: std::sync::Arc::new(telltale_model::time::SystemClock),
             retention: a.retention,
             auth_tokens: a.auth_tokens,
         },

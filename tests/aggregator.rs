@@ -437,7 +437,16 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
     let a = aggregator(&data, &[]);
     let url = a.url("/api/v1/write");
     let day = 86_400_000i64;
-    let now = 1_795_600_000_000i64; // 2026-11-25
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Noon today (UTC), so the day partitions are known.
+    let now = wall / day * day + day / 2;
+    let (today, late_day) = (
+        telltale_aggregator::head::day_name(now / day),
+        telltale_aggregator::head::day_name(now / day - 30),
+    );
     let stale = f64::from_bits(telltale_model::remote::STALE_NAN_BITS);
     let cpu = [
         ("__name__", "node_load1"),
@@ -473,6 +482,19 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
         .0,
         204
     );
+    // Older than the 90-day retention: accepted, counted, not stored.
+    let ancient = [(wall - 100 * day, 1.0)];
+    assert_eq!(
+        post(&url, &body(vec![series(&mem, &ancient)]), &[])
+            .unwrap()
+            .0,
+        204
+    );
+    let (_, metrics) = get(&a.url("/metrics"));
+    assert!(
+        metrics.contains("telltale_aggregator_samples_too_old_total 1"),
+        "{metrics}"
+    );
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&a.child),
         rustix::process::Signal::TERM,
@@ -486,7 +508,7 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
         .collect();
     assert_eq!(
         days,
-        BTreeSet::from(["day=2026-10-26".to_string(), "day=2026-11-25".to_string()])
+        BTreeSet::from([format!("day={late_day}"), format!("day={today}")])
     );
     // What the WAL held is now in the files: a restart replays nothing.
     assert!(stored(&data).is_empty());
@@ -497,13 +519,13 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
         return;
     };
     let mut want = vec![format!(
-        "2026-10-26\tcontainer_memory_working_set_bytes\t{{\"pod\":\"p1\"}}\t{}\t{}",
+        "{late_day}\tcontainer_memory_working_set_bytes\t{{\"pod\":\"p1\"}}\t{}\t{}",
         now - 30 * day,
         hex(7.0)
     )];
     for (t, v) in points {
         want.push(format!(
-            "2026-11-25\tnode_load1\t{{\"cluster\":\"c1\",\"node\":\"n\\\"1\"}}\t{t}\t{}",
+            "{today}\tnode_load1\t{{\"cluster\":\"c1\",\"node\":\"n\\\"1\"}}\t{t}\t{}",
             hex(v)
         ));
     }

@@ -68,8 +68,10 @@ fn json_string(out: &mut String, s: &str) {
 }
 
 impl Head {
-    /// Adds every sample of a (validated) request.
-    pub fn insert(&mut self, req: &WriteRequest) {
+    /// Adds every sample of a (validated) request at or after `oldest` (ms); returns how
+    /// many were older and left out.
+    pub fn insert(&mut self, req: &WriteRequest, oldest: i64) -> u64 {
+        let mut skipped = 0;
         for ts in &req.timeseries {
             let mut pairs: Vec<(&str, &str)> = ts
                 .labels
@@ -85,6 +87,10 @@ impl Head {
                 labels: labels_json(&mut pairs).into(),
             };
             for s in &ts.samples {
+                if s.timestamp < oldest {
+                    skipped += 1;
+                    continue;
+                }
                 let day = s.timestamp.div_euclid(DAY_MS);
                 self.days
                     .entry(day)
@@ -95,6 +101,7 @@ impl Head {
                 self.samples += 1;
             }
         }
+        skipped
     }
 
     /// Samples held.
@@ -141,6 +148,33 @@ mod tests {
         assert_eq!(day_name(19_723), "2024-01-01");
         assert_eq!(day_name(20_513), "2026-03-01");
         assert_eq!(day_name(19_782), "2024-02-29");
+    }
+
+    #[test]
+    fn late_samples_land_in_their_day_and_too_old_ones_are_left_out() {
+        use telltale_model::remote::{Label, Sample, TimeSeries};
+        let req = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: "up".into(),
+                }],
+                samples: [100 * DAY_MS + 5, 70 * DAY_MS, 10 * DAY_MS, 100 * DAY_MS + 1]
+                    .iter()
+                    .map(|&timestamp| Sample {
+                        value: 1.0,
+                        timestamp,
+                    })
+                    .collect(),
+            }],
+        };
+        let mut h = Head::default();
+        assert_eq!(h.insert(&req, 11 * DAY_MS), 1);
+        assert_eq!(h.samples(), 3);
+        let days = h.take();
+        assert_eq!(days.keys().copied().collect::<Vec<_>>(), vec![70, 100]);
+        assert_eq!(days[&100].values().next().map(Vec::len), Some(2));
+        assert_eq!(h.samples(), 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod head;
 pub mod ingest;
 pub mod metrics;
 pub mod partition;
+pub mod retention;
 pub mod wal;
 
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub struct Options {
     pub flush_interval: Duration,
     /// Flush the head when it holds this many samples.
     pub flush_samples: usize,
+    /// Where "now" comes from (retention).
+    pub clock: Arc<dyn telltale_model::time::Clock>,
     /// How long data is kept.
     pub retention: Duration,
     /// Bearer tokens and their clusters; `None` accepts every writer.
@@ -85,6 +88,8 @@ pub struct Store {
     full: tokio::sync::Notify,
     flush_samples: usize,
     metrics: metrics::Metrics,
+    clock: Arc<dyn telltale_model::time::Clock>,
+    retention: Duration,
 }
 
 impl Store {
@@ -100,8 +105,10 @@ impl Store {
     ) -> Result<(), wal::Error> {
         let _open = self.gate.read().await;
         self.wal.append(body).await?;
+        let oldest = retention::cutoff(&*self.clock, self.retention);
         let mut head = self.head();
-        head.insert(req);
+        let skipped = head.insert(req, oldest);
+        self.metrics.too_old.inc_by(skipped);
         self.metrics.head_samples.set(head.samples() as i64);
         self.metrics.head_series.set(head.series() as i64);
         if head.samples() >= self.flush_samples {
@@ -187,10 +194,11 @@ pub async fn run(
     };
     let dir = wal_dir(&opts.data_dir);
     let mut head = head::Head::default();
+    let oldest = retention::cutoff(&*opts.clock, opts.retention);
     let records = wal::replay(&dir, |body| {
         // Every record was validated before it was logged.
         if let Ok(req) = telltale_model::remote::WriteRequest::decode_body(body) {
-            head.insert(&req);
+            head.insert(&req, oldest);
         }
     })?;
     let registry = Registry::new();
@@ -212,6 +220,8 @@ pub async fn run(
         full: tokio::sync::Notify::new(),
         flush_samples: opts.flush_samples.max(1),
         metrics: metrics.clone(),
+        clock: opts.clock.clone(),
+        retention: opts.retention,
     });
     let ingest = ingest::Ingest {
         store: store.clone(),
@@ -223,6 +233,7 @@ pub async fn run(
         opts.flush_interval,
         cancel.clone(),
     ));
+    tokio::spawn(retention_loop(opts.clone(), cancel.clone()));
     let own = Own { registry };
     let app = Router::new()
         .route("/api/v1/write", post(ingest::write))
@@ -252,6 +263,21 @@ pub async fn run(
     // Clean shutdown: everything accepted goes to Parquet.
     let flushed = store.flush().await;
     served.and(flushed.map(|_| ()))
+}
+
+/// Applies retention at start and then every hour, until `cancel`.
+async fn retention_loop(opts: Options, cancel: CancellationToken) {
+    loop {
+        let o = opts.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            retention::enforce(&o.data_dir, &*o.clock, o.retention)
+        })
+        .await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// Flushes every `interval`, and whenever the head is full, until `cancel`.

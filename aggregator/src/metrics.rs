@@ -11,6 +11,8 @@ pub const WAL_BYTES: &str = "telltale_aggregator_wal_bytes_total";
 /// WAL fsyncs since start (one per group of requests).
 pub const WAL_SYNCS: &str = "telltale_aggregator_wal_fsyncs_total";
 
+/// Samples accepted but older than retention, so not stored.
+pub const TOO_OLD: &str = "telltale_aggregator_samples_too_old_total";
 /// Samples in the head.
 pub const HEAD_SAMPLES: &str = "telltale_aggregator_head_samples";
 /// Series in the head.
@@ -44,6 +46,8 @@ pub struct Metrics {
     pub wal_bytes: IntCounter,
     /// WAL fsyncs.
     pub wal_syncs: IntCounter,
+    /// Samples older than retention.
+    pub too_old: IntCounter,
     /// Samples in the head.
     pub head_samples: IntGauge,
     /// Series in the head.
@@ -71,6 +75,10 @@ impl Metrics {
                 WAL_SYNCS,
                 "WAL fsyncs; each makes a group of requests durable.",
             )?,
+            too_old: IntCounter::new(
+                TOO_OLD,
+                "Samples older than --retention in accepted requests; not stored.",
+            )?,
             head_samples: IntGauge::new(HEAD_SAMPLES, "Samples in the head, not yet in Parquet.")?,
             head_series: IntGauge::new(
                 HEAD_SERIES,
@@ -83,6 +91,7 @@ impl Metrics {
             )?,
             files_written: IntCounter::new(FILES_WRITTEN, "Parquet files written by flushes.")?,
         };
+        registry.register(Box::new(m.too_old.clone()))?;
         registry.register(Box::new(m.head_samples.clone()))?;
         registry.register(Box::new(m.head_series.clone()))?;
         registry.register(Box::new(m.flush_duration.clone()))?;

@@ -29,6 +29,45 @@ pub fn until_next_boundary(now: SystemTime, interval: Duration) -> Duration {
     Duration::from_millis((next - ts).max(0) as u64)
 }
 
+/// Where background loops get "now" (retention, flush ages): the system clock in the
+/// binary, a [`MockClock`] in tests, so time-driven behaviour is tested without sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current time.
+    fn now(&self) -> SystemTime;
+}
+
+/// The system's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// A clock that says what it is told.
+#[derive(Debug, Clone)]
+pub struct MockClock(std::sync::Arc<std::sync::Mutex<SystemTime>>);
+
+impl MockClock {
+    /// A clock reading `at`.
+    pub fn at(at: SystemTime) -> Self {
+        MockClock(std::sync::Arc::new(std::sync::Mutex::new(at)))
+    }
+
+    /// Moves the clock to `at`.
+    pub fn set(&self, at: SystemTime) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+}
+
+impl Clock for MockClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
