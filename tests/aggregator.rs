@@ -257,6 +257,12 @@ fn sigkill_during_sustained_ingest_loses_no_acknowledged_sample() {
         seed ^= seed << 17;
         seed % n
     };
+    // Recent timestamps: well within retention.
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
     // (writer, timestamp) of every sample acknowledged with 204.
     let acked: Arc<Mutex<BTreeSet<(String, i64)>>> = Arc::default();
     for round in 0..20 {
@@ -268,8 +274,9 @@ fn sigkill_during_sustained_ingest_loses_no_acknowledged_sample() {
             writers.push(std::thread::spawn(move || {
                 let name = format!("r{round}w{w}");
                 for batch in 0..10_000i64 {
-                    let samples: Vec<(i64, f64)> =
-                        (0..100).map(|i| (batch * 100 + i, i as f64)).collect();
+                    let samples: Vec<(i64, f64)> = (0..100)
+                        .map(|i| (base + batch * 100 + i, i as f64))
+                        .collect();
                     let body = WriteRequest {
                         timeseries: vec![series(
                             &[("__name__", "load"), ("writer", &name)],
@@ -530,4 +537,73 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
         ));
     }
     assert_eq!(rows, want);
+}
+
+#[test]
+fn flushes_compact_and_a_corrupt_file_is_moved_aside_while_ingest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let part = data.join("data").join("day=2026-11-20");
+    std::fs::create_dir_all(&part).unwrap();
+    std::fs::write(
+        part.join("part-1-0.parquet"),
+        b"PAR1 not a parquet file PAR1",
+    )
+    .unwrap();
+    let mut a = aggregator(&data, &["--flush-interval", "1s"]);
+    let moved = eventually(Duration::from_secs(10), || {
+        a.log()
+            .into_iter()
+            .find(|l| l.contains("ERROR") && l.contains("moved aside"))
+    });
+    assert!(moved.is_some(), "{:?}", a.log());
+    assert!(data
+        .join("corrupt/day=2026-11-20/part-1-0.parquet")
+        .is_file());
+    let url = a.url("/api/v1/write");
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Several flushes' worth of writes into today's partition.
+    for round in 0..4i64 {
+        let body = WriteRequest {
+            timeseries: vec![series(
+                &[("__name__", "rounds")],
+                &[(wall - 60_000 + round * 1000, round as f64)],
+            )],
+        }
+        .encode_body();
+        assert_eq!(post(&url, &body, &[]).unwrap().0, 204);
+        std::thread::sleep(Duration::from_millis(1300));
+    }
+    let today = telltale_aggregator::head::day_name(wall.div_euclid(86_400_000));
+    let dir_today = data.join("data").join(format!("day={today}"));
+    let one = eventually(Duration::from_secs(20), || {
+        let n = std::fs::read_dir(&dir_today).ok()?.count();
+        (n == 1).then_some(())
+    });
+    assert!(
+        one.is_some(),
+        "the flushes were not compacted into one file"
+    );
+    let flushes = a
+        .log()
+        .iter()
+        .filter(|l| l.contains("flushed the head to Parquet"))
+        .count();
+    assert!(flushes >= 2, "{flushes} flushes: nothing to compact");
+    let (_, metrics) = get(&a.url("/metrics"));
+    assert!(
+        metrics.contains("telltale_aggregator_corrupt_files_total 1"),
+        "{metrics}"
+    );
+    drop(a);
+    let glob = format!("{}/data/day=*/*.parquet", data.display());
+    if let Some(rows) = duckdb(&format!(
+        "SELECT value FROM read_parquet('{glob}') WHERE metric = 'rounds' ORDER BY timestamp"
+    )) {
+        let want: Vec<String> = (0..4).map(|r| hex(r as f64)).collect();
+        assert_eq!(rows, want);
+    }
 }

@@ -211,6 +211,11 @@ pub async fn run(
     info!(records, samples = head.samples(), dir = %dir.display(), "WAL replayed");
     metrics.head_samples.set(head.samples() as i64);
     metrics.head_series.set(head.series() as i64);
+    let data = opts.data_dir.clone();
+    let moved = tokio::task::spawn_blocking(move || partition::scan(&data))
+        .await
+        .unwrap_or_default();
+    metrics.corrupt_files.inc_by(moved.len() as u64);
     let store = Arc::new(Store {
         data_dir: opts.data_dir.clone(),
         wal,
@@ -290,6 +295,15 @@ async fn flush_loop(store: Arc<Store>, interval: Duration, cancel: CancellationT
         }
         if let Err(e) = store.flush().await {
             tracing::error!(error = %e, "flush failed; the samples stay in the WAL and the next flush retries");
+            continue;
         }
+        let (dir, m) = (store.data_dir.clone(), store.metrics.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let c = partition::compact(&dir);
+            m.compaction_duration.observe(start.elapsed().as_secs_f64());
+            m.corrupt_files.inc_by(c.quarantined.len() as u64);
+        })
+        .await;
     }
 }

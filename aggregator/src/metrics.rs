@@ -19,6 +19,10 @@ pub const HEAD_SAMPLES: &str = "telltale_aggregator_head_samples";
 pub const HEAD_SERIES: &str = "telltale_aggregator_head_series";
 /// Flush duration.
 pub const FLUSH_DURATION: &str = "telltale_aggregator_flush_duration_seconds";
+/// Compaction duration.
+pub const COMPACTION_DURATION: &str = "telltale_aggregator_compaction_duration_seconds";
+/// Unreadable files moved aside.
+pub const CORRUPT_FILES: &str = "telltale_aggregator_corrupt_files_total";
 /// Parquet files written by flushes.
 pub const FILES_WRITTEN: &str = "telltale_aggregator_parquet_files_written_total";
 
@@ -56,6 +60,10 @@ pub struct Metrics {
     pub flush_duration: Histogram,
     /// Files written.
     pub files_written: IntCounter,
+    /// Compaction durations.
+    pub compaction_duration: Histogram,
+    /// Files moved aside.
+    pub corrupt_files: IntCounter,
 }
 
 impl Metrics {
@@ -90,7 +98,22 @@ impl Metrics {
                 ),
             )?,
             files_written: IntCounter::new(FILES_WRITTEN, "Parquet files written by flushes.")?,
+            compaction_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    COMPACTION_DURATION,
+                    "Time to merge a round of small Parquet files.",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ]),
+            )?,
+            corrupt_files: IntCounter::new(
+                CORRUPT_FILES,
+                "Unreadable Parquet files moved aside to <data-dir>/corrupt.",
+            )?,
         };
+        registry.register(Box::new(m.compaction_duration.clone()))?;
+        registry.register(Box::new(m.corrupt_files.clone()))?;
         registry.register(Box::new(m.too_old.clone()))?;
         registry.register(Box::new(m.head_samples.clone()))?;
         registry.register(Box::new(m.head_series.clone()))?;

@@ -135,3 +135,286 @@ pub fn write_day(
     }
     Ok((path, written))
 }
+
+/// Reads every sample of a file back into `into` (series → points).
+pub fn read_file(path: &Path, into: &mut Day) -> Result<usize, Error> {
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let format = |message: String| Error::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| format(e.to_string()))?;
+    let mut rows = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| format(e.to_string()))?;
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format(format!("no column {name}")))
+        };
+        let (m, l, t, v) = (
+            col("metric")?,
+            col("labels")?,
+            col("timestamp")?,
+            col("value")?,
+        );
+        let m = m.as_any().downcast_ref::<StringArray>();
+        let l = l.as_any().downcast_ref::<StringArray>();
+        let t = t.as_any().downcast_ref::<TimestampMillisecondArray>();
+        let v = v.as_any().downcast_ref::<Float64Array>();
+        let (Some(m), Some(l), Some(t), Some(v)) = (m, l, t, v) else {
+            return Err(format("columns are not of the Telltale schema".into()));
+        };
+        let mut last: Option<(usize, crate::head::SeriesKey)> = None;
+        for i in 0..batch.num_rows() {
+            if m.is_null(i) || l.is_null(i) || t.is_null(i) || v.is_null(i) {
+                return Err(format(format!("null in row {i}")));
+            }
+            // Rows of a series are adjacent: reuse its key.
+            let key = match &last {
+                Some((_, k)) if &*k.metric == m.value(i) && &*k.labels == l.value(i) => k.clone(),
+                _ => crate::head::SeriesKey {
+                    metric: m.value(i).into(),
+                    labels: l.value(i).into(),
+                },
+            };
+            into.entry(key.clone())
+                .or_default()
+                .push((t.value(i), v.value(i).to_bits()));
+            last = Some((i, key));
+        }
+        rows += batch.num_rows();
+    }
+    Ok(rows)
+}
+
+/// Files smaller than this are merged by compaction.
+pub const SMALL_FILE: u64 = 8 << 20;
+/// One compaction reads at most this many bytes of files.
+pub const COMPACT_INPUT: u64 = 64 << 20;
+
+/// What a compaction or scan did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Files merged away.
+    pub merged: usize,
+    /// Files written.
+    pub written: usize,
+    /// Unreadable files moved aside.
+    pub quarantined: Vec<PathBuf>,
+}
+
+/// Moves an unreadable file to `<data-dir>/corrupt/<partition>/`, with an ERROR line.
+pub fn quarantine(data_dir: &Path, path: &Path, why: &str) -> Option<PathBuf> {
+    let part = path.parent()?.file_name()?;
+    let dir = data_dir.join("corrupt").join(part);
+    let to = dir.join(path.file_name()?);
+    let moved = std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(path, &to));
+    match moved {
+        Ok(()) => {
+            tracing::error!(file = %path.display(), moved_to = %to.display(), why, "unreadable Parquet file moved aside; its samples are no longer served");
+            Some(to)
+        }
+        Err(e) => {
+            tracing::error!(file = %path.display(), why, error = %e, "unreadable Parquet file, and it cannot be moved aside");
+            None
+        }
+    }
+}
+
+/// The Parquet files of one partition directory, oldest name first.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|e| e == "parquet")
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Merges the small files of every partition (two or more) into one, dropping exact
+/// duplicates; unreadable files are moved aside. The merged file is durable before the
+/// files it replaces are deleted (a crash in between leaves exact duplicates, which the
+/// next compaction drops).
+pub fn compact(data_dir: &Path) -> Compacted {
+    let mut out = Compacted::default();
+    let Ok(parts) = std::fs::read_dir(data_dir.join("data")) else {
+        return out;
+    };
+    for part in parts.flatten() {
+        let name = part.file_name().to_string_lossy().into_owned();
+        let Some(day) = name
+            .strip_prefix("day=")
+            .and_then(crate::retention::parse_day)
+        else {
+            continue;
+        };
+        let mut small = Vec::new();
+        let mut total = 0;
+        for f in files(&part.path()) {
+            let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            if len < SMALL_FILE && total + len <= COMPACT_INPUT {
+                total += len;
+                small.push(f);
+            }
+        }
+        if small.len() < 2 {
+            continue;
+        }
+        let mut day_data = Day::new();
+        let mut read = Vec::new();
+        for f in small {
+            match read_file(&f, &mut day_data) {
+                Ok(_) => read.push(f),
+                Err(e) => {
+                    if let Some(q) = quarantine(data_dir, &f, &e.to_string()) {
+                        out.quarantined.push(q);
+                    }
+                }
+            }
+        }
+        if read.len() < 2 {
+            continue;
+        }
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let merged_name = format!("part-{stamp}-c{}.parquet", read.len());
+        match write_day(data_dir, day, day_data, &merged_name) {
+            Ok(_) => {
+                for f in &read {
+                    if let Err(e) = std::fs::remove_file(f) {
+                        tracing::warn!(file = %f.display(), error = %e, "cannot remove a compacted file");
+                    }
+                }
+                out.merged += read.len();
+                out.written += 1;
+            }
+            Err(e) => {
+                tracing::warn!(partition = %name, error = %e, "compaction failed; the files stay as they are")
+            }
+        }
+    }
+    out
+}
+
+/// Checks every file's footer; unreadable ones are moved aside. Returns them.
+pub fn scan(data_dir: &Path) -> Vec<PathBuf> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut moved = Vec::new();
+    let Ok(parts) = std::fs::read_dir(data_dir.join("data")) else {
+        return moved;
+    };
+    for part in parts.flatten() {
+        for f in files(&part.path()) {
+            let ok = std::fs::File::open(&f)
+                .map_err(|e| e.to_string())
+                .and_then(|file| SerializedFileReader::new(file).map_err(|e| e.to_string()))
+                .map(|r| r.metadata().file_metadata().num_rows());
+            if let Err(why) = ok {
+                if let Some(q) = quarantine(data_dir, &f, &why) {
+                    moved.push(q);
+                }
+            }
+        }
+    }
+    moved
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::head::{Head, DAY_MS};
+    use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
+
+    fn req(name: &str, points: &[(i64, f64)]) -> WriteRequest {
+        WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: name.into(),
+                    },
+                    Label {
+                        name: "pod".into(),
+                        value: "p".into(),
+                    },
+                ],
+                samples: points
+                    .iter()
+                    .map(|&(timestamp, value)| Sample { value, timestamp })
+                    .collect(),
+            }],
+        }
+    }
+
+    fn flush(dir: &Path, h: &mut Head, n: usize) {
+        for (day, series) in h.take() {
+            write_day(dir, day, series, &format!("part-{n}.parquet")).unwrap();
+        }
+    }
+
+    #[test]
+    fn small_files_merge_into_one_without_duplicates_and_read_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = 20_000 * DAY_MS;
+        let mut h = Head::default();
+        h.insert(&req("a", &[(d + 1000, 1.0), (d + 2000, 2.0)]), 0);
+        flush(dir.path(), &mut h, 1);
+        // Later, an out-of-order sample and an exact duplicate.
+        h.insert(&req("a", &[(d + 500, 0.5), (d + 2000, 2.0)]), 0);
+        h.insert(&req("b", &[(d + 1000, f64::NAN)]), 0);
+        flush(dir.path(), &mut h, 2);
+        let part = day_dir(dir.path(), 20_000);
+        assert_eq!(files(&part).len(), 2);
+        let c = compact(dir.path());
+        assert_eq!((c.merged, c.written), (2, 1));
+        let left = files(&part);
+        assert_eq!(left.len(), 1);
+        let mut back = Day::new();
+        assert_eq!(read_file(&left[0], &mut back).unwrap(), 4);
+        let a = back.iter().find(|(k, _)| &*k.metric == "a").unwrap().1;
+        assert_eq!(
+            a,
+            &vec![
+                (d + 500, 0.5f64.to_bits()),
+                (d + 1000, 1f64.to_bits()),
+                (d + 2000, 2f64.to_bits())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_file_is_moved_aside_and_the_rest_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = Head::default();
+        h.insert(&req("a", &[(5 * DAY_MS, 1.0)]), 0);
+        flush(dir.path(), &mut h, 1);
+        let part = day_dir(dir.path(), 5);
+        std::fs::write(part.join("part-9.parquet"), b"PAR1 this is not parquet").unwrap();
+        let moved = scan(dir.path());
+        assert_eq!(moved.len(), 1);
+        assert!(moved[0].starts_with(dir.path().join("corrupt")));
+        assert_eq!(files(&part).len(), 1);
+        let mut back = Day::new();
+        assert_eq!(read_file(&files(&part)[0], &mut back).unwrap(), 1);
+    }
+}
