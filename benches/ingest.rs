@@ -1,0 +1,215 @@
+//! Remote-write ingest: samples per CPU-second through `/api/v1/write`, ours against
+//! Prometheus 2.42 with `--web.enable-remote-write-receiver`, on the same requests in one
+//! run.
+//!
+//! `cargo bench --bench ingest` (BENCH_ROUNDS=N scrapes per node, default 8). Payloads are
+//! collector-shaped (performance.md): 100 nodes x 3,000 series with 10 labels each, 2,000
+//! samples per request, one sample per series per request. The first round creates the
+//! series in both receivers and is not measured; the CPU of each receiver process
+//! (utime + stime from /proc) is measured over the other rounds, posted by two client
+//! threads.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
+
+const NODES: usize = 100;
+const SERIES: usize = 3000;
+const BATCH: usize = 2000;
+
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = |i: usize| Duration::from_millis(f[i].parse::<u64>().unwrap() * 10);
+    tick(11) + tick(12)
+}
+
+/// One round: every node's 3,000 series once, at `ts`, as 2,000-sample request bodies.
+fn round(ts: i64) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    for n in 0..NODES {
+        for s in 0..SERIES {
+            let (pod, container) = (s / 30, s % 30);
+            let l = |name: &str, value: String| Label {
+                name: name.into(),
+                value,
+            };
+            batch.push(TimeSeries {
+                labels: vec![
+                    l("__name__", format!("container_metric_{}", s % 40)),
+                    l("cluster", "bench".into()),
+                    l("container", format!("c{container}")),
+                    l("id", format!("/kubepods/pod{n:04}-{pod:03}/c{container}")),
+                    l("image", format!("registry.example/app-{}:1.{}", pod % 7, pod % 3)),
+                    l("name", format!("{n:04}{pod:03}{container:02}")),
+                    l("namespace", format!("ns-{}", pod % 10)),
+                    l("node", format!("node-{n:03}")),
+                    l("pod", format!("pod-{n:03}-{pod:03}")),
+                    l("job", "telltale".into()),
+                ],
+                samples: vec![Sample {
+                    value: (ts / 1000 + s as i64) as f64 * 1.5,
+                    timestamp: ts,
+                }],
+            });
+            if batch.len() == BATCH {
+                bodies.push(
+                    WriteRequest {
+                        timeseries: std::mem::take(&mut batch),
+                    }
+                    .encode_body(),
+                );
+            }
+        }
+    }
+    bodies
+}
+
+fn post_all(url: &str, bodies: &[Vec<u8>]) {
+    let half = bodies.len() / 2;
+    std::thread::scope(|s| {
+        for part in [&bodies[..half], &bodies[half..]] {
+            s.spawn(move || {
+                let agent = ureq::AgentBuilder::new().build();
+                for b in part {
+                    agent
+                        .post(url)
+                        .set("Content-Type", "application/x-protobuf")
+                        .set("Content-Encoding", "snappy")
+                        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
+                        .send_bytes(b)
+                        .unwrap();
+                }
+            });
+        }
+    });
+}
+
+fn wait_ready(url: &str) {
+    for _ in 0..300 {
+        if ureq::get(url).call().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} never answered");
+}
+
+/// Posts the warm-up round, then the measured rounds; returns samples per CPU-second.
+fn measure(child: &Child, url: &str, warm: &[Vec<u8>], rounds: &[Vec<Vec<u8>>]) -> f64 {
+    post_all(url, warm);
+    let before = process_cpu(child.id());
+    let mut samples = 0;
+    for r in rounds {
+        post_all(url, r);
+        samples += r.len() * BATCH;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = process_cpu(child.id()) - before;
+    samples as f64 / cpu.as_secs_f64()
+}
+
+fn main() {
+    let rounds_n: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        / 15_000
+        * 15_000
+        - 3_600_000;
+    let warm = round(start);
+    let rounds: Vec<Vec<Vec<u8>>> = (1..=rounds_n)
+        .map(|r| round(start + 15_000 * r as i64))
+        .collect();
+    let samples = rounds_n * NODES * SERIES;
+    let bytes: usize = rounds.iter().flatten().map(Vec::len).sum();
+    println!(
+        "ingest: {NODES} nodes x {SERIES} series, {rounds_n} measured rounds = {samples} samples in {} requests ({:.1} bytes per sample, snappy)",
+        rounds.iter().map(Vec::len).sum::<usize>(),
+        bytes as f64 / samples as f64
+    );
+
+    // Ours: the release binary, data on a real disk.
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut ours = Command::new(env!("CARGO_BIN_EXE_telltale"))
+        .args(["aggregator", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("TELLTALE_LOG", "warn,telltale_aggregator=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = ours.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("aggregator exited").unwrap();
+        if let Some(a) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let url = format!("http://{addr}/api/v1/write");
+    wait_ready(&format!("http://{addr}/healthz"));
+    let ours_rate = measure(&ours, &url, &warm, &rounds);
+    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", ours.id()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let _ = ours.kill();
+    let _ = ours.wait();
+    println!(
+        "  telltale aggregator: {:.0} k samples per CPU-second (target >= 500 k); RSS {:.0} MiB with {} series in the head = {:.2} KiB per series",
+        ours_rate / 1e3,
+        rss_kib as f64 / 1024.0,
+        NODES * SERIES,
+        rss_kib as f64 / (NODES * SERIES) as f64
+    );
+
+    // The anchor.
+    let prom_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let cfg = prom_dir.path().join("prometheus.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Ok(mut prom) = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", prom_dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        println!("  anchor: prometheus is not installed (apt-get install prometheus)");
+        return;
+    };
+    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
+    let prom_rate = measure(
+        &prom,
+        &format!("http://127.0.0.1:{port}/api/v1/write"),
+        &warm,
+        &rounds,
+    );
+    let _ = prom.kill();
+    let _ = prom.wait();
+    println!(
+        "  anchor: Prometheus 2.42 {:.0} k samples per CPU-second; ours / Prometheus = {:.2}x (target >= 3x)",
+        prom_rate / 1e3,
+        ours_rate / prom_rate
+    );
+}
