@@ -46,7 +46,10 @@ fn round(ts: i64) -> Vec<Vec<u8>> {
                     l("cluster", "bench".into()),
                     l("container", format!("c{container}")),
                     l("id", format!("/kubepods/pod{n:04}-{pod:03}/c{container}")),
-                    l("image", format!("registry.example/app-{}:1.{}", pod % 7, pod % 3)),
+                    l(
+                        "image",
+                        format!("registry.example/app-{}:1.{}", pod % 7, pod % 3),
+                    ),
                     l("name", format!("{n:04}{pod:03}{container:02}")),
                     l("namespace", format!("ns-{}", pod % 10)),
                     l("node", format!("node-{n:03}")),
@@ -153,7 +156,10 @@ fn main() {
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
         let line = lines.next().expect("aggregator exited").unwrap();
-        if let Some(a) = line.split_whitespace().find_map(|w| w.strip_prefix("addr=")) {
+        if let Some(a) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+        {
             break a.to_string();
         }
     };
@@ -188,7 +194,10 @@ fn main() {
         .port();
     let Ok(mut prom) = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", prom_dir.path().join("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            prom_dir.path().join("tsdb").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-remote-write-receiver")
         .stdout(Stdio::null())

@@ -8,7 +8,33 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use telltale_model::remote::WriteRequest;
+use telltale_model::remote::{SeriesRef, WriteRequest};
+
+/// FNV-1a: a fast hash for keys that are not attacker-chosen in a way that matters here
+/// (a collision costs a comparison, never a wrong answer).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+/// Builds [`Fnv`] hashers.
+pub type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
@@ -23,14 +49,21 @@ pub struct SeriesKey {
 }
 
 /// One day's series and their points (timestamp ms, value bits), in arrival order.
-pub type Day = HashMap<SeriesKey, Vec<(i64, u64)>>;
+pub type Day = HashMap<SeriesKey, Vec<(i64, u64)>, FnvBuild>;
 
 /// Samples waiting for a flush.
 #[derive(Debug, Default)]
 pub struct Head {
     days: BTreeMap<i64, Day>,
     samples: usize,
+    /// A series' labels as sent (name, value, ...) → its key, so a known series costs a
+    /// lookup instead of building its key again.
+    keys: HashMap<Box<[u8]>, SeriesKey, FnvBuild>,
+    scratch: Vec<u8>,
 }
+
+/// Known series remembered at most; beyond it the memory is started afresh.
+const MAX_KEYS: usize = 4_000_000;
 
 /// `pairs` (name, value) as a JSON object with keys sorted, `__name__` left out.
 pub fn labels_json(pairs: &mut [(&str, &str)]) -> String {
@@ -72,34 +105,64 @@ impl Head {
     /// many were older and left out.
     pub fn insert(&mut self, req: &WriteRequest, oldest: i64) -> u64 {
         let mut skipped = 0;
+        let mut series = SeriesRef::default();
         for ts in &req.timeseries {
-            let mut pairs: Vec<(&str, &str)> = ts
+            series.labels = ts
                 .labels
                 .iter()
                 .map(|l| (l.name.as_str(), l.value.as_str()))
                 .collect();
-            let metric = pairs
-                .iter()
-                .find(|(n, _)| *n == "__name__")
-                .map_or("", |(_, v)| *v);
-            let key = SeriesKey {
-                metric: metric.into(),
-                labels: labels_json(&mut pairs).into(),
-            };
-            for s in &ts.samples {
-                if s.timestamp < oldest {
-                    skipped += 1;
-                    continue;
+            series.samples = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
+            skipped += self.insert_series(&series, oldest);
+        }
+        skipped
+    }
+
+    /// Adds one (validated) series' samples at or after `oldest`; returns how many were
+    /// older and left out.
+    pub fn insert_series(&mut self, series: &SeriesRef<'_>, oldest: i64) -> u64 {
+        self.scratch.clear();
+        for (n, v) in &series.labels {
+            self.scratch.extend_from_slice(n.as_bytes());
+            self.scratch.push(0xff);
+            self.scratch.extend_from_slice(v.as_bytes());
+            self.scratch.push(0xff);
+        }
+        let key = match self.keys.get(&self.scratch[..]) {
+            Some(k) => k.clone(),
+            None => {
+                let mut pairs = series.labels.clone();
+                let metric = pairs
+                    .iter()
+                    .find(|(n, _)| *n == "__name__")
+                    .map_or("", |(_, v)| *v);
+                let key = SeriesKey {
+                    metric: metric.into(),
+                    labels: labels_json(&mut pairs).into(),
+                };
+                if self.keys.len() >= MAX_KEYS {
+                    self.keys.clear();
                 }
-                let day = s.timestamp.div_euclid(DAY_MS);
-                self.days
-                    .entry(day)
-                    .or_default()
-                    .entry(key.clone())
-                    .or_default()
-                    .push((s.timestamp, s.value.to_bits()));
-                self.samples += 1;
+                self.keys
+                    .insert(self.scratch.as_slice().into(), key.clone());
+                key
             }
+        };
+        let mut skipped = 0;
+        for &(t, v) in &series.samples {
+            if t < oldest {
+                skipped += 1;
+                continue;
+            }
+            let day = t.div_euclid(DAY_MS);
+            let points = self.days.entry(day).or_default();
+            match points.get_mut(&key) {
+                Some(p) => p.push((t, v.to_bits())),
+                None => {
+                    points.insert(key.clone(), vec![(t, v.to_bits())]);
+                }
+            }
+            self.samples += 1;
         }
         skipped
     }

@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use telltale_model::remote::{self, WriteRequest};
+use telltale_model::remote;
 use tracing::warn;
 
 use crate::metrics::Metrics;
@@ -170,22 +170,19 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
             ))
         }
     }
-    let req = WriteRequest::decode_body(&body).map_err(|e| {
-        let reason = match e {
-            remote::DecodeError::Snappy(_) => "snappy",
-            remote::DecodeError::Protobuf(_) => "protobuf",
-        };
-        bad(reason, e.to_string())
-    })?;
+    let raw = snap::raw::Decoder::new()
+        .decompress_vec(&body)
+        .map_err(|e| bad("snappy", format!("body is not snappy (block format): {e}")))?;
     let mut samples = 0u64;
-    for (i, ts) in req.timeseries.iter().enumerate() {
-        check_labels(i, ts)?;
+    let mut i = 0usize;
+    remote::for_each_series(&raw, |ts| {
+        check_labels(i, &ts.labels)?;
         if let Some(allowed) = allowed {
             let cluster = ts
                 .labels
                 .iter()
-                .find(|l| l.name == "cluster")
-                .map_or("", |l| l.value.as_str());
+                .find(|(n, _)| *n == "cluster")
+                .map_or("", |(_, v)| *v);
             if !allowed.iter().any(|c| c == cluster) {
                 return Err(Refused(
                     StatusCode::FORBIDDEN,
@@ -197,8 +194,10 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
             }
         }
         samples += ts.samples.len() as u64;
-    }
-    if let Err(e) = ingest.store.append(body.to_vec(), &req).await {
+        i += 1;
+        Ok(())
+    })?;
+    if let Err(e) = ingest.store.append(body.to_vec(), &raw).await {
         warn!(error = %e, "cannot log a write request");
         return Err(Refused(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -209,6 +208,12 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
     Ok(samples)
 }
 
+impl From<remote::BorrowError> for Refused {
+    fn from(e: remote::BorrowError) -> Self {
+        bad("protobuf", e.to_string())
+    }
+}
+
 fn bad(reason: &'static str, message: String) -> Refused {
     Refused(StatusCode::BAD_REQUEST, reason, message)
 }
@@ -217,48 +222,47 @@ fn too_large(message: String) -> Refused {
     Refused(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
 }
 
-fn check_labels(i: usize, ts: &remote::TimeSeries) -> Result<(), Refused> {
-    if ts.labels.len() > MAX_LABELS {
+fn check_labels(i: usize, labels: &[(&str, &str)]) -> Result<(), Refused> {
+    if labels.len() > MAX_LABELS {
         return Err(bad(
             "labels",
-            format!("series {i}: {} labels, over {MAX_LABELS}", ts.labels.len()),
+            format!("series {i}: {} labels, over {MAX_LABELS}", labels.len()),
         ));
     }
     let mut name = None;
-    for (j, l) in ts.labels.iter().enumerate() {
-        if l.name.is_empty() {
+    for (j, &(n, v)) in labels.iter().enumerate() {
+        if n.is_empty() {
             return Err(bad(
                 "labels",
                 format!("series {i}: label {j} has an empty name"),
             ));
         }
-        if l.name.len() > MAX_LABEL_NAME {
+        if n.len() > MAX_LABEL_NAME {
             return Err(bad(
                 "labels",
                 format!(
                     "series {i}: a label name of {} bytes, over {MAX_LABEL_NAME}",
-                    l.name.len()
+                    n.len()
                 ),
             ));
         }
-        if l.value.len() > MAX_LABEL_VALUE {
+        if v.len() > MAX_LABEL_VALUE {
             return Err(bad(
                 "labels",
                 format!(
-                    "series {i}: label {:?} has a value of {} bytes, over {MAX_LABEL_VALUE}",
-                    l.name,
-                    l.value.len()
+                    "series {i}: label {n:?} has a value of {} bytes, over {MAX_LABEL_VALUE}",
+                    v.len()
                 ),
             ));
         }
-        if ts.labels[..j].iter().any(|o| o.name == l.name) {
+        if labels[..j].iter().any(|o| o.0 == n) {
             return Err(bad(
                 "labels",
-                format!("series {i}: label {:?} appears twice", l.name),
+                format!("series {i}: label {n:?} appears twice"),
             ));
         }
-        if l.name == "__name__" {
-            name = Some(l.value.as_str());
+        if n == "__name__" {
+            name = Some(v);
         }
     }
     match name {

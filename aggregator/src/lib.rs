@@ -97,17 +97,13 @@ impl Store {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes `body` durable, then adds `req` (its decoded form) to the head.
-    pub async fn append(
-        &self,
-        body: Vec<u8>,
-        req: &telltale_model::remote::WriteRequest,
-    ) -> Result<(), wal::Error> {
+    /// Makes `body` durable, then adds `raw` (it decompressed, validated) to the head.
+    pub async fn append(&self, body: Vec<u8>, raw: &[u8]) -> Result<(), wal::Error> {
         let _open = self.gate.read().await;
         self.wal.append(body).await?;
         let oldest = retention::cutoff(&*self.clock, self.retention);
         let mut head = self.head();
-        let skipped = head.insert(req, oldest);
+        let skipped = insert_raw(&mut head, raw, oldest);
         self.metrics.too_old.inc_by(skipped);
         self.metrics.head_samples.set(head.samples() as i64);
         self.metrics.head_series.set(head.series() as i64);
@@ -160,6 +156,20 @@ impl Store {
     }
 }
 
+/// Adds a validated, decompressed request to the head; returns samples left out as older
+/// than `oldest`.
+fn insert_raw(head: &mut head::Head, raw: &[u8], oldest: i64) -> u64 {
+    let mut skipped = 0;
+    let walked = telltale_model::remote::for_each_series(raw, |s| {
+        skipped += head.insert_series(s, oldest);
+        Ok::<(), telltale_model::remote::BorrowError>(())
+    });
+    if let Err(e) = walked {
+        tracing::warn!(error = %e, "a logged request no longer decodes; its rest is skipped");
+    }
+    skipped
+}
+
 /// The WAL directory under a data directory.
 pub fn wal_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("wal")
@@ -197,8 +207,8 @@ pub async fn run(
     let oldest = retention::cutoff(&*opts.clock, opts.retention);
     let records = wal::replay(&dir, |body| {
         // Every record was validated before it was logged.
-        if let Ok(req) = telltale_model::remote::WriteRequest::decode_body(body) {
-            head.insert(&req, oldest);
+        if let Ok(raw) = snap::raw::Decoder::new().decompress_vec(body) {
+            insert_raw(&mut head, &raw, oldest);
         }
     })?;
     let registry = Registry::new();

@@ -277,7 +277,7 @@ pub fn compact(data_dir: &Path) -> Compacted {
         if small.len() < 2 {
             continue;
         }
-        let mut day_data = Day::new();
+        let mut day_data = Day::default();
         let mut read = Vec::new();
         for f in small {
             match read_file(&f, &mut day_data) {
@@ -389,7 +389,7 @@ mod tests {
         assert_eq!((c.merged, c.written), (2, 1));
         let left = files(&part);
         assert_eq!(left.len(), 1);
-        let mut back = Day::new();
+        let mut back = Day::default();
         assert_eq!(read_file(&left[0], &mut back).unwrap(), 4);
         let a = back.iter().find(|(k, _)| &*k.metric == "a").unwrap().1;
         assert_eq!(
@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(moved.len(), 1);
         assert!(moved[0].starts_with(dir.path().join("corrupt")));
         assert_eq!(files(&part).len(), 1);
-        let mut back = Day::new();
+        let mut back = Day::default();
         assert_eq!(read_file(&files(&part)[0], &mut back).unwrap(), 1);
     }
 }

@@ -96,6 +96,146 @@ impl WriteRequest {
     }
 }
 
+/// One series of a request, borrowed from the decompressed bytes.
+#[derive(Debug, Default)]
+pub struct SeriesRef<'a> {
+    /// Label pairs as sent.
+    pub labels: Vec<(&'a str, &'a str)>,
+    /// (timestamp ms, value) pairs as sent.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// A malformed protobuf, found by [`for_each_series`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("body is not a remote-write protobuf: {0}")]
+pub struct BorrowError(pub &'static str);
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, BorrowError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self
+                .buf
+                .get(self.at)
+                .ok_or(BorrowError("truncated varint"))?;
+            self.at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(BorrowError("varint too long"))
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], BorrowError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(BorrowError("field runs past the end"))?;
+        let s = &self.buf[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn done(&self) -> bool {
+        self.at >= self.buf.len()
+    }
+
+    /// The next field: (number, wire type, payload for length-delimited or fixed).
+    fn field(&mut self) -> Result<(u64, Field<'a>), BorrowError> {
+        let key = self.varint()?;
+        let f = match key & 7 {
+            0 => Field::Varint(self.varint()?),
+            1 => {
+                let b = self.bytes(8)?;
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                Field::Fixed64(u64::from_le_bytes(a))
+            }
+            2 => {
+                let n = self.varint()? as usize;
+                Field::Bytes(self.bytes(n)?)
+            }
+            5 => {
+                self.bytes(4)?;
+                Field::Other
+            }
+            _ => return Err(BorrowError("unsupported wire type")),
+        };
+        Ok((key >> 3, f))
+    }
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Bytes(&'a [u8]),
+    Other,
+}
+
+/// Walks a decompressed `WriteRequest` without allocating per label: `f` gets each series
+/// with its labels borrowed from `raw` (the same `SeriesRef` is reused). Strings must be
+/// UTF-8, as protobuf requires.
+pub fn for_each_series<'a, E: From<BorrowError>>(
+    raw: &'a [u8],
+    mut f: impl FnMut(&SeriesRef<'a>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut series = SeriesRef::default();
+    let mut r = Reader { buf: raw, at: 0 };
+    while !r.done() {
+        let (num, field) = r.field()?;
+        let (1, Field::Bytes(ts)) = (num, field) else {
+            continue;
+        };
+        series.labels.clear();
+        series.samples.clear();
+        let mut t = Reader { buf: ts, at: 0 };
+        while !t.done() {
+            match t.field()? {
+                (1, Field::Bytes(label)) => {
+                    let mut l = Reader { buf: label, at: 0 };
+                    let (mut name, mut value) = ("", "");
+                    while !l.done() {
+                        match l.field()? {
+                            (1, Field::Bytes(b)) => {
+                                name = std::str::from_utf8(b)
+                                    .map_err(|_| BorrowError("label name is not UTF-8"))?
+                            }
+                            (2, Field::Bytes(b)) => {
+                                value = std::str::from_utf8(b)
+                                    .map_err(|_| BorrowError("label value is not UTF-8"))?
+                            }
+                            _ => {}
+                        }
+                    }
+                    series.labels.push((name, value));
+                }
+                (2, Field::Bytes(sample)) => {
+                    let mut sr = Reader { buf: sample, at: 0 };
+                    let (mut v, mut ts) = (0.0, 0i64);
+                    while !sr.done() {
+                        match sr.field()? {
+                            (1, Field::Fixed64(bits)) => v = f64::from_bits(bits),
+                            (2, Field::Varint(x)) => ts = x as i64,
+                            _ => {}
+                        }
+                    }
+                    series.samples.push((ts, v));
+                }
+                _ => {}
+            }
+        }
+        f(&series)?;
+    }
+    Ok(())
+}
+
 /// Builds a request body sample by sample, without building messages: each series'
 /// labels are encoded once ([`Body::labels`]) and copied per sample, as senders send one
 /// sample per series entry. The bytes decode to the same `WriteRequest` prost would give.
@@ -174,6 +314,80 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_borrowing_walk_sees_what_prost_sees() {
+        let req = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![
+                        Label {
+                            name: "__name__".into(),
+                            value: "up".into(),
+                        },
+                        Label {
+                            name: "job".into(),
+                            value: "j\u{e9}".into(),
+                        },
+                    ],
+                    samples: vec![
+                        Sample {
+                            value: 0.0,
+                            timestamp: 0,
+                        },
+                        Sample {
+                            value: -2.5,
+                            timestamp: -7,
+                        },
+                        Sample {
+                            value: f64::from_bits(STALE_NAN_BITS),
+                            timestamp: 1_795_000_000_000,
+                        },
+                    ],
+                },
+                TimeSeries {
+                    labels: vec![],
+                    samples: vec![],
+                },
+            ],
+        };
+        let raw = prost::Message::encode_to_vec(&req);
+        let mut seen = Vec::new();
+        for_each_series(&raw, |s| {
+            seen.push((
+                s.labels
+                    .iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect::<Vec<_>>(),
+                s.samples
+                    .iter()
+                    .map(|(t, v)| (*t, v.to_bits()))
+                    .collect::<Vec<_>>(),
+            ));
+            Ok::<(), BorrowError>(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 2);
+        for (got, want) in seen.iter().zip(&req.timeseries) {
+            let labels: Vec<_> = want
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            assert_eq!(got.0, labels);
+            let samples: Vec<_> = want
+                .samples
+                .iter()
+                .map(|s| (s.timestamp, s.value.to_bits()))
+                .collect();
+            assert_eq!(got.1, samples);
+        }
+        // Truncations are errors, never panics.
+        for cut in 0..raw.len() {
+            let _ = for_each_series(&raw[..cut], |_| Ok::<(), BorrowError>(()));
+        }
+        assert!(for_each_series(&[0x0a, 0x05, 0x01], |_| Ok::<(), BorrowError>(())).is_err());
+    }
 
     #[test]
     fn a_built_body_decodes_to_what_prost_would_give() {
