@@ -57,6 +57,21 @@ pub enum Command {
     Collector(Box<CollectorArgs>),
     /// Central store: receives remote write (durable in a WAL before it answers).
     Aggregator(AggregatorArgs),
+    /// Backfill Prometheus text or OpenMetrics files (with timestamps) into a data directory.
+    Import(ImportArgs),
+}
+
+/// `telltale import` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Files to import: Prometheus text format (timestamps in ms) or OpenMetrics (ending
+    /// in `# EOF`, timestamps in seconds).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// The aggregator's data directory.
+    #[arg(long, env = "TELLTALE_DATA_DIR", default_value = "./telltale-data")]
+    pub data_dir: PathBuf,
 }
 
 /// `telltale aggregator` flags. Every flag may also be set by `TELLTALE_<FLAG>` or in the

@@ -95,6 +95,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             })
             .map_err(|e| Failure::Runtime(e.into()))
         }
+        Command::Import(args) => import(args),
         Command::Aggregator(args) => {
             let cfg = config::aggregator(args, &sub).map_err(Failure::Usage)?;
             // Ingest decodes and validates on every core; the WAL has its own thread.
@@ -110,6 +111,61 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(e.into()))
         }
     }
+}
+
+/// `telltale import`: a progress bar on a terminal, a summary at the end; exit 1 when some
+/// lines were refused.
+fn import(args: config::ImportArgs) -> Result<(), Failure> {
+    for f in &args.files {
+        if !f.is_file() {
+            return Err(Failure::Usage(ConfigError::Invalid {
+                key: "FILE",
+                message: format!("{} is not a readable file", f.display()),
+            }));
+        }
+    }
+    let total: u64 = args
+        .files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let summary = telltale_aggregator::import::import(&args.files, &args.data_dir, |n| bar.inc(n))
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    bar.finish_and_clear();
+    println!(
+        "imported {} samples into {} files under {}; rejected {}",
+        summary.imported,
+        summary.files.len(),
+        args.data_dir.join("data").display(),
+        summary.rejected
+    );
+    for p in &summary.problems {
+        println!("  rejected: {p}");
+    }
+    if summary.rejected > summary.problems.len() as u64 {
+        println!(
+            "  ... and {} more",
+            summary.rejected - summary.problems.len() as u64
+        );
+    }
+    if summary.rejected > 0 {
+        return Err(Failure::Runtime(
+            format!("{} lines could not be imported", summary.rejected).into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Cancels `cancel` on SIGTERM or Ctrl-C.

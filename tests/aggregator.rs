@@ -607,3 +607,86 @@ fn flushes_compact_and_a_corrupt_file_is_moved_aside_while_ingest_goes_on() {
         assert_eq!(rows, want);
     }
 }
+
+#[test]
+fn import_backfills_text_and_openmetrics_and_reports_what_it_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let day = 86_400_000i64;
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t0 = wall / day * day - 10 * day + 3_600_000; // ten days ago, 01:00 UTC
+    let prom = dir.path().join("a.prom");
+    std::fs::write(
+        &prom,
+        format!(
+            "# HELP up Up.\n# TYPE up gauge\nup{{job=\"a\"}} 1 {t0}\nup{{job=\"a\"}} 0 {}\nup{{job=\"b\"}} 1\nnot a line\n",
+            t0 + 15_000
+        ),
+    )
+    .unwrap();
+    let om = dir.path().join("b.om");
+    std::fs::write(
+        &om,
+        format!(
+            "# TYPE temp gauge\ntemp{{room=\"x\"}} 21.5 {}.5\n# EOF\n",
+            (t0 + day) / 1000
+        ),
+    )
+    .unwrap();
+    let out = common::telltale()
+        .args([
+            "import",
+            prom.to_str().unwrap(),
+            om.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some lines were refused: {stdout}"
+    );
+    assert!(stdout.contains("imported 3 samples"), "{stdout}");
+    assert!(stdout.contains("rejected 2"), "{stdout}");
+    assert!(stdout.contains("a.prom:5: no timestamp"), "{stdout}");
+    assert!(stdout.contains("a.prom:6:"), "{stdout}");
+    let glob = format!("{}/data/day=*/*.parquet", data.display());
+    if let Some(rows) = duckdb(&format!(
+        "SELECT metric, labels, epoch_ms(timestamp), value FROM read_parquet('{glob}') ORDER BY timestamp"
+    )) {
+        assert_eq!(
+            rows,
+            vec![
+                format!("up\t{{\"job\":\"a\"}}\t{t0}\t{}", hex(1.0)),
+                format!("up\t{{\"job\":\"a\"}}\t{}\t{}", t0 + 15_000, hex(0.0)),
+                format!("temp\t{{\"room\":\"x\"}}\t{}\t{}", (t0 + day) / 1000 * 1000 + 500, hex(21.5)),
+            ]
+        );
+    }
+    // A clean file imports with exit 0.
+    let clean = dir.path().join("c.prom");
+    std::fs::write(&clean, format!("up{{job=\"c\"}} 1 {t0}\n")).unwrap();
+    let out = common::telltale()
+        .args(["import", clean.to_str().unwrap(), "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A missing file is a usage error.
+    let out = common::telltale()
+        .args(["import", "/nonexistent.prom", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -84,7 +84,14 @@ pub struct Ingest {
 }
 
 /// A refused request: status, reason label, message.
-struct Refused(StatusCode, &'static str, String);
+pub(crate) struct Refused(StatusCode, &'static str, String);
+
+impl Refused {
+    /// What is wrong.
+    pub(crate) fn message(&self) -> &str {
+        &self.2
+    }
+}
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
@@ -222,7 +229,7 @@ fn too_large(message: String) -> Refused {
     Refused(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
 }
 
-fn check_labels(i: usize, labels: &[(&str, &str)]) -> Result<(), Refused> {
+pub(crate) fn check_labels(i: usize, labels: &[(&str, &str)]) -> Result<(), Refused> {
     if labels.len() > MAX_LABELS {
         return Err(bad(
             "labels",

@@ -10,6 +10,7 @@
 //! (PromQL) and billing.
 
 pub mod head;
+pub mod import;
 pub mod ingest;
 pub mod metrics;
 pub mod partition;

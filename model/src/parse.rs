@@ -15,53 +15,62 @@ pub struct ParseError {
 }
 
 /// Calls `f(key, value, timestamp)` for each sample line of `text`, skipping comments and
-/// blank lines. `key` is `name` or `name{...}` as written.
+/// blank lines. `key` is `name` or `name{...}` as written; timestamps are milliseconds
+/// (the Prometheus text format). Stops at the first malformed line.
 pub fn for_each_sample<'a>(
     text: &'a [u8],
     mut f: impl FnMut(&'a [u8], f64, Option<i64>),
 ) -> Result<(), ParseError> {
     for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-        if line.is_empty() || line[0] == b'#' {
-            continue;
-        }
         let err = |message: String| ParseError {
             line: i + 1,
             message,
         };
-        let end = key_end(line).map_err(err)?;
-        let (key, rest) = line.split_at(end);
-        let mut fields = rest
-            .split(|&b| b == b' ' || b == b'\t')
-            .filter(|s| !s.is_empty());
-        let value = fields
-            .next()
-            .ok_or_else(|| err("no value after the series".into()))?;
-        let value = parse_value(value).ok_or_else(|| {
-            err(format!(
-                "value {:?} is not a number",
-                String::from_utf8_lossy(value)
-            ))
-        })?;
-        let ts = match fields.next() {
-            None => None,
-            Some(t) => Some(
-                std::str::from_utf8(t)
-                    .ok()
-                    .and_then(|t| t.parse::<i64>().ok())
-                    .ok_or_else(|| {
-                        err(format!(
-                            "timestamp {:?} is not an integer",
-                            String::from_utf8_lossy(t)
-                        ))
-                    })?,
-            ),
-        };
-        if fields.next().is_some() {
-            return Err(err("unexpected text after the timestamp".into()));
+        if let Some((key, value, ts)) = parse_line(line).map_err(err)? {
+            let ts = match ts {
+                None => None,
+                Some(t) => Some(
+                    std::str::from_utf8(t)
+                        .ok()
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .ok_or_else(|| {
+                            err(format!(
+                                "timestamp {:?} is not an integer",
+                                String::from_utf8_lossy(t)
+                            ))
+                        })?,
+                ),
+            };
+            f(key, value, ts);
         }
-        f(key, value, ts);
     }
     Ok(())
+}
+
+/// One line: `None` for a comment or blank line, else the series key, the value and the
+/// timestamp token as written (milliseconds in the Prometheus text format, seconds in
+/// OpenMetrics).
+#[allow(clippy::type_complexity)]
+pub fn parse_line(line: &[u8]) -> Result<Option<(&[u8], f64, Option<&[u8]>)>, String> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() || line[0] == b'#' {
+        return Ok(None);
+    }
+    let end = key_end(line)?;
+    let (key, rest) = line.split_at(end);
+    let mut fields = rest
+        .split(|&b| b == b' ' || b == b'\t')
+        .filter(|s| !s.is_empty());
+    let value = fields
+        .next()
+        .ok_or_else(|| "no value after the series".to_string())?;
+    let value = parse_value(value)
+        .ok_or_else(|| format!("value {:?} is not a number", String::from_utf8_lossy(value)))?;
+    let ts = fields.next();
+    if fields.next().is_some() {
+        return Err("unexpected text after the timestamp".into());
+    }
+    Ok(Some((key, value, ts)))
 }
 
 /// A value as the text format writes it (`NaN`, `+Inf`, `-Inf` included).
