@@ -2,7 +2,7 @@
 //! request is answered.
 //!
 //! Layout: `<data-dir>/wal/<seq>.wal`, an 8-byte magic then frames of
-//! `[len u32][crc32 u32][payload]`; the payload is the request body as received (snappy
+//! `[len u32][crc32 u32][payload]` (`telltale_model::frame`); the payload is the request body as received (snappy
 //! block format, already validated), so accepting a request costs no re-encoding.
 //!
 //! Promises:
@@ -18,10 +18,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+use telltale_model::frame::{self, Frames};
 use tracing::{error, warn};
 
 const MAGIC: &[u8; 8] = b"TTWAL001";
-const FRAME_HEADER: usize = 8;
 
 /// Errors of the log.
 #[derive(Debug, thiserror::Error)]
@@ -234,9 +234,7 @@ impl Wal {
                     buf.clear();
                     let mut replies = Vec::new();
                     let mut take = |(payload, reply): (Vec<u8>, Reply)| {
-                        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-                        buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-                        buf.extend_from_slice(&payload);
+                        frame::put(&mut buf, &payload);
                         replies.push(reply);
                     };
                     take(first);
@@ -316,28 +314,13 @@ pub fn replay(dir: &Path, mut f: impl FnMut(&[u8])) -> Result<u64, Error> {
             warn!(path = %path.display(), "not a WAL segment (bad magic); skipping it");
             continue;
         }
-        let mut at = MAGIC.len();
-        let mut torn = None;
-        while at < data.len() {
-            let Some(h) = data.get(at..at + FRAME_HEADER) else {
-                torn = Some("short frame header");
-                break;
-            };
-            let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-            let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-            let Some(payload) = data.get(at + FRAME_HEADER..at + FRAME_HEADER + len) else {
-                torn = Some("short record");
-                break;
-            };
-            if crc32fast::hash(payload) != crc {
-                torn = Some("checksum mismatch");
-                break;
-            }
+        let mut frames = Frames::new(&data, MAGIC.len());
+        for (_, payload) in frames.by_ref() {
             f(payload);
             n += 1;
-            at += FRAME_HEADER + len;
         }
-        if let Some(why) = torn {
+        let at = frames.end();
+        if let Some(why) = frames.torn() {
             warn!(path = %path.display(), offset = at, dropped_bytes = data.len() - at, why, "truncating the torn tail of a WAL segment");
             let file = OpenOptions::new()
                 .write(true)

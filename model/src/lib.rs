@@ -7,6 +7,7 @@
 //! one sink; the shipper reads its output back
 //! ([`parse`]) into remote-write requests ([`remote`]).
 
+pub mod frame;
 pub mod labels;
 pub mod parse;
 pub mod remote;

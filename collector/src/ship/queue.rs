@@ -2,9 +2,9 @@
 //! sender's delivered position.
 //!
 //! Layout under the destination's directory: `<seq>.seg` files (an 8-byte magic, then
-//! frames of `[len u32][crc32 u32][payload]`, payloads from [`super::codec`]) and
-//! `positions` (one checksummed slot per sender, rewritten in place after every
-//! acknowledged batch).
+//! frames of `[len u32][crc32 u32][payload]` from `telltale_model::frame`, payloads from
+//! [`super::codec`]) and `positions` (one checksummed slot per sender, rewritten in place
+//! after every acknowledged batch).
 //!
 //! Promises:
 //! - `append` returns once the records are written; they survive a crash of the process at
@@ -25,6 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use telltale_model::frame::{self, Frames};
 use telltale_model::time::to_millis;
 use tracing::{info, warn};
 
@@ -32,7 +33,6 @@ use super::codec::{shard_of, Decoder, Encoder, Record};
 
 const SEGMENT_MAGIC: &[u8; 8] = b"TTQSEG01";
 const POSITIONS_MAGIC: &[u8; 4] = b"TTQP";
-const FRAME_HEADER: usize = 8;
 const SLOT: usize = 24;
 /// How long after a disk failure before the queue tries the disk again.
 const DISK_RETRY: Duration = Duration::from_secs(10);
@@ -248,11 +248,9 @@ pub struct Queue {
     pub(crate) fail_disk: bool,
 }
 
-fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(FRAME_HEADER + payload.len());
-    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    f.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    f.extend_from_slice(payload);
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(frame::HEADER + payload.len());
+    frame::put(&mut f, payload);
     f
 }
 
@@ -486,7 +484,7 @@ impl Queue {
         let mut at = start;
         let mut infos = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
-            let f = frame(p);
+            let f = framed(p);
             #[cfg(test)]
             if fail && matches!(head.storage, Storage::File(..)) {
                 return Err(std::io::Error::other("injected disk failure"));
@@ -636,10 +634,10 @@ impl Queue {
         };
         match s.records.get(rec as usize) {
             Some(r) => {
-                let skip = FRAME_HEADER as u64;
+                let skip = frame::HEADER as u64;
                 match s
                     .storage
-                    .read_at(r.offset + skip, r.len as usize - FRAME_HEADER)
+                    .read_at(r.offset + skip, r.len as usize - frame::HEADER)
                 {
                     Ok(p) => Read::Record(p),
                     Err(e) => {
@@ -740,26 +738,11 @@ fn recover_segment(path: &Path, seq: u64, shards: usize) -> Option<Segment> {
         warn!(path = %path.display(), "not a buffer segment (bad magic); removing it");
         return None;
     }
-    let mut at = SEGMENT_MAGIC.len();
     let mut records = Vec::new();
     let mut decoder = Decoder::default();
     let mut shard_of_id: Vec<u16> = Vec::new();
-    let mut why = None;
-    while at < data.len() {
-        let Some(h) = data.get(at..at + FRAME_HEADER) else {
-            why = Some("short frame header");
-            break;
-        };
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        let Some(payload) = data.get(at + FRAME_HEADER..at + FRAME_HEADER + len) else {
-            why = Some("short record");
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            why = Some("checksum mismatch");
-            break;
-        }
+    let mut frames = Frames::new(&data, SEGMENT_MAGIC.len());
+    while let Some((at, payload)) = frames.next() {
         let mut per_shard = vec![0u32; shards];
         let ts = match decoder.decode(payload) {
             Ok(Record::Defs) => None,
@@ -777,19 +760,19 @@ fn recover_segment(path: &Path, seq: u64, shards: usize) -> Option<Segment> {
                 Some(timestamp_ms)
             }
             Err(_) => {
-                why = Some("record does not decode");
+                frames.reject_last(at, "record does not decode");
                 break;
             }
         };
         records.push(RecordInfo {
             offset: at as u64,
-            len: (FRAME_HEADER + len) as u32,
+            len: (frame::HEADER + payload.len()) as u32,
             timestamp_ms: ts,
             per_shard: per_shard.into(),
         });
-        at += FRAME_HEADER + len;
     }
-    if let Some(why) = why {
+    let at = frames.end();
+    if let Some(why) = frames.torn() {
         warn!(path = %path.display(), offset = at, dropped_bytes = data.len() - at, why, "truncating the torn tail of a buffer segment");
         if let Ok(f) = OpenOptions::new().write(true).open(path) {
             let _ = f.set_len(at as u64);

@@ -383,10 +383,10 @@ fn tear_last_record(dir: &Path, frac: u8) -> bool {
     let data = std::fs::read(last).unwrap();
     let mut at = SEGMENT_MAGIC.len();
     let mut last_start = None;
-    while at + FRAME_HEADER <= data.len() {
+    while at + frame::HEADER <= data.len() {
         let len = u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
-        last_start = Some((at, FRAME_HEADER + len));
-        at += FRAME_HEADER + len;
+        last_start = Some((at, frame::HEADER + len));
+        at += frame::HEADER + len;
     }
     let Some((start, len)) = last_start else {
         return false;
