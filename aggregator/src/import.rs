@@ -60,9 +60,7 @@ fn is_openmetrics(path: &Path) -> std::io::Result<bool> {
 }
 
 fn write(head: &mut Head, data_dir: &Path, n: &mut usize, out: &mut Summary) -> Result<(), Error> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
     for (day, series) in head.take() {
         let name = format!("part-{stamp}-import{n}.parquet");
         let (path, _) = partition::write_day(data_dir, day, series, &name)?;

@@ -132,9 +132,7 @@ impl Store {
         let n = self
             .flushes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
         let name = format!("part-{stamp}-{n}.parquet");
         let data_dir = self.data_dir.clone();
         let written = tokio::task::spawn_blocking(move || {

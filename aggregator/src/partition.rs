@@ -292,9 +292,7 @@ pub fn compact(data_dir: &Path) -> Compacted {
         if read.len() < 2 {
             continue;
         }
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
         let merged_name = format!("part-{stamp}-c{}.parquet", read.len());
         match write_day(data_dir, day, day_data, &merged_name) {
             Ok(_) => {
