@@ -343,22 +343,30 @@ impl Queue {
     pub fn oldest_unacked(&self) -> Option<i64> {
         let mut oldest: Option<i64> = None;
         for (shard, &pos) in self.acked.iter().enumerate() {
+            // Start at the sender's position, not at the start of its segment.
             let first = self
                 .segments
                 .iter()
                 .filter(|s| s.seq >= pos.seg)
                 .find_map(|seg| {
-                    seg.records.iter().enumerate().find_map(|(i, r)| {
-                        let done = if seg.seq == pos.seg && i == pos.rec as usize {
-                            pos.k
-                        } else if seg.seq == pos.seg && i < pos.rec as usize {
-                            u32::MAX
-                        } else {
-                            0
-                        };
-                        let n = r.per_shard.get(shard).copied().unwrap_or(0);
-                        (n > done).then_some(r.timestamp_ms).flatten()
-                    })
+                    let skip = if seg.seq == pos.seg {
+                        pos.rec as usize
+                    } else {
+                        0
+                    };
+                    seg.records
+                        .iter()
+                        .enumerate()
+                        .skip(skip)
+                        .find_map(|(i, r)| {
+                            let done = if seg.seq == pos.seg && i == pos.rec as usize {
+                                pos.k
+                            } else {
+                                0
+                            };
+                            let n = r.per_shard.get(shard).copied().unwrap_or(0);
+                            (n > done).then_some(r.timestamp_ms).flatten()
+                        })
                 });
             if let Some(t) = first {
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
