@@ -7,7 +7,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -341,46 +340,30 @@ fn sigkill_during_sustained_ingest_loses_no_acknowledged_sample() {
 
 #[test]
 fn prometheus_2_42_remote_writes_samples_we_store_exactly() {
-    let Some(prometheus) = tool("prometheus") else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let a = aggregator(&dir.path().join("data"), &[]);
-    let port = common::free_port();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: {}\n    queue_config:\n      batch_send_deadline: 1s\n",
-            a.url("/api/v1/write")
-        ),
-    )
-    .unwrap();
-    let mut prom = std::process::Command::new(prometheus)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let write = a.url("/api/v1/write");
+    let Some(prom) = common::Prometheus::start(
+        dir.path(),
+        |port| {
+            format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\nremote_write:\n  - url: {write}\n    queue_config:\n      batch_send_deadline: 1s\n"
+        )
+        },
+        &[],
+    ) else {
+        return;
+    };
     // Prometheus's own view of a series that changes every scrape, over 10 s.
     let raw = eventually(Duration::from_secs(90), || {
-        let q = "scrape_samples_scraped%7Bjob%3D%22self%22%7D%5B10s%5D";
-        let (_, body) = common::try_get(&format!("{url}/api/v1/query?query={q}")).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let v = prom.query(r#"scrape_samples_scraped{job="self"}[10s]"#);
         let values = v["data"]["result"][0]["values"].as_array()?.clone();
         (values.len() >= 5).then_some(values)
     })
     .expect("Prometheus never scraped itself");
     // Give remote write time to send those.
     std::thread::sleep(Duration::from_secs(4));
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     drop(a);
     let got = stored(&dir.path().join("data"));
     let ours: BTreeMap<i64, u64> = got

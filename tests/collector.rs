@@ -414,30 +414,8 @@ fn bump_cpu0_user(node: &Node, ticks: u64) {
     std::fs::write(&path, out).unwrap();
 }
 
-fn query(prom: &str, q: &str) -> serde_json::Value {
-    let url = format!("{prom}/api/v1/query?query={}", urlencode(q));
-    common::try_get(&url)
-        .ok()
-        .and_then(|(_, body)| serde_json::from_str(&body).ok())
-        .unwrap_or_default()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[test]
 fn prometheus_scrapes_the_collector() {
-    let Some(prometheus) = tool("prometheus") else {
-        return;
-    };
     let (d, node, rels) = fixture_node(Version::V2);
     let args = fixture_args(&node);
     let mut all = vec![
@@ -450,6 +428,16 @@ fn prometheus_scrapes_the_collector() {
     ];
     all.extend(strs(&args));
     let c = spawn(&all);
+    let target = c.addr;
+    let Some(prom) = common::Prometheus::start(
+        d.path(),
+        |_| {
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: telltale\n    static_configs:\n      - targets: ['{target}']\n")
+        },
+        &[],
+    ) else {
+        return;
+    };
     // cpu0 accrues 1 s of user time per second of wall time.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let bumper = {
@@ -461,55 +449,29 @@ fn prometheus_scrapes_the_collector() {
             }
         })
     };
-    let port = common::free_port();
-    let cfg = d.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: telltale\n    static_configs:\n      - targets: ['{}']\n", c.addr),
-    )
-    .unwrap();
-    let mut prom = std::process::Command::new(prometheus)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            d.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
     // rate(x[1m]) divides by the whole minute even while the series is younger than that,
     // so its value is checked over a window the data already covers.
     let series_1m = eventually(Duration::from_secs(90), || {
-        let v = query(&url, "rate(node_cpu_seconds_total[1m])");
+        let v = prom.query("rate(node_cpu_seconds_total[1m])");
         let n = v["data"]["result"].as_array()?.len();
         (n > 0).then_some(n)
     });
     let rate = eventually(Duration::from_secs(60), || {
-        let n = query(
-            &url,
-            r#"count_over_time(node_cpu_seconds_total{cpu="0",mode="user"}[5s])"#,
-        );
+        let n = prom.query(r#"count_over_time(node_cpu_seconds_total{cpu="0",mode="user"}[5s])"#);
         let samples: f64 = n["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
         if samples < 5.0 {
             return None;
         }
-        let v = query(
-            &url,
-            r#"rate(node_cpu_seconds_total{cpu="0",mode="user"}[5s])"#,
-        );
+        let v = prom.query(r#"rate(node_cpu_seconds_total{cpu="0",mode="user"}[5s])"#);
         let r = &v["data"]["result"][0];
         (r["metric"]["cluster"].as_str()? == "e2e").then_some(())?;
         r["value"][1].as_str()?.parse::<f64>().ok()
     });
     let ws_query = format!(r#"container_memory_working_set_bytes{{id="{}"}}"#, rels[0]);
-    let ws = query(&url, &ws_query);
+    let ws = prom.query(&ws_query);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     bumper.join().unwrap();
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     assert_eq!(
         series_1m,
         Some(16),

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::receiver::{Got, Receiver};
@@ -90,26 +89,15 @@ fn try_metric(c: &Running, series: &str) -> Option<f64> {
 
 #[test]
 fn prometheus_2_42_receives_our_samples_with_their_labels() {
-    let Some(prometheus) = tool("prometheus") else {
+    let (d, node, rels) = fixture_node();
+    let Some(prom) = common::Prometheus::start(
+        d.path(),
+        |_| "global:\n  scrape_interval: 1m\n".into(),
+        &["--web.enable-remote-write-receiver"],
+    ) else {
         return;
     };
-    let (d, node, rels) = fixture_node();
-    let port = common::free_port();
-    let cfg = d.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1m\n").unwrap();
-    let mut prom = std::process::Command::new(prometheus)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            d.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = prom.url.clone();
     let c = collector(
         &node,
         &format!("{url}/api/v1/write"),
@@ -121,12 +109,12 @@ fn prometheus_2_42_receives_our_samples_with_their_labels() {
         rels[0]
     );
     let found = eventually(Duration::from_secs(60), || {
-        let v = query(&url, &q);
+        let v = prom.query(&q);
         let r = v["data"]["result"].as_array()?.first()?.clone();
         Some(r)
     });
     let cpus = eventually(Duration::from_secs(30), || {
-        let v = query(&url, "count(node_cpu_seconds_total)");
+        let v = prom.query("count(node_cpu_seconds_total)");
         v["data"]["result"][0]["value"][1]
             .as_str()?
             .parse::<f64>()
@@ -139,8 +127,7 @@ fn prometheus_2_42_receives_our_samples_with_their_labels() {
     let sent = eventually(Duration::from_secs(10), || {
         try_metric(&c, &sent_series).filter(|&v| v > 0.0)
     });
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     let r = found.expect("Prometheus never had the working set series");
     let u = Usage::sample(0);
     assert_eq!(
@@ -754,20 +741,4 @@ fn a_full_disk_degrades_to_memory_loses_nothing_and_recovers() {
         )
     });
     assert_eq!(cycles[0], 1.0, "from the first cycle on, nothing lost");
-}
-
-fn query(prom: &str, q: &str) -> serde_json::Value {
-    let enc: String = q
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    common::try_get(&format!("{prom}/api/v1/query?query={enc}"))
-        .ok()
-        .and_then(|(_, body)| serde_json::from_str(&body).ok())
-        .unwrap_or_default()
 }

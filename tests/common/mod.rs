@@ -186,3 +186,66 @@ pub fn families(text: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A Prometheus 2.42 server started for a test, killed when dropped.
+pub struct Prometheus {
+    pub child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Starts Prometheus with its data under `dir`, the configuration `config(port)` (told
+    /// the port it will listen on, e.g. to scrape itself) and `extra` flags. None when
+    /// Prometheus is not installed (see [`tool`]).
+    pub fn start(
+        dir: &std::path::Path,
+        config: impl FnOnce(u16) -> String,
+        extra: &[&str],
+    ) -> Option<Prometheus> {
+        let prometheus = tool("prometheus")?;
+        let port = free_port();
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(&cfg, config(port)).expect("write prometheus.yml");
+        let child = Command::new(prometheus)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus");
+        Some(Prometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// An instant query's JSON answer (Null while Prometheus is not answering yet).
+    pub fn query(&self, q: &str) -> serde_json::Value {
+        let enc: String = q
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        try_get(&format!("{}/api/v1/query?query={enc}", self.url))
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str(&body).ok())
+            .unwrap_or_default()
+    }
+}
