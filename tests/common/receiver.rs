@@ -105,9 +105,18 @@ async fn write(
     StatusCode::from_u16(status).unwrap()
 }
 
+type Stopped = tokio::sync::oneshot::Receiver<()>;
+
 impl Receiver {
-    /// Listens on an ephemeral loopback port, answering 204.
-    pub fn start() -> Self {
+    /// Runs `serve(listener, app, stopped, state)` on its own thread and runtime, with
+    /// `app` answering `/api/v1/write`; returns once the ephemeral port is bound.
+    fn spawn<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, axum::Router, Stopped, Arc<Mutex<Inner>>) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
         let inner = Arc::new(Mutex::new(Inner {
             status: 204,
             ..Default::default()
@@ -125,13 +134,8 @@ impl Receiver {
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 let app = axum::Router::new()
                     .route("/api/v1/write", post(write))
-                    .with_state(state);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
+                    .with_state(state.clone());
+                serve(listener, app, stopped, state).await;
             });
         });
         Receiver {
@@ -139,6 +143,18 @@ impl Receiver {
             inner,
             stop: Some(stop),
         }
+    }
+
+    /// Listens on an ephemeral loopback port, answering 204.
+    pub fn start() -> Self {
+        Self::spawn(|listener, app, stopped, _| async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        })
     }
 
     pub fn url(&self) -> String {
@@ -176,55 +192,32 @@ impl Receiver {
             .with_single_cert(chain, PrivateKeyDer::from_pem_file(key).unwrap())
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let inner = Arc::new(Mutex::new(Inner {
-            status: 204,
-            ..Default::default()
-        }));
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let state = inner.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new()
-                    .route("/api/v1/write", post(write))
-                    .with_state(state.clone());
-                loop {
-                    let (tcp, _) = tokio::select! {
-                        a = listener.accept() => a.unwrap(),
-                        _ = &mut stopped => return,
+        Self::spawn(move |listener, app, mut stopped, state| async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    a = listener.accept() => a.unwrap(),
+                    _ = &mut stopped => return,
+                };
+                let (acceptor, app, state) = (acceptor.clone(), app.clone(), state.clone());
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(tcp).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            state
+                                .lock()
+                                .unwrap()
+                                .bad_headers
+                                .push(format!("handshake: {e}"));
+                            return;
+                        }
                     };
-                    let (acceptor, app, state) = (acceptor.clone(), app.clone(), state.clone());
-                    tokio::spawn(async move {
-                        let tls = match acceptor.accept(tcp).await {
-                            Ok(t) => t,
-                            Err(e) => {
-                                state
-                                    .lock()
-                                    .unwrap()
-                                    .bad_headers
-                                    .push(format!("handshake: {e}"));
-                                return;
-                            }
-                        };
-                        let svc = hyper_util::service::TowerToHyperService::new(app);
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                            .await;
-                    });
-                }
-            });
-        });
-        Receiver {
-            addr: rx.recv().unwrap(),
-            inner,
-            stop: Some(stop),
-        }
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        })
     }
 
     /// `Authorization` headers seen, in order.
