@@ -12,65 +12,21 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test or benchmark
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use telltale_collector::fixture::{self, Driver, Runtime, Version};
 use telltale_collector::{Collector, Options};
 
+mod common;
+use common::{fixture_dir, process_cpu, status_kib, thread_cpu, thread_user_system};
+
 const PODS: usize = 110;
 const CONTAINERS: usize = 250;
-
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-/// (user, system) CPU from a /proc `stat` file (10 ms ticks).
-fn stat_cpu(path: &str) -> (Duration, Duration) {
-    let stat = std::fs::read_to_string(path).expect("stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| Duration::from_millis(f[i].parse::<u64>().expect("ticks") * 10);
-    (tick(11), tick(12))
-}
-
-/// (user, system) CPU of the calling thread.
-fn thread_user_system() -> (Duration, Duration) {
-    stat_cpu("/proc/thread-self/stat")
-}
-
-/// User plus system CPU of process `pid`.
-fn process_cpu(pid: u32) -> Duration {
-    let (user, system) = stat_cpu(&format!("/proc/{pid}/stat"));
-    user + system
-}
-
-/// A field of /proc/<pid>/status in KiB (VmRSS, RssAnon, RssFile).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
 
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-/// Fixtures live on tmpfs where there is one: cgroupfs and procfs are in-memory
-/// filesystems, and ext4's journal and atime work is no part of reading them.
-fn fixture_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        tempfile::tempdir_in(shm).expect("tempdir in /dev/shm")
-    } else {
-        tempfile::tempdir().expect("tempdir")
-    }
 }
 
 /// The benchmark node: 110 pods, 250 containers, on tmpfs where there is one.
@@ -277,7 +233,7 @@ fn cpu_per_scrape(pid: u32, url: &str, n: usize, every: Duration) -> (Duration, 
 }
 
 fn versus_node_exporter() {
-    let ne = Path::new("/usr/bin/prometheus-node-exporter");
+    let ne = std::path::Path::new("/usr/bin/prometheus-node-exporter");
     if !ne.exists() {
         println!("scrape: skipped, prometheus-node-exporter is not installed (apt-get install prometheus-node-exporter)");
         return;

@@ -17,17 +17,12 @@ use std::time::Duration;
 
 use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
 
+mod common;
+use common::{process_cpu, status_kib};
+
 const NODES: usize = 100;
 const SERIES: usize = 3000;
 const BATCH: usize = 2000;
-
-fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| Duration::from_millis(f[i].parse::<u64>().unwrap() * 10);
-    tick(11) + tick(12)
-}
 
 /// One round: every node's 3,000 series once, at `ts`, as 2,000-sample request bodies.
 fn round(ts: i64) -> Vec<Vec<u8>> {
@@ -167,12 +162,7 @@ fn main() {
     let url = format!("http://{addr}/api/v1/write");
     wait_ready(&format!("http://{addr}/healthz"));
     let ours_rate = measure(&ours, &url, &warm, &rounds);
-    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", ours.id()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0);
+    let rss_kib = status_kib(ours.id(), "VmRSS");
     let _ = ours.kill();
     let _ = ours.wait();
     println!(

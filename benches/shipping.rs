@@ -14,34 +14,22 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use telltale_collector::fixture::{self, Driver, Node, Runtime, Usage, Version};
 use telltale_collector::ship::queue::{Config, Queue};
 use telltale_collector::ship::reader::{Item, Reader};
-use telltale_collector::ship::snapshot_samples;
+use telltale_collector::ship::{snapshot_samples, to_labels};
 use telltale_collector::Collector;
-use telltale_model::parse::key_labels;
 use telltale_model::remote::Body;
+
+mod common;
+use common::{fixture_dir, process_cpu, thread_cpu};
 
 const PODS: usize = 110;
 const CONTAINERS: usize = 250;
 const BATCH: usize = 2000;
-
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-fn process_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let tick = |i: usize| Duration::from_millis(f[i].parse::<u64>().unwrap() * 10);
-    tick(11) + tick(12)
-}
 
 /// A small deterministic generator (xorshift), so every run sees the same workload.
 struct Rng(u64);
@@ -94,12 +82,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1440);
-    let shm = Path::new("/dev/shm");
-    let fixture_dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm).unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    };
+    let fixture_dir = fixture_dir();
     let node = Node::new(fixture_dir.path(), Version::V2, Driver::Systemd).unwrap();
     let rels = fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).unwrap();
     let mut usage: Vec<Usage> = (0..rels.len())
@@ -162,7 +145,7 @@ fn main() {
 
     // Replay: queue -> remote-write request bodies, as the dispatcher builds them.
     let mut reader = Reader::new(queue.positions());
-    let mut labels: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut labels: Vec<Option<Box<[u8]>>> = Vec::new();
     let mut batch = Body::default();
     let mut bodies: Vec<Vec<u8>> = Vec::new();
     let mut replayed = 0u64;
@@ -180,11 +163,7 @@ fn main() {
                 if labels.len() <= idx {
                     labels.resize(idx + 1, None);
                 }
-                let l = labels[idx].get_or_insert_with(|| {
-                    let mut pairs = key_labels(reader.key(id)).unwrap();
-                    pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                    Body::labels(&pairs)
-                });
+                let l = labels[idx].get_or_insert_with(|| to_labels(reader.key(id)));
                 batch.push(l, timestamp_ms, f64::from_bits(bits));
                 replayed += 1;
                 if batch.samples() == BATCH {

@@ -454,7 +454,7 @@ async fn dispatch(
 
 /// The labels of an exposition key, sorted by name as remote write requires, encoded once
 /// for every request the series goes into.
-fn to_labels(key: &[u8]) -> Box<[u8]> {
+pub fn to_labels(key: &[u8]) -> Box<[u8]> {
     let mut pairs = key_labels(key).unwrap_or_else(|_| {
         vec![(
             "__name__".to_string(),
