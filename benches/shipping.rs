@@ -17,7 +17,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
-use telltale_collector::fixture::{self, Driver, Node, Runtime, Usage, Version};
+use telltale_collector::fixture::{Driver, Node, Version};
 use telltale_collector::ship::queue::{Config, Queue};
 use telltale_collector::ship::reader::{Item, Reader};
 use telltale_collector::ship::{snapshot_samples, to_labels};
@@ -25,57 +25,12 @@ use telltale_collector::Collector;
 use telltale_model::remote::Body;
 
 mod common;
+use common::workload::Workload;
 use common::{fixture_dir, process_cpu, thread_cpu};
 
 const PODS: usize = 110;
 const CONTAINERS: usize = 250;
 const BATCH: usize = 2000;
-
-/// A small deterministic generator (xorshift), so every run sees the same workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// One container's counters, advanced by one 15 s cycle of work.
-fn advance(u: &mut Usage, rng: &mut Rng, busy: u64) {
-    // CPU: up to `busy` per mille of a core for 15 s; user/system in 10 ms ticks.
-    let cpu = rng.below(15_000_000 * busy / 1000);
-    let user = cpu * 2 / 3 / 10_000 * 10_000;
-    let system = cpu / 3 / 10_000 * 10_000;
-    u.usage_usec += cpu;
-    u.user_usec += user;
-    u.system_usec += system;
-    u.nr_periods += 150;
-    if rng.below(10) == 0 {
-        u.nr_throttled += 1;
-        u.throttled_usec += rng.below(50_000);
-    }
-    // Memory moves in pages, now and then.
-    if rng.below(3) == 0 {
-        let pages = rng.below(64) as i64 - 32;
-        let delta = pages * 4096;
-        u.memory_usage = (u.memory_usage as i64 + delta).max(1 << 20) as u64;
-        u.anon = (u.anon as i64 + delta).max(1 << 20) as u64;
-    }
-    for d in &mut u.io {
-        let r = rng.below(4);
-        d.rios += r;
-        d.rbytes += r * 4096;
-        let w = rng.below(8);
-        d.wios += w;
-        d.wbytes += w * 4096;
-    }
-}
 
 fn main() {
     let cycles: usize = std::env::var("BENCH_CYCLES")
@@ -84,19 +39,7 @@ fn main() {
         .unwrap_or(1440);
     let fixture_dir = fixture_dir();
     let node = Node::new(fixture_dir.path(), Version::V2, Driver::Systemd).unwrap();
-    let rels = fixture::populate(&node, PODS, CONTAINERS, Runtime::Containerd).unwrap();
-    let mut usage: Vec<Usage> = (0..rels.len())
-        .map(|i| {
-            let pid = 10_000 + 10 * i as u32;
-            Usage {
-                pids: vec![pid, pid + 1],
-                threads: 7,
-                ..Usage::sample(i as u64)
-            }
-        })
-        .collect();
-    let busy: Vec<u64> = (0..rels.len()).map(|i| [5, 50, 200, 800][i % 4]).collect();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut work = Workload::new(&node, PODS, CONTAINERS);
 
     // The queue lives on a real disk, as it would on a node.
     let queue_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -122,10 +65,7 @@ fn main() {
     let mut appended = 0u64;
     let mut series = 0usize;
     for c in 0..cycles {
-        for (i, rel) in rels.iter().enumerate() {
-            advance(&mut usage[i], &mut rng, busy[i]);
-            node.write_cgroup(rel, &usage[i]).unwrap();
-        }
+        work.step(&node);
         let now = start + Duration::from_secs(15 * c as u64);
         let snap = collector.collect(now);
         let t0 = thread_cpu();

@@ -581,6 +581,24 @@ fn flushes_compact_and_a_corrupt_file_is_moved_aside_while_ingest_goes_on() {
         metrics.contains("telltale_aggregator_corrupt_files_total 1"),
         "{metrics}"
     );
+    // Files and bytes per partition are what is on disk once compaction is done.
+    let file_bytes = std::fs::read_dir(&dir_today)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    let want = [
+        format!("telltale_aggregator_partition_files{{day=\"{today}\"}} 1"),
+        format!("telltale_aggregator_partition_bytes{{day=\"{today}\"}} {file_bytes}"),
+    ];
+    let shown = eventually(Duration::from_secs(10), || {
+        let (_, metrics) = get(&a.url("/metrics"));
+        want.iter().all(|w| metrics.contains(w)).then_some(())
+    });
+    assert!(
+        shown.is_some(),
+        "{want:?} not in {}",
+        get(&a.url("/metrics")).1
+    );
     drop(a);
     let glob = format!("{}/data/day=*/*.parquet", data.display());
     if let Some(rows) = duckdb(&format!(

@@ -11,7 +11,6 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use telltale_model::parse::{key_labels, parse_line};
-use telltale_model::remote::SeriesRef;
 
 use crate::head::Head;
 use crate::partition;
@@ -105,17 +104,14 @@ pub fn import(
                     Ok(ts) => match key_labels(key) {
                         Err(why) => Some(why),
                         Ok(pairs) => {
-                            let series = SeriesRef {
-                                labels: pairs
-                                    .iter()
-                                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                                    .collect(),
-                                samples: vec![(ts, value)],
-                            };
-                            match crate::ingest::check_labels(0, &series.labels) {
+                            let labels: Vec<_> = pairs
+                                .iter()
+                                .map(|(n, v)| (n.as_str(), v.as_str()))
+                                .collect();
+                            match crate::ingest::check_labels(0, &labels) {
                                 Err(why) => Some(why.message().to_string()),
                                 Ok(()) => {
-                                    head.insert_series(&series, i64::MIN);
+                                    head.insert_series(&labels, &[(ts, value)], i64::MIN);
                                     out.imported += 1;
                                     None
                                 }

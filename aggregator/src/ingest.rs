@@ -180,13 +180,11 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
     let raw = snap::raw::Decoder::new()
         .decompress_vec(&body)
         .map_err(|e| bad("snappy", format!("body is not snappy (block format): {e}")))?;
-    let mut samples = 0u64;
-    let mut i = 0usize;
-    remote::for_each_series(&raw, |ts| {
-        check_labels(i, &ts.labels)?;
+    let req = remote::RequestRef::parse(&raw)?;
+    for (i, (labels, _)) in req.series().enumerate() {
+        check_labels(i, labels)?;
         if let Some(allowed) = allowed {
-            let cluster = ts
-                .labels
+            let cluster = labels
                 .iter()
                 .find(|(n, _)| *n == "cluster")
                 .map_or("", |(_, v)| *v);
@@ -200,11 +198,8 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
                 ));
             }
         }
-        samples += ts.samples.len() as u64;
-        i += 1;
-        Ok(())
-    })?;
-    if let Err(e) = ingest.store.append(body.to_vec(), &raw).await {
+    }
+    if let Err(e) = ingest.store.append(body.to_vec(), &req).await {
         warn!(error = %e, "cannot log a write request");
         return Err(Refused(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -212,7 +207,7 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
             format!("cannot make the write durable: {e}"),
         ));
     }
-    Ok(samples)
+    Ok(req.samples() as u64)
 }
 
 impl From<remote::BorrowError> for Refused {

@@ -1,13 +1,13 @@
 //! Telltale's aggregator.
 //!
-//! It owns, so far: the Prometheus remote-write receiver ([`ingest`]), the write-ahead log
-//! ([`wal`]) that makes every acknowledged sample durable, the in-memory [`head`], and its
-//! flush into day-partitioned Parquet files ([`partition`]). It promises: a 204 means the
-//! request is on stable storage and survives SIGKILL and power loss; a refused request
-//! leaves nothing behind; a flush makes the files durable before the WAL segments they
-//! cover are removed; SIGTERM flushes. Still to come with the "Aggregator" issue:
-//! compaction, retention, corrupt-file handling and `telltale import`; then the query API
-//! (PromQL) and billing.
+//! It owns: the Prometheus remote-write receiver ([`ingest`]), the write-ahead log
+//! ([`wal`]) that makes every acknowledged sample durable, the in-memory [`head`], its
+//! flush into day-partitioned Parquet files with compaction and corrupt-file handling
+//! ([`partition`]), [`retention`], and `telltale import` ([`import`]). It promises: a 204
+//! means the request is on stable storage and survives SIGKILL and power loss; a refused
+//! request leaves nothing behind; a flush makes the files durable before the WAL segments
+//! they cover are removed; SIGTERM flushes. The query API (PromQL) and billing come with
+//! their issues.
 
 pub mod head;
 pub mod import;
@@ -98,13 +98,17 @@ impl Store {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes `body` durable, then adds `raw` (it decompressed, validated) to the head.
-    pub async fn append(&self, body: Vec<u8>, raw: &[u8]) -> Result<(), wal::Error> {
+    /// Makes `body` durable, then adds `req` (it decompressed, validated) to the head.
+    pub async fn append(
+        &self,
+        body: Vec<u8>,
+        req: &telltale_model::remote::RequestRef<'_>,
+    ) -> Result<(), wal::Error> {
         let _open = self.gate.read().await;
         self.wal.append(body).await?;
         let oldest = retention::cutoff(&*self.clock, self.retention);
         let mut head = self.head();
-        let skipped = insert_raw(&mut head, raw, oldest);
+        let skipped = insert(&mut head, req, oldest);
         self.metrics.too_old.inc_by(skipped);
         self.metrics.head_samples.set(head.samples() as i64);
         self.metrics.head_series.set(head.series() as i64);
@@ -155,18 +159,11 @@ impl Store {
     }
 }
 
-/// Adds a validated, decompressed request to the head; returns samples left out as older
-/// than `oldest`.
-fn insert_raw(head: &mut head::Head, raw: &[u8], oldest: i64) -> u64 {
-    let mut skipped = 0;
-    let walked = telltale_model::remote::for_each_series(raw, |s| {
-        skipped += head.insert_series(s, oldest);
-        Ok::<(), telltale_model::remote::BorrowError>(())
-    });
-    if let Err(e) = walked {
-        tracing::warn!(error = %e, "a logged request no longer decodes; its rest is skipped");
-    }
-    skipped
+/// Adds a validated request to the head; returns samples left out as older than `oldest`.
+fn insert(head: &mut head::Head, req: &telltale_model::remote::RequestRef<'_>, oldest: i64) -> u64 {
+    req.series()
+        .map(|(labels, samples)| head.insert_series(labels, samples, oldest))
+        .sum()
 }
 
 /// The WAL directory under a data directory.
@@ -206,8 +203,15 @@ pub async fn run(
     let oldest = retention::cutoff(&*opts.clock, opts.retention);
     let records = wal::replay(&dir, |body| {
         // Every record was validated before it was logged.
-        if let Ok(raw) = snap::raw::Decoder::new().decompress_vec(body) {
-            insert_raw(&mut head, &raw, oldest);
+        let raw = snap::raw::Decoder::new().decompress_vec(body);
+        match raw
+            .as_deref()
+            .map(telltale_model::remote::RequestRef::parse)
+        {
+            Ok(Ok(req)) => {
+                insert(&mut head, &req, oldest);
+            }
+            _ => tracing::warn!("a logged request no longer decodes; it is skipped"),
         }
     })?;
     let registry = Registry::new();
@@ -225,6 +229,7 @@ pub async fn run(
         .await
         .unwrap_or_default();
     metrics.corrupt_files.inc_by(moved.len() as u64);
+    metrics.set_partitions(&partition::usage(&opts.data_dir));
     let store = Arc::new(Store {
         data_dir: opts.data_dir.clone(),
         wal,
@@ -247,7 +252,11 @@ pub async fn run(
         opts.flush_interval,
         cancel.clone(),
     ));
-    tokio::spawn(retention_loop(opts.clone(), cancel.clone()));
+    tokio::spawn(retention_loop(
+        opts.clone(),
+        metrics.clone(),
+        cancel.clone(),
+    ));
     let own = Own { registry };
     let app = Router::new()
         .route("/api/v1/write", post(ingest::write))
@@ -280,11 +289,13 @@ pub async fn run(
 }
 
 /// Applies retention at start and then every hour, until `cancel`.
-async fn retention_loop(opts: Options, cancel: CancellationToken) {
+async fn retention_loop(opts: Options, metrics: metrics::Metrics, cancel: CancellationToken) {
     loop {
         let o = opts.clone();
+        let m = metrics.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            retention::enforce(&o.data_dir, &*o.clock, o.retention)
+            retention::enforce(&o.data_dir, &*o.clock, o.retention);
+            m.set_partitions(&partition::usage(&o.data_dir));
         })
         .await;
         tokio::select! {
@@ -312,6 +323,7 @@ async fn flush_loop(store: Arc<Store>, interval: Duration, cancel: CancellationT
             let c = partition::compact(&dir);
             m.compaction_duration.observe(start.elapsed().as_secs_f64());
             m.corrupt_files.inc_by(c.quarantined.len() as u64);
+            m.set_partitions(&partition::usage(&dir));
         })
         .await;
     }

@@ -1,6 +1,8 @@
 //! The aggregator's own health, as `telltale_aggregator_*` families in an injected registry.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Samples accepted (in the WAL).
 pub const INGESTED: &str = "telltale_aggregator_samples_ingested_total";
@@ -23,6 +25,10 @@ pub const FLUSH_DURATION: &str = "telltale_aggregator_flush_duration_seconds";
 pub const COMPACTION_DURATION: &str = "telltale_aggregator_compaction_duration_seconds";
 /// Unreadable files moved aside.
 pub const CORRUPT_FILES: &str = "telltale_aggregator_corrupt_files_total";
+/// Parquet files per day partition.
+pub const PARTITION_FILES: &str = "telltale_aggregator_partition_files";
+/// Bytes of Parquet files per day partition.
+pub const PARTITION_BYTES: &str = "telltale_aggregator_partition_bytes";
 /// Parquet files written by flushes.
 pub const FILES_WRITTEN: &str = "telltale_aggregator_parquet_files_written_total";
 
@@ -64,6 +70,10 @@ pub struct Metrics {
     pub compaction_duration: Histogram,
     /// Files moved aside.
     pub corrupt_files: IntCounter,
+    /// Files per day partition.
+    pub partition_files: IntGaugeVec,
+    /// Bytes per day partition.
+    pub partition_bytes: IntGaugeVec,
 }
 
 impl Metrics {
@@ -111,7 +121,20 @@ impl Metrics {
                 CORRUPT_FILES,
                 "Unreadable Parquet files moved aside to <data-dir>/corrupt.",
             )?,
+            partition_files: IntGaugeVec::new(
+                Opts::new(PARTITION_FILES, "Parquet files in each day partition."),
+                &["day"],
+            )?,
+            partition_bytes: IntGaugeVec::new(
+                Opts::new(
+                    PARTITION_BYTES,
+                    "Bytes of Parquet files in each day partition.",
+                ),
+                &["day"],
+            )?,
         };
+        registry.register(Box::new(m.partition_files.clone()))?;
+        registry.register(Box::new(m.partition_bytes.clone()))?;
         registry.register(Box::new(m.compaction_duration.clone()))?;
         registry.register(Box::new(m.corrupt_files.clone()))?;
         registry.register(Box::new(m.too_old.clone()))?;
@@ -127,5 +150,20 @@ impl Metrics {
             m.rejected.with_label_values(&[*r]);
         }
         Ok(m)
+    }
+
+    /// Sets the per-partition gauges to `partitions` (day, files, bytes); days no longer
+    /// there disappear.
+    pub fn set_partitions(&self, partitions: &[crate::partition::Usage]) {
+        self.partition_files.reset();
+        self.partition_bytes.reset();
+        for p in partitions {
+            self.partition_files
+                .with_label_values(&[&p.day])
+                .set(p.files as i64);
+            self.partition_bytes
+                .with_label_values(&[&p.day])
+                .set(p.bytes as i64);
+        }
     }
 }

@@ -8,24 +8,31 @@
 //! | `metric` | string | dictionary + RLE (constant within a series) |
 //! | `labels` | string, a JSON object with sorted keys, `__name__` left out | dictionary + RLE |
 //! | `timestamp` | timestamp (ms, UTC), int64 | delta (collectors align samples, so deltas repeat) |
-//! | `value` | double | byte stream split, no dictionary |
+//! | `value` | double | PLAIN, no dictionary |
 //!
 //! zstd on every column. The dictionary of `metric` and `labels` is the per-file series
 //! table; sorted rows make their indices long runs, so a series costs its labels once per
 //! file. Exact duplicates (series, timestamp, value bits) are written once. A file is
-//! written under a temporary name, fsynced, then renamed into place.
+//! written under a temporary name, fsynced, then renamed into place. Each choice was
+//! measured against its alternatives by `cargo bench --bench storage` (BENCHMARKS.md):
+//! PLAIN values beat byte stream split by 4% under zstd, because zstd finds repeated
+//! whole values (constant series) that split bytes hide.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_array::builder::StringBuilder;
+use arrow_array::{
+    DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use crate::head::{day_name, Day};
+use crate::head::{day_name, Day, SeriesKey};
 
 /// Errors writing a file.
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +73,36 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
-fn properties() -> WriterProperties {
+/// The writer's view of [`schema`]: the string columns as dictionaries.
+fn dictionary_schema() -> Arc<Schema> {
+    let dict = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let fields: Vec<Field> = schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => Field::new(f.name(), dict(), false),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Largest dictionary page: a row group's series table.
+pub const DICTIONARY_LIMIT: usize = 256 << 20;
+
+/// How every file is written (the schema table above); public so the storage benchmark can
+/// measure each choice against it.
+pub fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        // The dictionary of `labels` is the series table: it must hold every series of a
+        // row group, or the writer falls back to repeating the label text on every row
+        // (the default limit, 1 MiB, is about 4,000 series).
+        .set_dictionary_page_size_limit(DICTIONARY_LIMIT)
         .set_column_dictionary_enabled(ColumnPath::from("timestamp"), false)
         .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("value"), false)
-        .set_column_encoding(ColumnPath::from("value"), Encoding::BYTE_STREAM_SPLIT)
+        .set_column_encoding(ColumnPath::from("value"), Encoding::PLAIN)
         .build()
 }
 
@@ -80,7 +110,7 @@ fn properties() -> WriterProperties {
 pub fn write_day(
     data_dir: &Path,
     day: i64,
-    series: Day,
+    series: impl IntoIterator<Item = (SeriesKey, Vec<(i64, u64)>)>,
     name: &str,
 ) -> Result<(PathBuf, usize), Error> {
     let dir = day_dir(data_dir, day);
@@ -91,41 +121,62 @@ pub fn write_day(
     };
     std::fs::create_dir_all(&dir).map_err(io)?;
     let mut keys: Vec<_> = series.into_iter().collect();
+    // The head hands its series over in order: then this is one pass of comparisons.
     keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let rows: usize = keys.iter().map(|(_, p)| p.len()).sum();
-    let (mut metric, mut labels) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    // `metric` and `labels` go to the writer as dictionaries (each series' strings once,
+    // an index per row) rather than a copy of the label text on every row.
+    let mut metrics = StringBuilder::new();
+    let mut labels = StringBuilder::new();
+    let mut index = Vec::with_capacity(rows);
     let (mut ts, mut values) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
-    for (key, mut points) in keys {
+    for (i, (key, mut points)) in keys.into_iter().enumerate() {
+        metrics.append_value(&*key.metric);
+        labels.append_value(&*key.labels);
         points.sort_unstable();
         points.dedup();
+        let i = i32::try_from(i).map_err(|_| Error::Format {
+            path: path.clone(),
+            message: "more than 2^31 series in one file".into(),
+        })?;
         for (t, bits) in points {
-            metric.push(key.metric.clone());
-            labels.push(key.labels.clone());
+            index.push(i);
             ts.push(t);
             values.push(f64::from_bits(bits));
         }
     }
     let written = ts.len();
+    let format_err = |e: arrow_schema::ArrowError| Error::Format {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let index = Int32Array::from(index);
+    let metric =
+        DictionaryArray::try_new(index.clone(), Arc::new(metrics.finish())).map_err(format_err)?;
+    let labels = DictionaryArray::try_new(index, Arc::new(labels.finish())).map_err(format_err)?;
     let batch = RecordBatch::try_new(
-        schema(),
+        dictionary_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(metric.iter().map(|m| &**m))),
-            Arc::new(StringArray::from_iter_values(labels.iter().map(|l| &**l))),
+            Arc::new(metric),
+            Arc::new(labels),
             Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
             Arc::new(Float64Array::from(values)),
         ],
     )
-    .map_err(|e| Error::Format {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    .map_err(format_err)?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let file = std::fs::File::create(&tmp).map_err(io)?;
     let format = |e: parquet::errors::ParquetError| Error::Format {
         path: path.clone(),
         message: e.to_string(),
     };
-    let mut w = ArrowWriter::try_new(file, schema(), Some(properties())).map_err(format)?;
+    // No Arrow schema in the footer: readers see plain string columns (the Parquet
+    // schema), not the dictionaries used to write them.
+    let options = ArrowWriterOptions::new()
+        .with_properties(properties())
+        .with_skip_arrow_metadata(true);
+    let mut w =
+        ArrowWriter::try_new_with_options(file, dictionary_schema(), options).map_err(format)?;
     w.write(&batch).map_err(format)?;
     let file = w.into_inner().map_err(format)?;
     file.sync_all().map_err(io)?;
@@ -333,6 +384,44 @@ pub fn scan(data_dir: &Path) -> Vec<PathBuf> {
         }
     }
     moved
+}
+
+/// What one day partition holds on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Parquet files.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Files and bytes of every day partition, by day.
+pub fn usage(data_dir: &Path) -> Vec<Usage> {
+    let Ok(parts) = std::fs::read_dir(data_dir.join("data")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Usage> = parts
+        .flatten()
+        .filter_map(|part| {
+            let name = part.file_name();
+            let day = name.to_str()?.strip_prefix("day=")?.to_string();
+            let files = files(&part.path());
+            let bytes = files
+                .iter()
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            Some(Usage {
+                day,
+                files: files.len(),
+                bytes,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.day.cmp(&b.day));
+    out
 }
 
 #[cfg(test)]

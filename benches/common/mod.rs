@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each benchmark uses its own subset
 
+pub mod workload;
+
 use std::path::Path;
 use std::time::Duration;
 
