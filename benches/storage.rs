@@ -34,27 +34,16 @@ use telltale_collector::ship::snapshot_samples;
 use telltale_collector::Collector;
 
 mod common;
-use common::fixture_dir;
 use common::workload::Workload;
+use common::{fixture_dir, walk};
 
 /// 2026-11-17T00:00:00Z: the simulated day starts at a UTC midnight, so it is one partition.
 const DAY_START: u64 = 1_794_960_000;
 
 fn dir_bytes(dir: &Path) -> (u64, usize) {
-    let (mut bytes, mut files) = (0, 0);
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let meta = e.metadata().unwrap();
-        if meta.is_dir() {
-            let (b, f) = dir_bytes(&e.path());
-            bytes += b;
-            files += f;
-        } else {
-            bytes += meta.len();
-            files += 1;
-        }
-    }
-    (bytes, files)
+    let files = walk(dir);
+    let bytes = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    (bytes, files.len())
 }
 
 fn number(v: f64) -> String {
@@ -137,19 +126,6 @@ fn read_back(data_dir: &Path) -> Rows {
         }
     }
     rows
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// The rows in time order instead of series order (as samples arrive).
