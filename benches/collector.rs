@@ -19,7 +19,7 @@ use telltale_collector::fixture::{self, Driver, Runtime, Version};
 use telltale_collector::{Collector, Options};
 
 mod common;
-use common::{fixture_dir, process_cpu, status_kib, thread_cpu, thread_user_system};
+use common::{fixture_dir, process_cpu, status_kib, thread_cpu, thread_user_system, wait_ready};
 
 const PODS: usize = 110;
 const CONTAINERS: usize = 250;
@@ -155,21 +155,6 @@ fn get(url: &str) -> String {
         .expect("GET")
         .into_string()
         .expect("body")
-}
-
-fn wait_ready(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ureq::get(url)
-            .timeout(Duration::from_secs(1))
-            .call()
-            .is_ok()
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{url} never became ready");
 }
 
 fn metric(text: &str, name: &str) -> f64 {

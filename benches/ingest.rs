@@ -20,7 +20,7 @@ use std::time::Duration;
 use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
 
 mod common;
-use common::{process_cpu, status_kib, walk};
+use common::{process_cpu, remote_write, status_kib, wait_ready, walk, PrometheusReceiver};
 
 const NODES: usize = 100;
 const SERIES: usize = 3000;
@@ -78,27 +78,11 @@ fn post_all(url: &str, bodies: &[Vec<u8>]) {
             s.spawn(move || {
                 let agent = ureq::AgentBuilder::new().build();
                 for b in part {
-                    agent
-                        .post(url)
-                        .set("Content-Type", "application/x-protobuf")
-                        .set("Content-Encoding", "snappy")
-                        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-                        .send_bytes(b)
-                        .unwrap();
+                    remote_write(&agent, url, b);
                 }
             });
         }
     });
-}
-
-fn wait_ready(url: &str) {
-    for _ in 0..300 {
-        if ureq::get(url).call().is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{url} never answered");
 }
 
 /// Posts the warm-up round, then the measured rounds; returns samples per CPU-second.
@@ -207,38 +191,12 @@ fn main() {
     );
 
     // The anchor.
-    let prom_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let cfg = prom_dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let Ok(mut prom) = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            prom_dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
+    let Some(prom) = PrometheusReceiver::start() else {
         println!("  anchor: prometheus is not installed (apt-get install prometheus)");
         return;
     };
-    wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
-    let prom_rate = measure(
-        &prom,
-        &format!("http://127.0.0.1:{port}/api/v1/write"),
-        &warm,
-        &rounds,
-    );
-    let _ = prom.kill();
-    let _ = prom.wait();
+    let prom_rate = measure(&prom.child, &prom.write_url, &warm, &rounds);
+    drop(prom);
     println!(
         "  anchor: Prometheus 2.42 {:.0} k samples per CPU-second; ours / Prometheus = {:.2}x (target >= 3x)",
         prom_rate / 1e3,

@@ -14,7 +14,6 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
 use telltale_collector::fixture::{Driver, Node, Version};
@@ -26,7 +25,7 @@ use telltale_model::remote::Body;
 
 mod common;
 use common::workload::Workload;
-use common::{fixture_dir, process_cpu, thread_cpu};
+use common::{fixture_dir, process_cpu, remote_write, thread_cpu, PrometheusReceiver};
 
 const PODS: usize = 110;
 const CONTAINERS: usize = 250;
@@ -156,55 +155,15 @@ fn main() {
 /// Posts `bodies` to a Prometheus 2.42 remote-write receiver started for the purpose;
 /// returns (samples, Prometheus CPU time spent on them). None if Prometheus is missing.
 fn prometheus_ingest(bodies: &[Vec<u8>]) -> Option<(u64, Duration)> {
-    let prometheus = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("prometheus"))
-        .find(|p| p.is_file())?;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut prom = Command::new(prometheus)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/api/v1/write");
-    let ready = format!("http://127.0.0.1:{port}/-/ready");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while ureq::get(&ready).call().is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Prometheus did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let post = |body: &Vec<u8>| {
-        ureq::post(&url)
-            .set("Content-Type", "application/x-protobuf")
-            .set("Content-Encoding", "snappy")
-            .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .send_bytes(body)
-            .unwrap();
-    };
+    let prom = PrometheusReceiver::start()?;
+    let agent = ureq::AgentBuilder::new().build();
+    let post = |body: &Vec<u8>| remote_write(&agent, &prom.write_url, body);
     // The series are created by the first snapshot's requests; measure once they exist.
     let per_snapshot = bodies.len().min(6);
     for b in &bodies[..per_snapshot] {
         post(b);
     }
-    let before = process_cpu(prom.id());
+    let before = process_cpu(prom.child.id());
     let mut samples = 0u64;
     for b in &bodies[per_snapshot..] {
         post(b);
@@ -212,8 +171,6 @@ fn prometheus_ingest(bodies: &[Vec<u8>]) -> Option<(u64, Duration)> {
     }
     // Let Prometheus finish its accounting (CPU ticks are 10 ms).
     std::thread::sleep(Duration::from_millis(200));
-    let cpu = process_cpu(prom.id()) - before;
-    let _ = prom.kill();
-    let _ = prom.wait();
+    let cpu = process_cpu(prom.child.id()) - before;
     Some((samples, cpu))
 }

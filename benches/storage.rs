@@ -22,7 +22,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use arrow_array::TimestampMillisecondArray;
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
@@ -145,15 +145,11 @@ fn time_major(rows: &Rows) -> Rows {
 fn encoded(rows: &Rows, props: WriterProperties, integers: bool) -> usize {
     let strings = |v: &[Arc<str>]| Arc::new(StringArray::from_iter_values(v.iter().map(|s| &**s)));
     let ts = Arc::new(TimestampMillisecondArray::from(rows.ts.clone()).with_timezone("UTC"));
-    let mut fields = vec![
-        Field::new("metric", DataType::Utf8, false),
-        Field::new("labels", DataType::Utf8, false),
-        Field::new(
-            "timestamp",
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-    ];
+    // The files' schema; with `integers`, its `value` becomes two nullable columns.
+    let mut fields: Vec<Field> = partition::schema().fields()[..3]
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     let mut columns: Vec<Arc<dyn Array>> = vec![strings(&rows.metric), strings(&rows.labels), ts];
     if integers {
         let integral = |v: f64| v.fract() == 0.0 && v.abs() < 9.0e15;

@@ -318,14 +318,11 @@ fn sigkill_during_sustained_ingest_loses_no_acknowledged_sample() {
     let missing: Vec<_> = acked.difference(&got).take(5).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     // A last start replays the WAL into the head, and SIGTERM writes it all to Parquet.
-    let a = aggregator(dir.path(), &[]);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&a.child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let mut a = a;
-    assert!(a.child.wait().unwrap().success());
+    let mut a = aggregator(dir.path(), &[]);
+    let status = a
+        .terminate(Duration::from_secs(120))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
     assert!(
         stored(dir.path()).is_empty(),
         "the WAL was retired after the flush"
@@ -424,7 +421,7 @@ fn hex(v: f64) -> String {
 fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let a = aggregator(&data, &[]);
+    let mut a = aggregator(&data, &[]);
     let url = a.url("/api/v1/write");
     let day = 86_400_000i64;
     let wall = std::time::SystemTime::now()
@@ -485,13 +482,10 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
         metrics.contains("telltale_aggregator_samples_too_old_total 1"),
         "{metrics}"
     );
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&a.child),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let mut a = a;
-    assert!(a.child.wait().unwrap().success());
+    let status = a
+        .terminate(Duration::from_secs(120))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status}");
     let days: BTreeSet<String> = std::fs::read_dir(data.join("data"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -236,13 +236,7 @@ fn sigterm_stops_cleanly() {
         (get(&c.url("/readyz")).0 == 200).then_some(())
     })
     .unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(c.child.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let status =
-        eventually(Duration::from_secs(10), || c.child.try_wait().unwrap()).expect("exits");
+    let status = c.terminate(Duration::from_secs(10)).expect("exits");
     assert!(status.success(), "{status}");
 }
 

@@ -60,7 +60,8 @@ pub fn day_dir(data_dir: &Path, day: i64) -> PathBuf {
     data_dir.join("data").join(format!("day={}", day_name(day)))
 }
 
-fn schema() -> Arc<Schema> {
+/// The files' schema, as readers see it (the table above).
+pub fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("metric", DataType::Utf8, false),
         Field::new("labels", DataType::Utf8, false),

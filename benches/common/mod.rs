@@ -68,3 +68,79 @@ pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Waits until `url` answers (up to 30 s).
+pub fn wait_ready(url: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if ureq::get(url)
+            .timeout(Duration::from_secs(1))
+            .call()
+            .is_ok()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{url} never became ready");
+}
+
+/// Posts one remote-write body (snappy protobuf) with the spec's headers.
+pub fn remote_write(agent: &ureq::Agent, url: &str, body: &[u8]) {
+    agent
+        .post(url)
+        .set("Content-Type", "application/x-protobuf")
+        .set("Content-Encoding", "snappy")
+        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .send_bytes(body)
+        .expect("remote write");
+}
+
+/// Prometheus 2.42 as a remote-write receiver, the ingest anchor; killed when dropped.
+pub struct PrometheusReceiver {
+    /// The process, for its CPU time.
+    pub child: std::process::Child,
+    /// Its `/api/v1/write` URL.
+    pub write_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusReceiver {
+    /// Starts it with its TSDB on a real disk and waits until it is ready; `None` when
+    /// `prometheus` is not installed.
+    pub fn start() -> Option<PrometheusReceiver> {
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").expect("config");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        wait_ready(&format!("http://127.0.0.1:{port}/-/ready"));
+        Some(PrometheusReceiver {
+            child,
+            write_url: format!("http://127.0.0.1:{port}/api/v1/write"),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for PrometheusReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -57,6 +57,16 @@ impl Running {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Sends SIGTERM and waits up to `within` for the exit; `None` if it did not exit.
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::TERM,
+        )
+        .expect("SIGTERM");
+        eventually(within, || self.child.try_wait().expect("wait"))
+    }
+
     /// Every log line so far (stderr), from the start.
     pub fn log(&mut self) -> Vec<String> {
         let more: Vec<String> = self.stderr.try_iter().collect();
