@@ -27,6 +27,8 @@ const SERIES: usize = 3000;
 const BATCH: usize = 2000;
 
 /// One round: every node's 3,000 series once, at `ts`, as 2,000-sample request bodies.
+/// Labels are sorted by name, as the remote-write specification asks of senders and as
+/// Prometheus and the collector send them.
 fn round(ts: i64) -> Vec<Vec<u8>> {
     let mut bodies = Vec::new();
     let mut batch = Vec::with_capacity(BATCH);
@@ -47,11 +49,11 @@ fn round(ts: i64) -> Vec<Vec<u8>> {
                         "image",
                         format!("registry.example/app-{}:1.{}", pod % 7, pod % 3),
                     ),
+                    l("job", "telltale".into()),
                     l("name", format!("{n:04}{pod:03}{container:02}")),
                     l("namespace", format!("ns-{}", pod % 10)),
                     l("node", format!("node-{n:03}")),
                     l("pod", format!("pod-{n:03}-{pod:03}")),
-                    l("job", "telltale".into()),
                 ],
                 samples: vec![Sample {
                     value: (ts / 1000 + s as i64) as f64 * 1.5,

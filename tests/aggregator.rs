@@ -11,29 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, get, spawn, tool, Running};
-use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
+use telltale_model::remote::{TimeSeries, WriteRequest};
 
 fn aggregator(data: &Path, extra: &[&str]) -> Running {
     let d = data.display().to_string();
     let mut args = vec!["aggregator", "--data-dir", &d];
     args.extend_from_slice(extra);
     spawn(&args)
-}
-
-fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
-    TimeSeries {
-        labels: labels
-            .iter()
-            .map(|(n, v)| Label {
-                name: n.to_string(),
-                value: v.to_string(),
-            })
-            .collect(),
-        samples: samples
-            .iter()
-            .map(|&(timestamp, value)| Sample { value, timestamp })
-            .collect(),
-    }
 }
 
 /// POSTs `body` with the remote-write headers (or `headers` instead): (status, message).
@@ -100,7 +84,7 @@ fn accepted_samples_are_durable_exactly_and_bad_requests_leave_nothing() {
     let stale = f64::from_bits(telltale_model::remote::STALE_NAN_BITS);
     let good = WriteRequest {
         timeseries: vec![
-            series(
+            TimeSeries::new(
                 &[("__name__", "x"), ("cluster", "c1"), ("pod", "p\"1")],
                 &[
                     (1000, 1.5),
@@ -110,13 +94,13 @@ fn accepted_samples_are_durable_exactly_and_bad_requests_leave_nothing() {
                 ],
             ),
             // Unsorted labels are fine.
-            series(&[("zone", "z"), ("__name__", "y")], &[(1000, 0.0)]),
+            TimeSeries::new(&[("zone", "z"), ("__name__", "y")], &[(1000, 0.0)]),
         ],
     };
     assert_eq!(post(&url, &good.encode_body(), &[]).unwrap().0, 204);
     let bad_labels = |labels: &[(&str, &str)]| {
         WriteRequest {
-            timeseries: vec![series(labels, &[(1, 1.0)])],
+            timeseries: vec![TimeSeries::new(labels, &[(1, 1.0)])],
         }
         .encode_body()
     };
@@ -207,8 +191,8 @@ fn tokens_limit_writers_to_their_clusters() {
     let req = |cluster: &str| {
         WriteRequest {
             timeseries: vec![
-                series(&[("__name__", "up"), ("cluster", "edge-1")], &[(1, 1.0)]),
-                series(&[("__name__", "up"), ("cluster", cluster)], &[(1, 1.0)]),
+                TimeSeries::new(&[("__name__", "up"), ("cluster", "edge-1")], &[(1, 1.0)]),
+                TimeSeries::new(&[("__name__", "up"), ("cluster", cluster)], &[(1, 1.0)]),
             ],
         }
         .encode_body()
@@ -277,7 +261,7 @@ fn sigkill_during_sustained_ingest_loses_no_acknowledged_sample() {
                         .map(|i| (base + batch * 100 + i, i as f64))
                         .collect();
                     let body = WriteRequest {
-                        timeseries: vec![series(
+                        timeseries: vec![TimeSeries::new(
                             &[("__name__", "load"), ("writer", &name)],
                             &samples,
                         )],
@@ -453,7 +437,7 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
     let late = [(now - 30 * day, 7.0)];
     let body = |s: Vec<TimeSeries>| WriteRequest { timeseries: s }.encode_body();
     assert_eq!(
-        post(&url, &body(vec![series(&cpu, &points)]), &[])
+        post(&url, &body(vec![TimeSeries::new(&cpu, &points)]), &[])
             .unwrap()
             .0,
         204
@@ -462,7 +446,10 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
     assert_eq!(
         post(
             &url,
-            &body(vec![series(&mem, &late), series(&cpu, &points[..1])]),
+            &body(vec![
+                TimeSeries::new(&mem, &late),
+                TimeSeries::new(&cpu, &points[..1])
+            ]),
             &[]
         )
         .unwrap()
@@ -472,7 +459,7 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
     // Older than the 90-day retention: accepted, counted, not stored.
     let ancient = [(wall - 100 * day, 1.0)];
     assert_eq!(
-        post(&url, &body(vec![series(&mem, &ancient)]), &[])
+        post(&url, &body(vec![TimeSeries::new(&mem, &ancient)]), &[])
             .unwrap()
             .0,
         204
@@ -545,7 +532,7 @@ fn flushes_compact_and_a_corrupt_file_is_moved_aside_while_ingest_goes_on() {
     // Several flushes' worth of writes into today's partition.
     for round in 0..4i64 {
         let body = WriteRequest {
-            timeseries: vec![series(
+            timeseries: vec![TimeSeries::new(
                 &[("__name__", "rounds")],
                 &[(wall - 60_000 + round * 1000, round as f64)],
             )],

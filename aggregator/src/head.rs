@@ -6,9 +6,10 @@
 //! a node replaying days of backlog lands in the right partitions.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use telltale_model::remote::WriteRequest;
+use telltale_model::remote::{self, SeriesRef, WriteRequest};
 
 /// The hasher of the head's maps: foldhash, seeded per process (hashes 8+ bytes a step;
 /// the byte-at-a-time FNV it replaced was most of the ingest profile).
@@ -48,11 +49,16 @@ pub struct Head {
     samples: usize,
     /// (series, day) pairs holding points.
     pairs: usize,
-    /// A series' labels as sent (name, value, ...) → its id, so a known series costs one
-    /// lookup instead of building its key again.
-    ids: HashMap<Box<[u8]>, u32, Hash>,
+    /// Series ids, found by their labels' canonical encoding (see [`Head::id`]; 4 bytes
+    /// an entry, the bytes kept in `raw`): a known series costs one lookup and one
+    /// compare, without building its key again.
+    ids: hashbrown::HashTable<u32>,
+    hasher: Hash,
     /// Series by id.
     series: Vec<Series>,
+    /// Per id: its labels' canonical encoding ([`remote::encode_labels`] of the pairs
+    /// sorted by name), what a lookup compares with.
+    raw: Vec<Box<[u8]>>,
     /// Ids of `series[..ordered.len()]` in key order; later ones are merged in at a take.
     ordered: Vec<u32>,
     scratch: Vec<u8>,
@@ -122,7 +128,17 @@ impl Head {
         samples: &[(i64, f64)],
         oldest: i64,
     ) -> u64 {
-        let id = self.id(labels);
+        let id = self.id(labels, &[]);
+        self.add_points(id, samples, oldest)
+    }
+
+    /// [`Head::insert_series`] of a series read from a request.
+    pub fn insert_ref(&mut self, series: SeriesRef<'_, '_>, oldest: i64) -> u64 {
+        let id = self.id(series.labels, series.encoded);
+        self.add_points(id, series.samples, oldest)
+    }
+
+    fn add_points(&mut self, id: u32, samples: &[(i64, f64)], oldest: i64) -> u64 {
         let mut skipped = 0;
         // Samples of one series nearly always share a day: one lookup per run of them.
         let same_day =
@@ -153,33 +169,49 @@ impl Head {
         skipped
     }
 
-    /// The id of the series with these labels, made on first sight.
-    fn id(&mut self, labels: &[(&str, &str)]) -> u32 {
-        self.scratch.clear();
-        for (n, v) in labels {
-            self.scratch.extend_from_slice(n.as_bytes());
-            self.scratch.push(0xff);
-            self.scratch.extend_from_slice(v.as_bytes());
-            self.scratch.push(0xff);
-        }
-        if let Some(&id) = self.ids.get(&self.scratch[..]) {
-            return id;
-        }
+    /// The id of the series with these labels, made on first sight. `encoded` is
+    /// [`SeriesRef::encoded`]: the labels' canonical encoding as the request holds it, so
+    /// a known series costs one hash and one compare of bytes it already has; empty when
+    /// the sender encoded them otherwise (unsorted, say), and they are encoded here.
+    fn id(&mut self, labels: &[(&str, &str)], encoded: &[u8]) -> u32 {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let key = if encoded.is_empty() {
+            let mut sorted = labels.to_vec();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            scratch.clear();
+            remote::encode_labels(&mut scratch, &sorted);
+            &scratch[..]
+        } else {
+            encoded
+        };
+        let hash = self.hasher.hash_one(key);
+        let id = match self.ids.find(hash, |&id| *self.raw[id as usize] == *key) {
+            Some(&id) => id,
+            None => self.add(labels, key, hash),
+        };
+        self.scratch = scratch;
+        id
+    }
+
+    /// Makes a series.
+    fn add(&mut self, labels: &[(&str, &str)], key: &[u8], hash: u64) -> u32 {
         let mut pairs = labels.to_vec();
         let metric = pairs
             .iter()
             .find(|(n, _)| *n == "__name__")
             .map_or("", |(_, v)| *v);
-        let key = SeriesKey {
-            metric: metric.into(),
-            labels: labels_json(&mut pairs).into(),
-        };
         let id = self.series.len() as u32;
         self.series.push(Series {
-            key,
+            key: SeriesKey {
+                metric: metric.into(),
+                labels: labels_json(&mut pairs).into(),
+            },
             days: Vec::new(),
         });
-        self.ids.insert(self.scratch.as_slice().into(), id);
+        self.raw.push(key.into());
+        let (hasher, raw) = (&self.hasher, &self.raw);
+        self.ids
+            .insert_unique(hash, id, |&id| hasher.hash_one(&*raw[id as usize]));
         id
     }
 
@@ -207,8 +239,9 @@ impl Head {
         self.samples = 0;
         self.pairs = 0;
         if self.series.len() >= MAX_KEYS {
-            self.ids = HashMap::default();
+            self.ids = hashbrown::HashTable::new();
             self.series = Vec::new();
+            self.raw = Vec::new();
             self.ordered = Vec::new();
         }
         out
@@ -315,6 +348,40 @@ mod tests {
         assert_eq!(seen[0], ["c", "m", "x"]);
         assert_eq!(seen[1], ["a", "b", "c", "n", "z"]);
         assert_eq!(h.series(), 0);
+    }
+
+    #[test]
+    fn one_label_set_is_one_series_in_whatever_order_it_is_sent() {
+        let mut h = Head::default();
+        let sorted = [("__name__", "up"), ("job", "a"), ("zone", "z")];
+        let shuffled = [("zone", "z"), ("__name__", "up"), ("job", "a")];
+        // As a request holds them (canonically encoded), and as pairs in another order.
+        let mut body = remote::Body::default();
+        body.push(&remote::Body::labels(&sorted), DAY_MS, 1.0);
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&body.finish())
+            .unwrap();
+        let req = remote::RequestRef::parse(&raw).unwrap();
+        let series = req.series().next().unwrap();
+        assert!(!series.encoded.is_empty());
+        h.insert_ref(series, 0);
+        h.insert_series(&shuffled, &[(DAY_MS + 15_000, 2.0)], 0);
+        // Same values, other names: another series.
+        h.insert_series(
+            &[("__name__", "up"), ("jab", "a"), ("zone", "z")],
+            &[(DAY_MS, 3.0)],
+            0,
+        );
+        assert_eq!(h.series(), 2);
+        let days = h.take();
+        let up = &days[&1];
+        assert_eq!(up.len(), 2);
+        let (key, points) = &up[1];
+        assert_eq!(&*key.labels, r#"{"job":"a","zone":"z"}"#);
+        assert_eq!(
+            points,
+            &[(DAY_MS, 1f64.to_bits()), (DAY_MS + 15_000, 2f64.to_bits())]
+        );
     }
 
     #[test]

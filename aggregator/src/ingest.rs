@@ -181,7 +181,7 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
         .decompress_vec(&body)
         .map_err(|e| bad("snappy", format!("body is not snappy (block format): {e}")))?;
     let req = remote::RequestRef::parse(&raw)?;
-    for (i, (labels, _)) in req.series().enumerate() {
+    for (i, remote::SeriesRef { labels, .. }) in req.series().enumerate() {
         check_labels(i, labels)?;
         if let Some(allowed) = allowed {
             let cluster = labels

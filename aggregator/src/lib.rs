@@ -162,7 +162,7 @@ impl Store {
 /// Adds a validated request to the head; returns samples left out as older than `oldest`.
 fn insert(head: &mut head::Head, req: &telltale_model::remote::RequestRef<'_>, oldest: i64) -> u64 {
     req.series()
-        .map(|(labels, samples)| head.insert_series(labels, samples, oldest))
+        .map(|series| head.insert_ref(series, oldest))
         .sum()
 }
 

@@ -73,6 +73,25 @@ pub enum DecodeError {
     Protobuf(#[from] prost::DecodeError),
 }
 
+impl TimeSeries {
+    /// A series of (name, value) labels and (timestamp ms, value) samples.
+    pub fn new(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+        }
+    }
+}
+
 impl WriteRequest {
     /// The protobuf encoding, snappy-compressed: a request body.
     pub fn encode_body(&self) -> Vec<u8> {
@@ -96,8 +115,43 @@ impl WriteRequest {
     }
 }
 
-/// One series of a [`RequestRef`]: its labels as sent and its (timestamp ms, value) pairs.
-pub type SeriesRef<'r, 'a> = (&'r [(&'a str, &'a str)], &'r [(i64, f64)]);
+/// One series of a [`RequestRef`].
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesRef<'r, 'a> {
+    /// Its labels as sent.
+    pub labels: &'r [(&'a str, &'a str)],
+    /// Its (timestamp ms, value) pairs.
+    pub samples: &'r [(i64, f64)],
+    /// Its labels' bytes in the request when they are exactly [`encode_labels`] of
+    /// `labels` (sorted by name, no other fields): what identifies the series without
+    /// encoding it again. Empty when the sender encoded them otherwise.
+    pub encoded: &'a [u8],
+}
+
+/// The `labels` fields of a `TimeSeries` as protobuf encodes them (each label's name, then
+/// its value unless empty, as proto3 leaves out empty strings), appended to `out`. With
+/// pairs sorted by name, one label set has one encoding.
+pub fn encode_labels<N: AsRef<str>, V: AsRef<str>>(out: &mut Vec<u8>, pairs: &[(N, V)]) {
+    for (n, v) in pairs {
+        let (n, v) = (n.as_ref().as_bytes(), v.as_ref().as_bytes());
+        out.push(0x0a);
+        put_varint(out, label_len(n.len(), v.len()) as u64);
+        out.push(0x0a);
+        put_varint(out, n.len() as u64);
+        out.extend_from_slice(n);
+        if !v.is_empty() {
+            out.push(0x12);
+            put_varint(out, v.len() as u64);
+            out.extend_from_slice(v);
+        }
+    }
+}
+
+/// The length of a `Label` message as [`encode_labels`] writes it.
+fn label_len(name: usize, value: usize) -> usize {
+    let field = |n: usize| 1 + varint_len(n as u64) + n;
+    field(name) + if value == 0 { 0 } else { field(value) }
+}
 
 /// A whole decompressed request, borrowed from its bytes: every series' labels and
 /// samples in two flat lists, so the protobuf is walked (and its strings checked) once and
@@ -109,6 +163,8 @@ pub struct RequestRef<'a> {
     samples: Vec<(i64, f64)>,
     /// Per series: where its labels and its samples end.
     ends: Vec<(u32, u32)>,
+    /// Per series: [`SeriesRef::encoded`].
+    encoded: Vec<&'a [u8]>,
 }
 
 /// A malformed protobuf, found by [`RequestRef::parse`].
@@ -143,6 +199,14 @@ impl<'a> Reader<'a> {
             }
         }
         Err(BorrowError("varint too long"))
+    }
+
+    /// A varint written in as few bytes as it needs, as a length within the buffer.
+    fn minimal_varint(&mut self) -> Option<usize> {
+        let at = self.at;
+        let v = self.varint().ok()?;
+        (self.at - at == varint_len(v) && v <= (self.buf.len() - self.at) as u64)
+            .then_some(v as usize)
     }
 
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], BorrowError> {
@@ -197,31 +261,24 @@ impl<'a> RequestRef<'a> {
     /// unknown fields are skipped.
     pub fn parse(raw: &'a [u8]) -> Result<RequestRef<'a>, BorrowError> {
         let mut req = RequestRef::default();
+        let mut ranges = Vec::new();
         let mut r = Reader { buf: raw, at: 0 };
         while !r.done() {
             let (num, field) = r.field()?;
             let (1, Field::Bytes(ts)) = (num, field) else {
                 continue;
             };
-            let mut t = Reader { buf: ts, at: 0 };
-            while !t.done() {
-                match t.field()? {
-                    (1, Field::Bytes(label)) => req.labels.push(label_pair(label)?),
-                    (2, Field::Bytes(sample)) => {
-                        let mut sr = Reader { buf: sample, at: 0 };
-                        let (mut v, mut ts) = (0.0, 0i64);
-                        while !sr.done() {
-                            match sr.field()? {
-                                (1, Field::Fixed64(bits)) => v = f64::from_bits(bits),
-                                (2, Field::Varint(x)) => ts = x as i64,
-                                _ => {}
-                            }
-                        }
-                        req.samples.push((ts, v));
-                    }
-                    _ => {}
+            let (labels, samples) = (req.labels.len(), req.samples.len());
+            let encoded = match req.canonical_labels(ts, &mut ranges)? {
+                Some(n) => &ts[..n],
+                None => {
+                    req.labels.truncate(labels);
+                    req.samples.truncate(samples);
+                    req.any_series(ts)?;
+                    &[]
                 }
-            }
+            };
+            req.encoded.push(encoded);
             let end = |n: usize| u32::try_from(n).map_err(|_| BorrowError("too many entries"));
             req.ends
                 .push((end(req.labels.len())?, end(req.samples.len())?));
@@ -229,21 +286,136 @@ impl<'a> RequestRef<'a> {
         Ok(req)
     }
 
+    /// Reads a `TimeSeries` message whose labels come first, each canonically encoded
+    /// ([`encode_labels`]), sorted by name: what Prometheus and the collector send. The
+    /// labels' bytes are checked as UTF-8 in one go when their lengths are all one byte
+    /// (each string on its own otherwise), then the samples read. Returns the labels'
+    /// length, or `None` (with whatever was pushed still to be undone) for any other
+    /// shape, which [`Self::any_series`] reads.
+    fn canonical_labels(
+        &mut self,
+        ts: &'a [u8],
+        ranges: &mut Vec<[usize; 4]>,
+    ) -> Result<Option<usize>, BorrowError> {
+        ranges.clear();
+        let mut r = Reader { buf: ts, at: 0 };
+        while r.buf.get(r.at) == Some(&0x0a) {
+            let at = r.at;
+            r.at += 1;
+            let Some(len) = r.minimal_varint() else {
+                return Ok(None);
+            };
+            let end = at + 1 + varint_len(len as u64) + len;
+            if r.buf.get(r.at) != Some(&0x0a) {
+                return Ok(None);
+            }
+            r.at += 1;
+            let Some(n) = r.minimal_varint() else {
+                return Ok(None);
+            };
+            let name = [r.at, r.at + n];
+            r.at = name[1];
+            let value = if end == r.at {
+                [end, end]
+            } else if r.buf.get(r.at) == Some(&0x12) {
+                r.at += 1;
+                match r.minimal_varint() {
+                    Some(v) if v > 0 && r.at + v == end => [r.at, end],
+                    _ => return Ok(None),
+                }
+            } else {
+                return Ok(None);
+            };
+            if end > ts.len()
+                || ranges
+                    .last()
+                    .is_some_and(|p| ts[p[0]..p[1]] >= ts[name[0]..name[1]])
+            {
+                return Ok(None);
+            }
+            ranges.push([name[0], name[1], value[0], value[1]]);
+            r.at = end;
+        }
+        let labels = r.at;
+        match std::str::from_utf8(&ts[..labels]) {
+            Ok(text) => {
+                for p in ranges.iter() {
+                    match (text.get(p[0]..p[1]), text.get(p[2]..p[3])) {
+                        (Some(n), Some(v)) => self.labels.push((n, v)),
+                        _ => return Ok(None),
+                    }
+                }
+            }
+            // Two-byte lengths are not UTF-8: each string on its own.
+            Err(_) => {
+                for p in ranges.iter() {
+                    let s = |from, to| std::str::from_utf8(&ts[from..to]).ok();
+                    match (s(p[0], p[1]), s(p[2], p[3])) {
+                        (Some(n), Some(v)) => self.labels.push((n, v)),
+                        _ => return Ok(None),
+                    }
+                }
+            }
+        }
+        while !r.done() {
+            match r.field()? {
+                (1, _) => return Ok(None),
+                (2, Field::Bytes(sample)) => self.samples.push(sample_of(sample)?),
+                _ => {}
+            }
+        }
+        Ok(Some(labels))
+    }
+
+    /// Reads a `TimeSeries` message of any valid shape.
+    fn any_series(&mut self, ts: &'a [u8]) -> Result<(), BorrowError> {
+        let mut t = Reader { buf: ts, at: 0 };
+        while !t.done() {
+            match t.field()? {
+                (1, Field::Bytes(label)) => self.labels.push(label_pair(label)?),
+                (2, Field::Bytes(sample)) => self.samples.push(sample_of(sample)?),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Each series' (labels as sent, (timestamp ms, value) pairs), in request order.
     pub fn series(&self) -> impl Iterator<Item = SeriesRef<'_, 'a>> + '_ {
         let mut from = (0, 0);
-        self.ends.iter().map(move |&(l, s)| {
-            let (l, s) = (l as usize, s as usize);
-            let out = (&self.labels[from.0..l], &self.samples[from.1..s]);
-            from = (l, s);
-            out
-        })
+        self.ends
+            .iter()
+            .zip(&self.encoded)
+            .map(move |(&(l, s), &encoded)| {
+                let (l, s) = (l as usize, s as usize);
+                let out = SeriesRef {
+                    labels: &self.labels[from.0..l],
+                    samples: &self.samples[from.1..s],
+                    encoded,
+                };
+                from = (l, s);
+                out
+            })
     }
 
     /// Samples in the request.
     pub fn samples(&self) -> usize {
         self.samples.len()
     }
+}
+
+/// A `Sample` message's (timestamp ms, value).
+fn sample_of(sample: &[u8]) -> Result<(i64, f64), BorrowError> {
+    let mut r = Reader { buf: sample, at: 0 };
+    let (mut v, mut ts) = (0.0, 0i64);
+    while !r.done() {
+        match r.field()? {
+            (1, Field::Fixed64(bits)) => v = f64::from_bits(bits),
+            (2, Field::Varint(x)) => ts = x as i64,
+            _ => {}
+        }
+    }
+    Ok((ts, v))
 }
 
 fn utf8<'a>(b: &'a [u8], error: &'static str) -> Result<&'a str, BorrowError> {
@@ -303,23 +475,11 @@ fn varint_len(v: u64) -> usize {
 }
 
 impl Body {
-    /// The encoded `labels` fields of a `TimeSeries` (pairs in the order given, which must
-    /// be sorted by name).
+    /// The encoded `labels` fields of a `TimeSeries` ([`encode_labels`]; pairs in the
+    /// order given, which must be sorted by name).
     pub fn labels<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Vec<u8> {
         let mut out = Vec::new();
-        for (n, v) in pairs {
-            let (n, v) = (n.as_ref().as_bytes(), v.as_ref().as_bytes());
-            let len =
-                1 + varint_len(n.len() as u64) + n.len() + 1 + varint_len(v.len() as u64) + v.len();
-            out.push(0x0a);
-            put_varint(&mut out, len as u64);
-            out.push(0x0a);
-            put_varint(&mut out, n.len() as u64);
-            out.extend_from_slice(n);
-            out.push(0x12);
-            put_varint(&mut out, v.len() as u64);
-            out.extend_from_slice(v);
-        }
+        encode_labels(&mut out, pairs);
         out
     }
 
@@ -403,36 +563,9 @@ mod tests {
         };
         let raw = prost::Message::encode_to_vec(&req);
         let parsed = RequestRef::parse(&raw).unwrap();
-        let seen: Vec<_> = parsed
-            .series()
-            .map(|(labels, samples)| {
-                (
-                    labels
-                        .iter()
-                        .map(|(a, b)| (a.to_string(), b.to_string()))
-                        .collect::<Vec<_>>(),
-                    samples
-                        .iter()
-                        .map(|(t, v)| (*t, v.to_bits()))
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .collect();
-        assert_eq!(seen.len(), 2);
-        for (got, want) in seen.iter().zip(&req.timeseries) {
-            let labels: Vec<_> = want
-                .labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            assert_eq!(got.0, labels);
-            let samples: Vec<_> = want
-                .samples
-                .iter()
-                .map(|s| (s.timestamp, s.value.to_bits()))
-                .collect();
-            assert_eq!(got.1, samples);
-        }
+        let seen: Vec<_> = parsed.series().map(flat).collect();
+        let want: Vec<_> = req.timeseries.iter().map(owned).collect();
+        assert_eq!(seen, want);
         // Truncations are errors, never panics.
         for cut in 0..raw.len() {
             let _ = RequestRef::parse(&raw[..cut]);
@@ -452,7 +585,47 @@ mod tests {
             0x0a, 0x0b, 0x0a, 0x09, 0x0a, 0x01, b'a', 0x12, 0x01, b'b', 0x1a, 0x01, 0xff,
         ];
         let parsed = RequestRef::parse(&odd).unwrap();
-        assert_eq!(parsed.series().next().unwrap().0, &[("a", "b")]);
+        let series = parsed.series().next().unwrap();
+        assert_eq!(series.labels, &[("a", "b")]);
+        assert_eq!(
+            series.encoded, b"",
+            "an unknown field: not the canonical encoding"
+        );
+    }
+
+    #[test]
+    fn canonically_encoded_labels_are_handed_over_as_sent() {
+        let series = |labels: &[(&str, &str)]| TimeSeries::new(labels, &[(2, 1.0)]);
+        let long = "x".repeat(200);
+        let sorted: &[(&str, &str)] = &[("__name__", "up"), ("empty", ""), ("job", &long)];
+        let unsorted: &[(&str, &str)] = &[("job", "a"), ("__name__", "up")];
+        let req = WriteRequest {
+            timeseries: vec![series(sorted), series(unsorted), series(&[])],
+        };
+        let raw = prost::Message::encode_to_vec(&req);
+        let parsed = RequestRef::parse(&raw).unwrap();
+        let got: Vec<_> = parsed.series().map(|s| s.encoded.to_vec()).collect();
+        let mut want = Vec::new();
+        encode_labels(&mut want, sorted);
+        assert_eq!(got, [want, vec![], vec![]]);
+        assert_eq!(Body::labels(sorted), got[0], "as prost encodes them");
+
+        // The same labels encoded otherwise: value before name, an explicit empty value,
+        // a two-byte length for a short string, a sample between labels.
+        let label = |bytes: &[u8]| [&[0x0a, bytes.len() as u8][..], bytes].concat();
+        let name = label(b"\x0a\x08__name__\x12\x02up");
+        for odd in [
+            [label(b"\x12\x02up\x0a\x08__name__")].concat(),
+            [name.clone(), label(b"\x0a\x01a\x12\x00")].concat(),
+            [name.clone(), label(b"\x0a\x81\x00a")].concat(),
+            [name.clone(), vec![0x12, 0x00], label(b"\x0a\x01a")].concat(),
+        ] {
+            let body = [&[0x0a, odd.len() as u8][..], &odd].concat();
+            let parsed = RequestRef::parse(&body).unwrap();
+            let s = parsed.series().next().unwrap();
+            assert!(s.labels.iter().any(|l| l.0 == "__name__"), "{odd:?}");
+            assert_eq!(s.encoded, b"", "{odd:?}");
+        }
     }
 
     #[test]
@@ -532,5 +705,100 @@ mod tests {
         let not_proto = snap::raw::Encoder::new().compress_vec(&[0xff; 9]).unwrap();
         let err = WriteRequest::decode_body(&not_proto).unwrap_err();
         assert!(err.to_string().contains("protobuf"), "{err}");
+    }
+
+    /// A series' labels and (timestamp, value bits), owned.
+    type Flat = (Vec<(String, String)>, Vec<(i64, u64)>);
+
+    fn flat(s: SeriesRef<'_, '_>) -> Flat {
+        (
+            s.labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+        )
+    }
+
+    fn owned(t: &TimeSeries) -> Flat {
+        (
+            t.labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect(),
+            t.samples
+                .iter()
+                .map(|x| (x.timestamp, x.value.to_bits()))
+                .collect(),
+        )
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn series() -> impl Strategy<Value = TimeSeries> {
+            // Short and long strings (one- and two-byte lengths), empty ones, non-ASCII;
+            // names from a small set so that sorted, unsorted and duplicate all occur.
+            let name = prop::sample::select(vec!["", "a", "job", "__name__", "é", "zone"]);
+            let value = "(|x|ü|[a-z]{1,20}|[a-z]{120,300})";
+            let label = (name, value).prop_map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v,
+            });
+            let sample = (any::<i64>(), any::<f64>())
+                .prop_map(|(timestamp, value)| Sample { value, timestamp });
+            (
+                prop::collection::vec(label, 0..6),
+                prop::collection::vec(sample, 0..3),
+            )
+                .prop_map(|(labels, samples)| TimeSeries { labels, samples })
+        }
+
+        proptest! {
+            #[test]
+            fn reads_what_prost_writes_and_hands_over_only_canonical_labels(
+                timeseries in prop::collection::vec(series(), 0..4),
+            ) {
+                let raw = prost::Message::encode_to_vec(&WriteRequest { timeseries });
+                // What prost reads back is the reference (proto3 writes -0.0 as nothing).
+                let req = <WriteRequest as prost::Message>::decode(&raw[..]).unwrap();
+                let parsed = RequestRef::parse(&raw).unwrap();
+                let got: Vec<_> = parsed.series().collect();
+                prop_assert_eq!(got.len(), req.timeseries.len());
+                for (s, want) in got.into_iter().zip(&req.timeseries) {
+                    let want = owned(want);
+                    let labels = &want.0;
+                    let canonical = !labels.is_empty()
+                        && labels.iter().all(|l| !l.0.is_empty())
+                        && labels.windows(2).all(|w| w[0].0 < w[1].0);
+                    let mut encoded = Vec::new();
+                    if canonical {
+                        encode_labels(&mut encoded, labels);
+                    }
+                    prop_assert_eq!(s.encoded, &encoded[..]);
+                    prop_assert_eq!(flat(s), want);
+                }
+            }
+
+            #[test]
+            fn damaged_bodies_are_errors_or_what_prost_reads(
+                timeseries in prop::collection::vec(series(), 1..3),
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            ) {
+                let mut raw = prost::Message::encode_to_vec(&WriteRequest { timeseries });
+                for (at, byte) in flips {
+                    let i = at.index(raw.len());
+                    raw[i] = byte;
+                }
+                let ours = RequestRef::parse(&raw);
+                let theirs = <WriteRequest as prost::Message>::decode(&raw[..]);
+                if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
+                    let ours: Vec<_> = ours.series().map(flat).collect();
+                    let theirs: Vec<_> = theirs.timeseries.iter().map(owned).collect();
+                    prop_assert_eq!(ours, theirs);
+                }
+            }
+        }
     }
 }
