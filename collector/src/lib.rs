@@ -18,7 +18,6 @@ pub mod fixture;
 pub mod metrics;
 pub mod node;
 pub mod pods;
-pub mod quantity;
 pub mod read;
 pub mod server;
 pub mod ship;

@@ -17,7 +17,7 @@ use crate::pods::{watch_all, Health, View, Watchable};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use telltale_model::{LabelSet, MetricKind, Sink};
 
-use crate::quantity;
+use telltale_model::quantity;
 
 /// `Running` and the other phases, each its own series (value 0 or 1).
 const PHASES: [&str; 5] = ["Pending", "Succeeded", "Failed", "Running", "Unknown"];

@@ -10,6 +10,7 @@
 pub mod frame;
 pub mod labels;
 pub mod parse;
+pub mod quantity;
 pub mod remote;
 pub mod text;
 pub mod time;
