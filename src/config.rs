@@ -59,6 +59,65 @@ pub enum Command {
     Aggregator(AggregatorArgs),
     /// Backfill Prometheus text or OpenMetrics files (with timestamps) into a data directory.
     Import(ImportArgs),
+    /// Pay-as-you-go billing reports.
+    #[command(subcommand)]
+    Billing(BillingCommand),
+}
+
+/// `telltale billing` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BillingCommand {
+    /// Usage and cost per group over a window, from a data directory or an aggregator.
+    Report(ReportArgs),
+}
+
+/// `telltale billing report` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Read the Parquet files of this aggregator data directory directly (samples a
+    /// running aggregator holds in its WAL and head are not included: use --url).
+    #[arg(
+        long,
+        env = "TELLTALE_DATA_DIR",
+        conflicts_with = "url",
+        required_unless_present = "url"
+    )]
+    pub data_dir: Option<PathBuf>,
+
+    /// Ask a running aggregator (`http://host:9201`).
+    #[arg(long)]
+    pub url: Option<String>,
+
+    /// Window start: unix seconds or RFC 3339.
+    #[arg(long)]
+    pub start: String,
+
+    /// Window end: unix seconds or RFC 3339.
+    #[arg(long)]
+    pub end: String,
+
+    /// cluster, namespace, workload, pod or label:<name>.
+    #[arg(long, default_value = "namespace")]
+    pub by: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ReportFormat,
+
+    /// Price table (YAML) for --data-dir; billing.md's example table without one.
+    #[arg(long, env = "TELLTALE_PRICES")]
+    pub prices: Option<PathBuf>,
+}
+
+/// `--format` of a report.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns with a totals row.
+    Table,
+    /// `group,cpu_core_seconds,memory_gib_seconds,gpu_seconds,cost`.
+    Csv,
+    /// What `GET /api/v1/billing` answers.
+    Json,
 }
 
 /// `telltale import` arguments.
@@ -172,6 +231,15 @@ pub fn aggregator(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfi
             clock: std::sync::Arc::new(telltale_model::time::SystemClock),
             retention: a.retention,
             auth_tokens: a.auth_tokens,
+            prices: match &a.prices {
+                Some(p) => telltale_aggregator::billing::prices::Prices::load(p).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "prices",
+                        message: e.to_string(),
+                    }
+                })?,
+                None => Default::default(),
+            },
         },
     })
 }

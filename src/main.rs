@@ -96,6 +96,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(e.into()))
         }
         Command::Import(args) => import(args),
+        Command::Billing(config::BillingCommand::Report(args)) => billing_report(args),
         Command::Aggregator(args) => {
             let cfg = config::aggregator(args, &sub).map_err(Failure::Usage)?;
             // Ingest decodes and validates on every core; the WAL has its own thread.
@@ -111,6 +112,76 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             .map_err(|e| Failure::Runtime(e.into()))
         }
     }
+}
+
+/// `telltale billing report`: from the files of a data directory, or from an aggregator's
+/// `/api/v1/billing`.
+fn billing_report(args: config::ReportArgs) -> Result<(), Failure> {
+    use telltale_aggregator::billing;
+    let time = |key: &'static str, v: &str| {
+        billing::parse_time(v).ok_or(Failure::Usage(ConfigError::Invalid {
+            key,
+            message: format!("{v:?} is not a time (unix seconds or RFC 3339)"),
+        }))
+    };
+    let (start, end) = (time("start", &args.start)?, time("end", &args.end)?);
+    if end <= start {
+        return Err(Failure::Usage(ConfigError::Invalid {
+            key: "end",
+            message: "must be after --start".into(),
+        }));
+    }
+    let by: billing::settle::By = args
+        .by
+        .parse()
+        .map_err(|message| Failure::Usage(ConfigError::Invalid { key: "by", message }))?;
+    let report = match (&args.data_dir, &args.url) {
+        (Some(dir), None) => {
+            let prices = match &args.prices {
+                Some(p) => billing::prices::Prices::load(p).map_err(|e| {
+                    Failure::Usage(ConfigError::Invalid {
+                        key: "prices",
+                        message: e.to_string(),
+                    })
+                })?,
+                None => Default::default(),
+            };
+            let mut g = billing::pods::Gather::default();
+            billing::gather_files(dir, start, end, &mut g);
+            let now = telltale_model::time::to_millis(std::time::SystemTime::now());
+            billing::report(&g, &prices, start, end, now, &by)
+        }
+        (None, Some(url)) => {
+            let url = format!("{}/api/v1/billing", url.trim_end_matches('/'));
+            let json: serde_json::Value = ureq::get(&url)
+                .query("start", &args.start)
+                .query("end", &args.end)
+                .query("by", &args.by)
+                .call()
+                .map_err(|e| Failure::Runtime(format!("{url}: {e}").into()))?
+                .into_string()
+                .map_err(|e| Failure::Runtime(format!("{url}: {e}").into()))
+                .and_then(|body| {
+                    serde_json::from_str(&body)
+                        .map_err(|e| Failure::Runtime(format!("{url}: {e}").into()))
+                })?;
+            billing::Report::from_json(&json)
+                .ok_or_else(|| Failure::Runtime(format!("{url}: not a billing report").into()))?
+        }
+        _ => {
+            return Err(Failure::Usage(ConfigError::Invalid {
+                key: "data-dir",
+                message: "give exactly one of --data-dir and --url".into(),
+            }))
+        }
+    };
+    let text = match args.format {
+        config::ReportFormat::Table => report.table(),
+        config::ReportFormat::Csv => report.csv(),
+        config::ReportFormat::Json => format!("{:#}\n", report.json(start, end, &args.by)),
+    };
+    print!("{text}");
+    Ok(())
 }
 
 /// `telltale import`: a progress bar on a terminal, a summary at the end; exit 1 when some

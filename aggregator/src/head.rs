@@ -215,6 +215,15 @@ impl Head {
         id
     }
 
+    /// Calls `f` with every series holding points and its points (one call per day).
+    pub fn visit(&self, mut f: impl FnMut(&SeriesKey, &[(i64, u64)])) {
+        for s in &self.series {
+            for (_, points) in &s.days {
+                f(&s.key, points);
+            }
+        }
+    }
+
     /// Samples held.
     pub fn samples(&self) -> usize {
         self.samples

@@ -3,12 +3,13 @@
 //! It owns: the Prometheus remote-write receiver ([`ingest`]), the write-ahead log
 //! ([`wal`]) that makes every acknowledged sample durable, the in-memory [`head`], its
 //! flush into day-partitioned Parquet files with compaction and corrupt-file handling
-//! ([`partition`]), [`retention`], and `telltale import` ([`import`]). It promises: a 204
+//! ([`partition`]), [`retention`], `telltale import` ([`import`]) and pay-as-you-go
+//! [`billing`] (`GET /api/v1/billing`). It promises: a 204
 //! means the request is on stable storage and survives SIGKILL and power loss; a refused
 //! request leaves nothing behind; a flush makes the files durable before the WAL segments
-//! they cover are removed; SIGTERM flushes. The query API (PromQL) and billing come with
-//! their issues.
+//! they cover are removed; SIGTERM flushes. The query API (PromQL) comes with its issue.
 
+pub mod billing;
 pub mod head;
 pub mod import;
 pub mod ingest;
@@ -46,6 +47,8 @@ pub struct Options {
     pub retention: Duration,
     /// Bearer tokens and their clusters; `None` accepts every writer.
     pub auth_tokens: Option<PathBuf>,
+    /// The billing price table (`--prices`; billing.md's example table without one).
+    pub prices: billing::prices::Prices,
 }
 
 /// Errors that stop the aggregator.
@@ -261,6 +264,14 @@ pub async fn run(
     let app = Router::new()
         .route("/api/v1/write", post(ingest::write))
         .with_state(ingest)
+        .merge(
+            Router::new()
+                .route("/api/v1/billing", get(billing::handler))
+                .with_state(billing::Api {
+                    store: store.clone(),
+                    prices: Arc::new(opts.prices.clone()),
+                }),
+        )
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY))
         .merge(
             Router::new()
