@@ -146,10 +146,11 @@ fn billing_report(args: config::ReportArgs) -> Result<(), Failure> {
                 })?,
                 None => Default::default(),
             };
-            let mut g = billing::pods::Gather::default();
-            billing::gather_files(dir, start, end, &mut g);
             let now = telltale_model::time::to_millis(std::time::SystemTime::now());
-            billing::report(&g, &prices, start, end, now, &by)
+            let frontier = billing::saved_frontier(dir);
+            let records = billing::records_of(dir, &prices, frontier, None, (start, end), now)
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            billing::report(&records, &prices, start, end, &by)
         }
         (None, Some(url)) => {
             let url = format!("{}/api/v1/billing", url.trim_end_matches('/'));

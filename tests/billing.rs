@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{get, run_ok, spawn, telltale};
+use common::{duckdb, eventually, get, run_ok, spawn, telltale};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const PRICES: &str = "\
@@ -95,36 +95,53 @@ fn post(url: &str, timeseries: Vec<TimeSeries>) {
     assert_eq!(r.status(), 204);
 }
 
-#[test]
-fn reports_from_the_api_and_the_files_agree_with_billing_md() {
-    let dir = tempfile::tempdir().unwrap();
-    let prices = dir.path().join("prices.yaml");
-    std::fs::write(&prices, PRICES).unwrap();
-    let data = dir.path().join("data");
-    let (d, p) = (data.display().to_string(), prices.display().to_string());
-    let mut agg = spawn(&["aggregator", "--data-dir", &d, "--prices", &p]);
+/// A data directory and price table, and the day the tests bill: two days ago, UTC
+/// midnight (inside retention).
+struct Setup {
+    dir: tempfile::TempDir,
+    data_dir: String,
+    prices: String,
+    day: i64,
+}
 
-    // Two days ago, UTC midnight (inside retention).
-    let now = telltale_model::time::to_millis(std::time::SystemTime::now());
-    let day = (now / 86_400_000 - 2) * 86_400_000;
-    let write = agg.url("/api/v1/write");
-    // billing.md's worked check: 10 pods of 4 cores / 8 GiB, 600 s, twice a day.
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let prices = dir.path().join("prices.yaml");
+        std::fs::write(&prices, PRICES).unwrap();
+        let now = telltale_model::time::to_millis(std::time::SystemTime::now());
+        Setup {
+            data_dir: dir.path().join("data").display().to_string(),
+            prices: prices.display().to_string(),
+            day: (now / 86_400_000 - 2) * 86_400_000,
+            dir,
+        }
+    }
+}
+
+/// billing.md's worked check, written to `write`: 10 pods of 4 cores / 8 GiB in `shop`,
+/// 600 s each at 03:00 and 15:00 of `day`.
+fn worked_check(write: &str, day: i64, owner: Option<(&str, &str)>) {
     for i in 0..10 {
         for hour in [3, 15] {
             let start = day + hour * 3_600_000 + 7_250 + i * 1000;
+            let uid = format!("api-{i}-{hour}");
+            let gib8 = 8.0 * 1073741824.0;
             post(
-                &write,
-                pod_series(
-                    &format!("api-{i}-{hour}"),
-                    "shop",
-                    Some(("ReplicaSet", "api-7d9")),
-                    4.0,
-                    8.0 * 1073741824.0,
-                    (start, start + 600_000),
-                ),
+                write,
+                pod_series(&uid, "shop", owner, 4.0, gib8, (start, start + 600_000)),
             );
         }
     }
+}
+
+#[test]
+fn reports_from_the_api_and_the_files_agree_with_billing_md() {
+    let t = Setup::new();
+    let (d, p, day) = (&t.data_dir, &t.prices, t.day);
+    let mut agg = spawn(&["aggregator", "--data-dir", d, "--prices", p]);
+    let write = agg.url("/api/v1/write");
+    worked_check(&write, day, Some(("ReplicaSet", "api-7d9")));
     let rs: Vec<(&str, &str)> = vec![
         ("__name__", "kube_replicaset_owner"),
         ("cluster", "c1"),
@@ -208,7 +225,7 @@ fn reports_from_the_api_and_the_files_agree_with_billing_md() {
                     "--format",
                     format,
                 ])
-                .args(["--prices", &p]),
+                .args(["--prices", p]),
         )
     };
     let base = agg.url("");
@@ -228,7 +245,126 @@ fn reports_from_the_api_and_the_files_agree_with_billing_md() {
     assert!(agg
         .terminate(Duration::from_secs(30))
         .is_some_and(|s| s.success()));
-    assert_eq!(report(["--data-dir", &d], "csv"), from_api);
+    assert_eq!(report(["--data-dir", d], "csv"), from_api);
+}
+
+/// Every hour file under `<data>/billing/`, with its bytes.
+fn record_files(data: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for day in std::fs::read_dir(data.join("billing"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(day.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "parquet") {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn closed_hours_become_records_that_survive_restarts_and_late_data_settles_again() {
+    let t = Setup::new();
+    let (d, p, day, data) = (&t.data_dir, &t.prices, t.day, t.dir.path().join("data"));
+    let agg = spawn(&["aggregator", "--data-dir", d, "--prices", p]);
+    worked_check(&agg.url("/api/v1/write"), day, None);
+    // Two days late, so the ledger settles those hours within seconds of the samples.
+    let day_dir = data.join("billing").join(format!(
+        "day={}",
+        humantime::format_rfc3339(std::time::UNIX_EPOCH + Duration::from_millis(day as u64))
+            .to_string()
+            .split('T')
+            .next()
+            .unwrap()
+    ));
+    let settled = eventually(Duration::from_secs(30), || {
+        (day_dir.join("hour=03.parquet").exists() && day_dir.join("hour=15.parquet").exists())
+            .then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "hours 03 and 15 settled into {}",
+        day_dir.display()
+    );
+    let hours = std::fs::read_dir(&day_dir).unwrap().count();
+    assert_eq!(hours, 2, "only hours with use have files");
+
+    // DuckDB sums the records to the report's total.
+    let glob = format!("{}/billing/day=*/*.parquet", data.display());
+    let sql = format!(
+        "SELECT namespace, sum(cost), sum(seconds) FROM read_parquet('{glob}', hive_partitioning = false) GROUP BY namespace ORDER BY namespace"
+    );
+    if let Some(rows) = duckdb(&sql) {
+        assert_eq!(
+            rows,
+            ["shop\t0.437856000000000000\t12000.000000000000000000"]
+        );
+    }
+
+    // SIGKILL and restart: the same record files, byte for byte.
+    let before = record_files(&data);
+    drop(agg);
+    let mut agg = spawn(&["aggregator", "--data-dir", d, "--prices", p]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        record_files(&data),
+        before,
+        "a restart settles the same records"
+    );
+
+    // A pod of that day arrives now (an edge node catching up): its hour is settled again.
+    let start = day + 10 * 3_600_000;
+    let late = pod_series(
+        "edge-1",
+        "edge",
+        None,
+        1.0,
+        1073741824.0,
+        (start, start + 600_000),
+    );
+    post(&agg.url("/api/v1/write"), late);
+    let resettled = eventually(Duration::from_secs(30), || {
+        day_dir.join("hour=10.parquet").exists().then_some(())
+    });
+    assert!(resettled.is_some(), "the late pod's hour was settled");
+    assert!(agg
+        .terminate(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    let csv = run_ok(
+        telltale()
+            .args(["billing", "report", "--data-dir", d])
+            .args([
+                "--start",
+                &(day / 1000).to_string(),
+                "--end",
+                &(day / 1000 + 86_400).to_string(),
+                "--format",
+                "csv",
+                "--prices",
+                p,
+            ]),
+    );
+    // 600 s x (1 x 0.000004976 + 1 x 0.000002073) = 0.0042294
+    assert_eq!(
+        csv,
+        "group,cpu_core_seconds,memory_gib_seconds,gpu_seconds,cost\n\
+         edge,600,600,0,0.00\n\
+         shop,48000,96000,0,0.44\n"
+    );
+    if let Some(rows) = duckdb(&format!(
+        "SELECT sum(cost) FROM read_parquet('{glob}') WHERE namespace = 'edge'"
+    )) {
+        assert_eq!(rows, ["0.004229400000000000"]);
+    }
 }
 
 #[test]

@@ -94,6 +94,8 @@ pub struct Store {
     metrics: metrics::Metrics,
     clock: Arc<dyn telltale_model::time::Clock>,
     retention: Duration,
+    /// Billing's settled frontier, and the hours late samples mark.
+    billing: billing::Frontier,
 }
 
 impl Store {
@@ -111,7 +113,7 @@ impl Store {
         self.wal.append(body).await?;
         let oldest = retention::cutoff(&*self.clock, self.retention);
         let mut head = self.head();
-        let skipped = insert(&mut head, req, oldest);
+        let skipped = insert(&mut head, req, oldest, &self.billing);
         self.metrics.too_old.inc_by(skipped);
         self.metrics.head_samples.set(head.samples() as i64);
         self.metrics.head_series.set(head.series() as i64);
@@ -132,6 +134,13 @@ impl Store {
         };
         self.metrics.head_samples.set(0);
         self.metrics.head_series.set(0);
+        // The WAL segments that would replay late billing samples are about to go.
+        billing::persist_marks(&self.data_dir, &self.billing).map_err(|source| {
+            Error::Flush(partition::Error::Io {
+                path: billing::records::billing_dir(&self.data_dir),
+                source,
+            })
+        })?;
         if days.is_empty() {
             wal::checkpoint(&wal_dir(&self.data_dir), seq)?;
             return Ok(Vec::new());
@@ -163,10 +172,30 @@ impl Store {
 }
 
 /// Adds a validated request to the head; returns samples left out as older than `oldest`.
-fn insert(head: &mut head::Head, req: &telltale_model::remote::RequestRef<'_>, oldest: i64) -> u64 {
-    req.series()
-        .map(|series| head.insert_ref(series, oldest))
-        .sum()
+/// Billing series' late samples mark the hours they change.
+fn insert(
+    head: &mut head::Head,
+    req: &telltale_model::remote::RequestRef<'_>,
+    oldest: i64,
+    frontier: &billing::Frontier,
+) -> u64 {
+    let mut marked = false;
+    let skipped = req
+        .series()
+        .map(|series| {
+            let name = series.labels.iter().find(|l| l.0 == "__name__");
+            if name.is_some_and(|l| billing::wanted(l.1)) {
+                for &(ts, _) in series.samples {
+                    marked |= ts >= oldest && frontier.sample(ts);
+                }
+            }
+            head.insert_ref(series, oldest)
+        })
+        .sum();
+    if marked {
+        frontier.marked.notify_one();
+    }
+    skipped
 }
 
 /// The WAL directory under a data directory.
@@ -204,6 +233,10 @@ pub async fn run(
     let dir = wal_dir(&opts.data_dir);
     let mut head = head::Head::default();
     let oldest = retention::cutoff(&*opts.clock, opts.retention);
+    let prices = Arc::new(opts.prices.clone());
+    let ledger = billing::Ledger::new(&opts.data_dir, prices.clone());
+    let frontier = billing::Frontier::new();
+    ledger.start(&frontier, telltale_model::time::to_millis(opts.clock.now()));
     let records = wal::replay(&dir, |body| {
         // Every record was validated before it was logged.
         let raw = snap::raw::Decoder::new().decompress_vec(body);
@@ -212,7 +245,7 @@ pub async fn run(
             .map(telltale_model::remote::RequestRef::parse)
         {
             Ok(Ok(req)) => {
-                insert(&mut head, &req, oldest);
+                insert(&mut head, &req, oldest, &frontier);
             }
             _ => tracing::warn!("a logged request no longer decodes; it is skipped"),
         }
@@ -244,6 +277,7 @@ pub async fn run(
         metrics: metrics.clone(),
         clock: opts.clock.clone(),
         retention: opts.retention,
+        billing: frontier,
     });
     let ingest = ingest::Ingest {
         store: store.clone(),
@@ -255,6 +289,7 @@ pub async fn run(
         opts.flush_interval,
         cancel.clone(),
     ));
+    tokio::spawn(ledger_loop(store.clone(), ledger, cancel.clone()));
     tokio::spawn(retention_loop(
         opts.clone(),
         metrics.clone(),
@@ -269,7 +304,7 @@ pub async fn run(
                 .route("/api/v1/billing", get(billing::handler))
                 .with_state(billing::Api {
                     store: store.clone(),
-                    prices: Arc::new(opts.prices.clone()),
+                    prices,
                 }),
         )
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY))
@@ -297,6 +332,34 @@ pub async fn run(
     // Clean shutdown: everything accepted goes to Parquet.
     let flushed = store.flush().await;
     served.and(flushed.map(|_| ()))
+}
+
+/// Settles billing hours at start, every minute (an hour closes [`billing::GRACE_MS`]
+/// after it ends) and a second after late samples mark hours, until `cancel`.
+async fn ledger_loop(store: Arc<Store>, ledger: billing::Ledger, cancel: CancellationToken) {
+    let ledger = Arc::new(ledger);
+    loop {
+        let (s, l) = (store.clone(), ledger.clone());
+        let settled = tokio::task::spawn_blocking(move || {
+            let now = telltale_model::time::to_millis(s.clock.now());
+            let head = |g: &mut billing::pods::Gather| billing::gather_head(&s.head(), g);
+            l.settle(&s.billing, &head, now)
+        })
+        .await;
+        match settled {
+            Ok(Ok(0)) => {}
+            Ok(Ok(hours)) => info!(hours, "settled billing hours"),
+            Ok(Err(e)) => tracing::error!(error = %e, "billing settlement failed; it is retried"),
+            Err(e) => tracing::error!(error = %e, "billing settlement task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = store.billing.marked.notified() => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// Applies retention at start and then every hour, until `cancel`.

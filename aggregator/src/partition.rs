@@ -188,9 +188,10 @@ pub fn write_day(
     Ok((path, written))
 }
 
-/// Reads every sample of a file back into `into` (series → points).
-pub fn read_file(path: &Path, into: &mut Day) -> Result<usize, Error> {
-    use arrow_array::Array;
+/// The record batches of a Parquet file.
+pub fn batches(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch, Error>> + '_, Error> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let format = |message: String| Error::Format {
         path: path.to_owned(),
@@ -203,9 +204,38 @@ pub fn read_file(path: &Path, into: &mut Day) -> Result<usize, Error> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| format(e.to_string()))?;
+    Ok(reader.map(move |b| b.map_err(|e| format(e.to_string()))))
+}
+
+/// A column of `batch` as the array type `T` it must be.
+pub fn column<T: arrow_array::Array + Clone + 'static>(
+    path: &Path,
+    batch: &RecordBatch,
+    name: &str,
+) -> Result<T, Error> {
+    let format = |message: String| Error::Format {
+        path: path.to_owned(),
+        message,
+    };
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| format(format!("no column {name}")))?
+        .as_any()
+        .downcast_ref::<T>()
+        .cloned()
+        .ok_or_else(|| format(format!("column {name} is not of the expected type")))
+}
+
+/// Reads every sample of a file back into `into` (series → points).
+pub fn read_file(path: &Path, into: &mut Day) -> Result<usize, Error> {
+    use arrow_array::Array;
+    let format = |message: String| Error::Format {
+        path: path.to_owned(),
+        message,
+    };
     let mut rows = 0;
-    for batch in reader {
-        let batch = batch.map_err(|e| format(e.to_string()))?;
+    for batch in batches(path)? {
+        let batch = batch?;
         let col = |name: &str| {
             batch
                 .column_by_name(name)
@@ -362,6 +392,18 @@ pub fn compact(data_dir: &Path) -> Compacted {
         }
     }
     out
+}
+
+/// The earliest day partition (days since the epoch), if any.
+pub fn first_day(data_dir: &Path) -> Option<i64> {
+    std::fs::read_dir(data_dir.join("data"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            crate::retention::parse_day(name.to_str()?.strip_prefix("day=")?)
+        })
+        .min()
 }
 
 /// Checks every file's footer; unreadable ones are moved aside. Returns them.

@@ -259,3 +259,33 @@ impl Prometheus {
             .unwrap_or_default()
     }
 }
+
+/// Runs `sql` in DuckDB (Python package, installed by the test command); rows as
+/// tab-separated text. None when DuckDB is missing (and not required).
+pub fn duckdb(sql: &str) -> Option<Vec<String>> {
+    let python = tool("python3")?;
+    let script = format!(
+        "import duckdb, struct\nfor r in duckdb.sql({sql:?}).fetchall():\n    print('\\t'.join(struct.pack('<d', c).hex() if isinstance(c, float) else str(c) for c in r))\n"
+    );
+    let out = std::process::Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("No module named 'duckdb'") {
+        assert!(
+            std::env::var("TELLTALE_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "duckdb is required (pip install duckdb)"
+        );
+        eprintln!("SKIPPED: the duckdb Python package is not installed (pip install duckdb)");
+        return None;
+    }
+    assert!(out.status.success(), "duckdb: {err}");
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
+}

@@ -4,13 +4,18 @@
 //! - [`prices`]: the price table, decimals read exactly as written;
 //! - [`pods`]: each pod's facts from its kube-state series (latest sample of each, in any
 //!   arrival order), its billable size and running interval;
-//! - [`settle`]: hourly records and grouped reports over any window.
+//! - [`settle`]: hourly records and grouped reports over any window;
+//! - [`records`]: the record files, one per settled hour;
+//! - here: gathering from the files and the head, the [`Ledger`] that settles closed
+//!   hours (and again those late samples touch, marked by [`Frontier`]), and the
+//!   `GET /api/v1/billing` handler.
 //!
 //! Money and quantities are [`rust_decimal::Decimal`]: a record's cost is its rate times
 //! its seconds (milliseconds kept), and a pod's records sum exactly to its charge.
 
 pub mod pods;
 pub mod prices;
+pub mod records;
 pub mod settle;
 
 use std::collections::BTreeMap;
@@ -71,6 +76,215 @@ pub fn gather_head(head: &Head, g: &mut Gather) {
     head.visit(|key, points| add_series(g, key, points));
 }
 
+/// An hour is settled this long after it ends, so the samples of its last collection
+/// cycles have arrived.
+pub const GRACE_MS: i64 = 10 * 60 * 1000;
+
+/// A billing sample this close after the settled frontier (or before it) is late: the
+/// hours it may change are settled again. Below [`GRACE_MS`], so samples arriving on time
+/// are not.
+pub const LATE_MS: i64 = 5 * 60 * 1000;
+
+/// Where settlement stands: the first hour not yet settled (ms), and the earliest hour
+/// late samples ask to settle again. Shared by ingest (which marks) and the ledger.
+#[derive(Debug)]
+pub struct Frontier {
+    next: std::sync::atomic::AtomicI64,
+    resettle: std::sync::atomic::AtomicI64,
+    /// Woken when a late sample marks an hour.
+    pub marked: tokio::sync::Notify,
+}
+
+impl Frontier {
+    /// Nothing settled yet (the ledger sets the frontier when it starts).
+    pub fn new() -> Frontier {
+        Frontier {
+            next: std::sync::atomic::AtomicI64::new(i64::MIN),
+            resettle: std::sync::atomic::AtomicI64::new(i64::MAX),
+            marked: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Notes a billing sample at `ts` (ms); true if it marked hours to settle again.
+    pub fn sample(&self, ts: i64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let next = self.next.load(Relaxed);
+        if next == i64::MIN || ts >= next.saturating_add(LATE_MS) {
+            return false;
+        }
+        // A final sample can report a stop up to a cycle before it, in the hour before.
+        let from = (ts.div_euclid(settle::HOUR_MS) - 1) * settle::HOUR_MS;
+        self.resettle.fetch_min(from, Relaxed) > from
+    }
+
+    /// The first hour not yet settled (`i64::MIN` before the ledger starts).
+    pub fn next(&self) -> i64 {
+        self.next.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Hours before this are settled and not marked: their files are the record.
+    pub fn settled_below(&self) -> i64 {
+        self.next().min(self.resettle())
+    }
+
+    /// The earliest hour marked to settle again (`i64::MAX` for none).
+    pub fn resettle(&self) -> i64 {
+        self.resettle.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Default for Frontier {
+    fn default() -> Self {
+        Frontier::new()
+    }
+}
+
+/// Settles closed hours into record files, and settles again what late samples mark.
+pub struct Ledger {
+    data_dir: std::path::PathBuf,
+    prices: std::sync::Arc<Prices>,
+}
+
+fn state_path(data_dir: &Path) -> std::path::PathBuf {
+    records::billing_dir(data_dir).join("settled")
+}
+
+fn marks_path(data_dir: &Path) -> std::path::PathBuf {
+    records::billing_dir(data_dir).join("resettle-from")
+}
+
+fn read_ms(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Writes `v` to `path` durably (temporary file, fsync, rename).
+fn write_ms(path: &Path, v: i64) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(".state.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{v}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Keeps the marks of late samples across a flush: the WAL that would replay them is
+/// about to go, so they are written down first.
+pub fn persist_marks(data_dir: &Path, frontier: &Frontier) -> std::io::Result<()> {
+    let mark = frontier.resettle();
+    if mark == i64::MAX {
+        return Ok(());
+    }
+    let path = marks_path(data_dir);
+    match read_ms(&path) {
+        Some(old) if old <= mark => Ok(()),
+        _ => write_ms(&path, mark),
+    }
+}
+
+impl Ledger {
+    /// A ledger over `data_dir`.
+    pub fn new(data_dir: &Path, prices: std::sync::Arc<Prices>) -> Ledger {
+        Ledger {
+            data_dir: data_dir.to_owned(),
+            prices,
+        }
+    }
+
+    /// Where settlement starts: the saved frontier, else the first day with data, else
+    /// the hour closing now.
+    pub fn start(&self, frontier: &Frontier, now: i64) {
+        let closed = (now - GRACE_MS).div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let next = read_ms(&state_path(&self.data_dir))
+            .or_else(|| partition::first_day(&self.data_dir).map(|d| d * DAY_MS))
+            .unwrap_or(closed)
+            .min(closed);
+        frontier
+            .next
+            .store(next, std::sync::atomic::Ordering::Relaxed);
+        if let Some(m) = read_ms(&marks_path(&self.data_dir)) {
+            frontier
+                .resettle
+                .fetch_min(m, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Settles every closed hour from the frontier (or the earliest marked hour) as of
+    /// `now`, reading the files and `head`; returns the hours written.
+    pub fn settle(
+        &self,
+        frontier: &Frontier,
+        head: &dyn Fn(&mut Gather),
+        now: i64,
+    ) -> Result<usize, partition::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let upto = (now - GRACE_MS).div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let saved_mark = read_ms(&marks_path(&self.data_dir));
+        let marked = frontier.resettle.swap(i64::MAX, Relaxed);
+        let from = frontier
+            .next()
+            .min(marked)
+            .min(saved_mark.unwrap_or(i64::MAX));
+        let written = self.settle_range(from, upto, head, now).inspect_err(|_| {
+            // Nothing is lost: the marks wait for the next pass.
+            frontier.resettle.fetch_min(marked, Relaxed);
+        })?;
+        let io = |source| partition::Error::Io {
+            path: state_path(&self.data_dir),
+            source,
+        };
+        if upto > frontier.next() || from < frontier.next() {
+            write_ms(&state_path(&self.data_dir), upto.max(frontier.next())).map_err(io)?;
+            frontier.next.fetch_max(upto, Relaxed);
+        }
+        if saved_mark.is_some() && read_ms(&marks_path(&self.data_dir)) == saved_mark {
+            std::fs::remove_file(marks_path(&self.data_dir)).map_err(io)?;
+        }
+        Ok(written)
+    }
+
+    /// Writes the record files of the hours in `[from, upto)`, a day of files at a time.
+    fn settle_range(
+        &self,
+        from: i64,
+        upto: i64,
+        head: &dyn Fn(&mut Gather),
+        now: i64,
+    ) -> Result<usize, partition::Error> {
+        let mut written = 0;
+        let mut day = from.div_euclid(DAY_MS);
+        while day * DAY_MS < upto {
+            let (lo, hi) = ((day * DAY_MS).max(from), ((day + 1) * DAY_MS).min(upto));
+            if lo < hi {
+                let mut g = Gather::default();
+                gather_files(&self.data_dir, lo, hi, &mut g);
+                head(&mut g);
+                let mut hours: BTreeMap<i64, Vec<settle::Record>> = BTreeMap::new();
+                let mut h = lo.div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+                while h < hi {
+                    hours.insert(h, Vec::new());
+                    h += settle::HOUR_MS;
+                }
+                for pod in g.pods() {
+                    for r in settle::settle(&pod, &self.prices, now) {
+                        if let Some(v) = hours.get_mut(&r.hour) {
+                            v.push(r);
+                        }
+                    }
+                }
+                for (hour, records) in &hours {
+                    records::write_hour(&self.data_dir, *hour, records)?;
+                    written += 1;
+                }
+            }
+            day += 1;
+        }
+        Ok(written)
+    }
+}
+
 /// A time as the Prometheus API takes it: unix seconds (fractions allowed) or RFC 3339.
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(secs) = s.trim().parse::<f64>() {
@@ -120,24 +334,37 @@ pub async fn handler(
         Ok(b) => b,
         Err(e) => return bad(e),
     };
-    let data_dir = api.store.data_dir.clone();
-    let gathered = tokio::task::spawn_blocking(move || {
-        let mut g = Gather::default();
-        gather_files(&data_dir, start, end, &mut g);
-        g
+    let (store, prices) = (api.store.clone(), api.prices.clone());
+    let records = tokio::task::spawn_blocking(move || {
+        let now = telltale_model::time::to_millis(store.clock.now());
+        let head = |g: &mut Gather| gather_head(&store.head(), g);
+        let frontier = store.billing.settled_below();
+        records_of(
+            &store.data_dir,
+            &prices,
+            frontier,
+            Some(&head),
+            (start, end),
+            now,
+        )
     })
     .await;
-    let Ok(mut g) = gathered else {
-        return (
+    match records {
+        Ok(Ok(records)) => {
+            let r = report(&records, &api.prices, start, end, &by);
+            axum::Json(r.json(start, end, by_text)).into_response()
+        }
+        Ok(Err(e)) => (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "billing task failed\n",
+            axum::Json(serde_json::json!({"status": "error", "errorType": "internal", "error": e.to_string()})),
         )
-            .into_response();
-    };
-    gather_head(&api.store.head(), &mut g);
-    let now = telltale_model::time::to_millis(api.store.clock.now());
-    let r = report(&g, &api.prices, start, end, now, &by);
-    axum::Json(r.json(start, end, by_text)).into_response()
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("billing task failed: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// A report: usage per group over a window, and the total.
@@ -153,14 +380,24 @@ pub struct Report {
     pub decimals: u32,
 }
 
-/// Settles every gathered pod as of `now` and sums `[start, end)` by `by`.
-pub fn report(g: &Gather, prices: &Prices, start: i64, end: i64, now: i64, by: &By) -> Report {
-    let records: Vec<_> = g
-        .pods()
+/// The records of the gathered pods as of `now`, in hours from `from` (ms) on.
+pub fn live_records(g: &Gather, prices: &Prices, now: i64, from: i64) -> Vec<settle::Record> {
+    g.pods()
         .iter()
         .flat_map(|p| settle::settle(p, prices, now))
-        .collect();
-    let groups = settle::report(&records, start, end, by);
+        .filter(|r| r.hour >= from)
+        .collect()
+}
+
+/// Sums `[start, end)` of `records` by `by`.
+pub fn report(
+    records: &[settle::Record],
+    prices: &Prices,
+    start: i64,
+    end: i64,
+    by: &By,
+) -> Report {
+    let groups = settle::report(records, start, end, by);
     let mut total = Usage::default();
     for u in groups.values() {
         total += u.clone();
@@ -171,6 +408,43 @@ pub fn report(g: &Gather, prices: &Prices, start: i64, end: i64, now: i64, by: &
         total,
         decimals: prices.report_decimals,
     }
+}
+
+/// The records of `[start, end)` from a data directory: the settled hours' files, and
+/// hours past the frontier settled live from the files (and `head`, when given).
+pub fn records_of(
+    data_dir: &Path,
+    prices: &Prices,
+    frontier: i64,
+    head: Option<&dyn Fn(&mut Gather)>,
+    (start, end): (i64, i64),
+    now: i64,
+) -> Result<Vec<settle::Record>, partition::Error> {
+    let mut out = records::read_hours(data_dir, start, end.min(frontier))?;
+    if end > frontier {
+        let from = start.max(frontier);
+        let mut g = Gather::default();
+        gather_files(data_dir, from, end, &mut g);
+        if let Some(head) = head {
+            head(&mut g);
+        }
+        out.extend(live_records(
+            &g,
+            prices,
+            now,
+            from.div_euclid(settle::HOUR_MS) * settle::HOUR_MS,
+        ));
+    }
+    Ok(out)
+}
+
+/// The saved frontier of a data directory, marked hours excluded (`i64::MIN`: nothing
+/// settled).
+pub fn saved_frontier(data_dir: &Path) -> i64 {
+    let marked = read_ms(&marks_path(data_dir)).unwrap_or(i64::MAX);
+    read_ms(&state_path(data_dir))
+        .unwrap_or(i64::MIN)
+        .min(marked)
 }
 
 impl Report {
