@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{duckdb, eventually, get, run_ok, spawn, telltale};
+use common::{duckdb, eventually, get, run_ok, sample, spawn, telltale};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const PRICES: &str = "\
@@ -365,6 +365,39 @@ fn closed_hours_become_records_that_survive_restarts_and_late_data_settles_again
     )) {
         assert_eq!(rows, ["0.004229400000000000"]);
     }
+}
+
+#[test]
+fn cost_so_far_this_month_is_on_metrics_by_namespace() {
+    let t = Setup::new();
+    let agg = spawn(&[
+        "aggregator",
+        "--data-dir",
+        &t.data_dir,
+        "--prices",
+        &t.prices,
+    ]);
+    let now = telltale_model::time::to_millis(std::time::SystemTime::now());
+    let run = (now - 40_000, now - 10_000);
+    post(
+        &agg.url("/api/v1/write"),
+        pod_series("now-1", "live", None, 1.0, 1073741824.0, run),
+    );
+    // The ledger sets the gauges every minute.
+    let series =
+        r#"telltale_aggregator_billing_cost{currency="USD",namespace="live",period="month"}"#;
+    let month = eventually(Duration::from_secs(90), || {
+        sample(&get(&agg.url("/metrics")).1, series)
+    });
+    let month = month.expect("the month's cost of namespace live on /metrics");
+    use telltale_aggregator::billing::month_start;
+    if month_start(run.0) == month_start(run.1) {
+        // 30 s x (1 x 0.000004976 + 1 x 0.000002073)
+        assert!((month - 0.00021147).abs() < 1e-12, "{month}");
+    }
+    let text = get(&agg.url("/metrics")).1;
+    let hour = sample(&text, &series.replace("month", "hour")).unwrap_or(0.0);
+    assert!(hour <= month + 1e-12, "{hour} > {month}");
 }
 
 #[test]

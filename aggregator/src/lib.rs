@@ -335,7 +335,8 @@ pub async fn run(
 }
 
 /// Settles billing hours at start, every minute (an hour closes [`billing::GRACE_MS`]
-/// after it ends) and a second after late samples mark hours, until `cancel`.
+/// after it ends) and a second after late samples mark hours, then sets the cost
+/// gauges, until `cancel`.
 async fn ledger_loop(store: Arc<Store>, ledger: billing::Ledger, cancel: CancellationToken) {
     let ledger = Arc::new(ledger);
     loop {
@@ -343,7 +344,10 @@ async fn ledger_loop(store: Arc<Store>, ledger: billing::Ledger, cancel: Cancell
         let settled = tokio::task::spawn_blocking(move || {
             let now = telltale_model::time::to_millis(s.clock.now());
             let head = |g: &mut billing::pods::Gather| billing::gather_head(&s.head(), g);
-            l.settle(&s.billing, &head, now)
+            let settled = l.settle(&s.billing, &head, now)?;
+            let (hour, month) = l.costs(s.billing.settled_below(), &head, now)?;
+            s.metrics.set_billing(&hour, &month);
+            Ok::<_, partition::Error>(settled)
         })
         .await;
         match settled {

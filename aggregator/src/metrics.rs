@@ -1,7 +1,8 @@
 //! The aggregator's own health, as `telltale_aggregator_*` families in an injected registry.
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Samples accepted (in the WAL).
@@ -29,6 +30,12 @@ pub const CORRUPT_FILES: &str = "telltale_aggregator_corrupt_files_total";
 pub const PARTITION_FILES: &str = "telltale_aggregator_partition_files";
 /// Bytes of Parquet files per day partition.
 pub const PARTITION_BYTES: &str = "telltale_aggregator_partition_bytes";
+/// Cost so far this UTC hour and month, by namespace.
+pub const BILLING_COST: &str = "telltale_aggregator_billing_cost";
+/// Namespaces [`BILLING_COST`] names at most (by month cost); the rest are summed as
+/// `namespace="_other"`.
+pub const BILLING_NAMESPACES: usize = 200;
+
 /// Parquet files written by flushes.
 pub const FILES_WRITTEN: &str = "telltale_aggregator_parquet_files_written_total";
 
@@ -74,6 +81,8 @@ pub struct Metrics {
     pub partition_files: IntGaugeVec,
     /// Bytes per day partition.
     pub partition_bytes: IntGaugeVec,
+    /// Cost so far by namespace, period (`hour`, `month`) and currency.
+    pub billing_cost: GaugeVec,
 }
 
 impl Metrics {
@@ -132,7 +141,15 @@ impl Metrics {
                 ),
                 &["day"],
             )?,
+            billing_cost: GaugeVec::new(
+                Opts::new(
+                    BILLING_COST,
+                    "Cost so far this UTC hour (period=\"hour\") and month (period=\"month\") by namespace, in the price table's currency.",
+                ),
+                &["namespace", "period", "currency"],
+            )?,
         };
+        registry.register(Box::new(m.billing_cost.clone()))?;
         registry.register(Box::new(m.partition_files.clone()))?;
         registry.register(Box::new(m.partition_bytes.clone()))?;
         registry.register(Box::new(m.compaction_duration.clone()))?;
@@ -164,6 +181,39 @@ impl Metrics {
             self.partition_bytes
                 .with_label_values(&[&p.day])
                 .set(p.bytes as i64);
+        }
+    }
+
+    /// Sets the cost gauges from this hour's and this month's reports by namespace: the
+    /// [`BILLING_NAMESPACES`] costliest namespaces of the month by name, the rest summed
+    /// as `_other`.
+    pub fn set_billing(&self, hour: &crate::billing::Report, month: &crate::billing::Report) {
+        use rust_decimal::prelude::ToPrimitive;
+        let mut by_cost: Vec<(&String, _)> =
+            month.groups.iter().map(|(n, u)| (n, u.cost)).collect();
+        by_cost.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let named: std::collections::BTreeSet<&String> = by_cost
+            .iter()
+            .take(BILLING_NAMESPACES)
+            .map(|(n, _)| *n)
+            .collect();
+        self.billing_cost.reset();
+        for (period, report) in [("hour", hour), ("month", month)] {
+            let mut sums: std::collections::BTreeMap<&str, rust_decimal::Decimal> =
+                std::collections::BTreeMap::new();
+            for (ns, u) in &report.groups {
+                let key = if named.contains(ns) {
+                    ns.as_str()
+                } else {
+                    "_other"
+                };
+                *sums.entry(key).or_default() += u.cost;
+            }
+            for (ns, cost) in sums {
+                self.billing_cost
+                    .with_label_values(&[ns, period, report.currency.as_str()])
+                    .set(cost.to_f64().unwrap_or(f64::NAN));
+            }
         }
     }
 }

@@ -710,17 +710,41 @@ pub fn emit_workloads(w: &Workloads, base: &LabelSet, sink: &mut dyn Sink) {
         &w.jobs,
         |j| j.status.as_ref().and_then(|s| s.failed).unwrap_or(0),
     );
-    sink.family(
-        "kube_replicaset_owner",
-        "Information about the ReplicaSet's owner.",
-        MetricKind::Gauge,
+    owner_family(
+        sink,
+        base,
+        (
+            "kube_replicaset_owner",
+            "Information about the ReplicaSet's owner.",
+            "replicaset",
+        ),
+        w.replicasets.iter().map(|r| &r.metadata),
     );
-    for r in &w.replicasets {
-        let Some(l) = named(base, "replicaset", &r.metadata) else {
+    owner_family(
+        sink,
+        base,
+        (
+            "kube_job_owner",
+            "Information about the Job's owner.",
+            "job_name",
+        ),
+        w.jobs.iter().map(|j| &j.metadata),
+    );
+}
+
+/// One `kube_*_owner` family: (name, help, the object's label) and the objects.
+fn owner_family<'o>(
+    sink: &mut dyn Sink,
+    base: &LabelSet,
+    (name, help, label): (&str, &str, &str),
+    objects: impl Iterator<Item = &'o k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) {
+    sink.family(name, help, MetricKind::Gauge);
+    for m in objects {
+        let Some(l) = named(base, label, m) else {
             continue;
         };
-        let owners = r.metadata.owner_references.as_deref().unwrap_or_default();
-        sample_owners(sink, &l, owners);
+        sample_owners(sink, &l, m.owner_references.as_deref().unwrap_or_default());
     }
 }
 
@@ -874,7 +898,9 @@ mod tests {
                 "selector": {}, "template": {}, "serviceName": "db"}, "status": {"replicas": 3, "readyReplicas": 3}}]),
             ),
             jobs: objects(
-                serde_json::json!([{"metadata": {"name": "migrate", "namespace": "shop"}, "spec": {"template": {}},
+                serde_json::json!([{"metadata": {"name": "migrate", "namespace": "shop",
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "cj1", "controller": true}]},
+                "spec": {"template": {}},
                 "status": {"succeeded": 1, "failed": 2, "completionTime": "2026-11-23T10:00:04Z"}}]),
             ),
         };
@@ -902,6 +928,7 @@ mod tests {
             r#"kube_statefulset_status_replicas_ready{cluster="c1",namespace="shop",statefulset="db"} 3"#.to_owned(),
             r#"kube_job_status_failed{cluster="c1",namespace="shop",job_name="migrate"} 2"#.to_owned(),
             r#"kube_replicaset_owner{cluster="c1",namespace="shop",replicaset="api-7d9",owner_kind="Deployment",owner_name="api",owner_is_controller="true"} 1"#.to_owned(),
+            r#"kube_job_owner{cluster="c1",namespace="shop",job_name="migrate",owner_kind="CronJob",owner_name="nightly",owner_is_controller="true"} 1"#.to_owned(),
         ] {
             assert!(t.lines().any(|l| l == line), "missing {line}\nin\n{t}");
         }

@@ -285,6 +285,38 @@ impl Ledger {
     }
 }
 
+/// The start of the UTC month holding `ms`.
+pub fn month_start(ms: i64) -> i64 {
+    let name = crate::head::day_name(ms.div_euclid(DAY_MS));
+    let first = format!("{}-01", &name[..7]);
+    crate::retention::parse_day(&first).map_or(ms, |d| d * DAY_MS)
+}
+
+impl Ledger {
+    /// This hour's and this month's cost by namespace, as of `now`.
+    pub fn costs(
+        &self,
+        settled_below: i64,
+        head: &dyn Fn(&mut Gather),
+        now: i64,
+    ) -> Result<(Report, Report), partition::Error> {
+        let month = month_start(now);
+        let hour = now.div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let records = records_of(
+            &self.data_dir,
+            &self.prices,
+            settled_below,
+            Some(head),
+            (month, now),
+            now,
+        )?;
+        Ok((
+            report(&records, &self.prices, hour, now, &By::Namespace),
+            report(&records, &self.prices, month, now, &By::Namespace),
+        ))
+    }
+}
+
 /// A time as the Prometheus API takes it: unix seconds (fractions allowed) or RFC 3339.
 pub fn parse_time(s: &str) -> Option<i64> {
     if let Ok(secs) = s.trim().parse::<f64>() {

@@ -348,6 +348,40 @@ fn pods_are_gathered_from_their_series_in_any_order() {
     assert!(By::from_str("node").unwrap_err().contains("node"));
 }
 
+#[test]
+fn a_cronjob_pod_is_billed_to_its_cronjob() {
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let mut g = Gather::default();
+    let pod = [
+        ("cluster", "c1"),
+        ("namespace", "ops"),
+        ("pod", "nightly-1-x"),
+        ("uid", "u9"),
+    ];
+    let mut owner = pod.to_vec();
+    owner.extend([
+        ("owner_kind", "Job"),
+        ("owner_name", "nightly-1"),
+        ("owner_is_controller", "true"),
+    ]);
+    g.add("kube_pod_owner", &labels(&owner), 1, 1.0);
+    let job = [
+        ("cluster", "c1"),
+        ("namespace", "ops"),
+        ("job_name", "nightly-1"),
+        ("owner_kind", "CronJob"),
+        ("owner_name", "nightly"),
+        ("owner_is_controller", "true"),
+    ];
+    g.add("kube_job_owner", &labels(&job), 1, 1.0);
+    assert_eq!(g.pods()[0].workload, ("CronJob".into(), "nightly".into()));
+}
+
 proptest! {
     /// The hourly records of a pod sum to its charge over the whole interval, and any
     /// split of a window into two adds up to the whole window.
