@@ -118,6 +118,8 @@ pub enum ReportFormat {
     Csv,
     /// What `GET /api/v1/billing` answers.
     Json,
+    /// A Parquet file (to stdout: redirect it), the CSV's columns as decimal(38, 18).
+    Parquet,
 }
 
 /// `telltale import` arguments.

@@ -148,9 +148,8 @@ fn billing_report(args: config::ReportArgs) -> Result<(), Failure> {
             };
             let now = telltale_model::time::to_millis(std::time::SystemTime::now());
             let frontier = billing::saved_frontier(dir);
-            let records = billing::records_of(dir, &prices, frontier, None, (start, end), now)
-                .map_err(|e| Failure::Runtime(e.into()))?;
-            billing::report(&records, &prices, start, end, &by)
+            billing::report_of(dir, &prices, frontier, None, (start, end), now, &by)
+                .map_err(|e| Failure::Runtime(e.into()))?
         }
         (None, Some(url)) => {
             let url = format!("{}/api/v1/billing", url.trim_end_matches('/'));
@@ -180,6 +179,13 @@ fn billing_report(args: config::ReportArgs) -> Result<(), Failure> {
         config::ReportFormat::Table => report.table(),
         config::ReportFormat::Csv => report.csv(),
         config::ReportFormat::Json => format!("{:#}\n", report.json(start, end, &args.by)),
+        config::ReportFormat::Parquet => {
+            use std::io::Write as _;
+            let bytes = report.parquet().map_err(|e| Failure::Runtime(e.into()))?;
+            return std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| Failure::Runtime(e.into()));
+        }
     };
     print!("{text}");
     Ok(())

@@ -236,6 +236,34 @@ fn reports_from_the_api_and_the_files_agree_with_billing_md() {
          batch,3,6,0,0.00\n\
          shop,48000,96000,0,0.44\n"
     );
+    // Parquet to stdout, read back by DuckDB.
+    let out = telltale()
+        .args([
+            "billing", "report", "--url", &base, "--start", &start, "--end", &end,
+        ])
+        .args(["--format", "parquet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = t.dir.path().join("report.parquet");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let sql = format!(
+        "SELECT \"group\", cost, currency FROM read_parquet('{}') ORDER BY 1",
+        file.display()
+    );
+    if let Some(rows) = duckdb(&sql) {
+        assert_eq!(
+            rows,
+            [
+                "batch\t0.000027366000000000\tUSD",
+                "shop\t0.437856000000000000\tUSD"
+            ]
+        );
+    }
     let table = report(["--url", &base], "table");
     assert!(
         table.lines().last().unwrap().starts_with("TOTAL"),

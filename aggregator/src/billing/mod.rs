@@ -45,7 +45,9 @@ pub fn add_series(g: &mut Gather, key: &SeriesKey, points: &[(i64, u64)]) {
         tracing::warn!(metric = %key.metric, labels = %key.labels, "billing skips a series whose labels are not a JSON object of strings");
         return;
     };
-    for &(at, bits) in points {
+    // Billing keeps each series' newest sample (and when it was seen): the others
+    // change nothing.
+    if let Some(&(at, bits)) = points.iter().max_by_key(|p| p.0) {
         g.add(&key.metric, &labels, at, f64::from_bits(bits));
     }
 }
@@ -302,18 +304,18 @@ impl Ledger {
     ) -> Result<(Report, Report), partition::Error> {
         let month = month_start(now);
         let hour = now.div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
-        let records = records_of(
-            &self.data_dir,
-            &self.prices,
-            settled_below,
-            Some(head),
-            (month, now),
-            now,
-        )?;
-        Ok((
-            report(&records, &self.prices, hour, now, &By::Namespace),
-            report(&records, &self.prices, month, now, &By::Namespace),
-        ))
+        let of = |window| {
+            report_of(
+                &self.data_dir,
+                &self.prices,
+                settled_below,
+                Some(head),
+                window,
+                now,
+                &By::Namespace,
+            )
+        };
+        Ok((of((hour, now))?, of((month, now))?))
     }
 }
 
@@ -366,26 +368,24 @@ pub async fn handler(
         Ok(b) => b,
         Err(e) => return bad(e),
     };
-    let (store, prices) = (api.store.clone(), api.prices.clone());
-    let records = tokio::task::spawn_blocking(move || {
+    let (store, prices, by) = (api.store.clone(), api.prices.clone(), by.clone());
+    let report = tokio::task::spawn_blocking(move || {
         let now = telltale_model::time::to_millis(store.clock.now());
         let head = |g: &mut Gather| gather_head(&store.head(), g);
         let frontier = store.billing.settled_below();
-        records_of(
+        report_of(
             &store.data_dir,
             &prices,
             frontier,
             Some(&head),
             (start, end),
             now,
+            &by,
         )
     })
     .await;
-    match records {
-        Ok(Ok(records)) => {
-            let r = report(&records, &api.prices, start, end, &by);
-            axum::Json(r.json(start, end, by_text)).into_response()
-        }
+    match report {
+        Ok(Ok(r)) => axum::Json(r.json(start, end, by_text)).into_response(),
         Ok(Err(e)) => (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             axum::Json(serde_json::json!({"status": "error", "errorType": "internal", "error": e.to_string()})),
@@ -421,15 +421,8 @@ pub fn live_records(g: &Gather, prices: &Prices, now: i64, from: i64) -> Vec<set
         .collect()
 }
 
-/// Sums `[start, end)` of `records` by `by`.
-pub fn report(
-    records: &[settle::Record],
-    prices: &Prices,
-    start: i64,
-    end: i64,
-    by: &By,
-) -> Report {
-    let groups = settle::report(records, start, end, by);
+/// A report of usage per group.
+fn report(groups: BTreeMap<String, Usage>, prices: &Prices) -> Report {
     let mut total = Usage::default();
     for u in groups.values() {
         total += u.clone();
@@ -442,17 +435,22 @@ pub fn report(
     }
 }
 
-/// The records of `[start, end)` from a data directory: the settled hours' files, and
-/// hours past the frontier settled live from the files (and `head`, when given).
-pub fn records_of(
+/// The report of `[start, end)` by `by` from a data directory: settled hours (below
+/// `frontier`) summed from their record files, later ones settled on the spot from the
+/// sample files (and `head`, when given).
+pub fn report_of(
     data_dir: &Path,
     prices: &Prices,
     frontier: i64,
     head: Option<&dyn Fn(&mut Gather)>,
     (start, end): (i64, i64),
     now: i64,
-) -> Result<Vec<settle::Record>, partition::Error> {
-    let mut out = records::read_hours(data_dir, start, end.min(frontier))?;
+    by: &By,
+) -> Result<Report, partition::Error> {
+    let mut groups = BTreeMap::new();
+    if start < frontier {
+        records::sum_hours(data_dir, (start, end.min(frontier)), by, &mut groups)?;
+    }
     if end > frontier {
         let from = start.max(frontier);
         let mut g = Gather::default();
@@ -460,14 +458,13 @@ pub fn records_of(
         if let Some(head) = head {
             head(&mut g);
         }
-        out.extend(live_records(
-            &g,
-            prices,
-            now,
-            from.div_euclid(settle::HOUR_MS) * settle::HOUR_MS,
-        ));
+        let hour = from.div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let live = live_records(&g, prices, now, hour);
+        for (group, u) in settle::report(&live, from, end, by) {
+            *groups.entry(group).or_default() += u;
+        }
     }
-    Ok(out)
+    Ok(report(groups, prices))
 }
 
 /// The saved frontier of a data directory, marked hours excluded (`i64::MIN`: nothing
@@ -576,6 +573,60 @@ impl Report {
             total: usage(data.get("total")?)?,
             decimals: u32::try_from(data.get("decimals")?.as_u64()?).ok()?,
         })
+    }
+
+    /// A Parquet file of the report: one row per group (the CSV's columns, then
+    /// `seconds` and `currency`), quantities and exact cost as decimal(38, 18).
+    pub fn parquet(&self) -> Result<Vec<u8>, String> {
+        use arrow_array::builder::{Decimal128Builder, StringBuilder};
+        use arrow_array::{ArrayRef, RecordBatch};
+        use arrow_schema::{DataType, Field, Schema};
+        let dec = DataType::Decimal128(38, records::SCALE as i8);
+        let names = [
+            "cpu_core_seconds",
+            "memory_gib_seconds",
+            "gpu_seconds",
+            "cost",
+            "seconds",
+        ];
+        let mut fields = vec![Field::new("group", DataType::Utf8, false)];
+        fields.extend(names.iter().map(|n| Field::new(*n, dec.clone(), false)));
+        fields.push(Field::new("currency", DataType::Utf8, false));
+        let schema = std::sync::Arc::new(Schema::new(fields));
+        let (mut group, mut currency) = (StringBuilder::new(), StringBuilder::new());
+        let mut cols: Vec<Decimal128Builder> =
+            names.iter().map(|_| Decimal128Builder::new()).collect();
+        for (g, u) in &self.groups {
+            group.append_value(g);
+            currency.append_value(&self.currency);
+            let values = [
+                u.cpu_core_seconds,
+                u.memory_gib_seconds,
+                u.gpu_seconds,
+                u.cost,
+                u.seconds,
+            ];
+            for (b, v) in cols.iter_mut().zip(values) {
+                b.append_value(records::to_i128(v));
+            }
+        }
+        let mut columns: Vec<ArrayRef> = vec![std::sync::Arc::new(group.finish())];
+        for b in &mut cols {
+            let a = b
+                .finish()
+                .with_precision_and_scale(38, records::SCALE as i8)
+                .map_err(|e| e.to_string())?;
+            columns.push(std::sync::Arc::new(a));
+        }
+        columns.push(std::sync::Arc::new(currency.finish()));
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut out, schema, Some(partition::properties()))
+                .map_err(|e| e.to_string())?;
+        w.write(&batch).map_err(|e| e.to_string())?;
+        w.close().map_err(|e| e.to_string())?;
+        Ok(out)
     }
 
     /// The JSON the API answers (decimals as strings, exact).

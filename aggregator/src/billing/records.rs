@@ -31,7 +31,7 @@ use parquet::arrow::ArrowWriter;
 use rust_decimal::Decimal;
 
 use super::prices::Size;
-use super::settle::{Record, HOUR_MS};
+use super::settle::{By, Record, Usage, HOUR_MS};
 use crate::head::{day_name, DAY_MS};
 use crate::partition::Error;
 
@@ -92,7 +92,7 @@ fn schema() -> Arc<Schema> {
 }
 
 /// A decimal as the files' i128 at [`SCALE`] places.
-fn to_i128(d: Decimal) -> i128 {
+pub fn to_i128(d: Decimal) -> i128 {
     let mut d = d.round_dp(SCALE);
     d.rescale(SCALE);
     d.mantissa()
@@ -217,6 +217,133 @@ pub fn read_hours(data_dir: &Path, start: i64, end: i64) -> Result<Vec<Record>, 
         hour += HOUR_MS;
     }
     Ok(out)
+}
+
+/// Sums `[start, end)` (ms) of the record files by `by` into `into`, without building
+/// records: a record the window holds adds its stored columns; one the window cuts adds
+/// its size and rate times the seconds inside.
+pub fn sum_hours(
+    data_dir: &Path,
+    (start, end): (i64, i64),
+    by: &By,
+    into: &mut BTreeMap<String, Usage>,
+) -> Result<(), Error> {
+    use crate::partition::column;
+    // Per group: seconds, cpu, memory, gpu, cost as i128 at SCALE places.
+    let mut sums: std::collections::HashMap<String, [i128; 5]> = Default::default();
+    let mut hour = start.div_euclid(HOUR_MS) * HOUR_MS;
+    while hour < end {
+        let path = hour_path(data_dir, hour);
+        hour += HOUR_MS;
+        if !path.exists() {
+            continue;
+        }
+        for batch in crate::partition::batches(&path)? {
+            let batch = batch?;
+            let ts = |name| column::<TimestampMillisecondArray>(&path, &batch, name);
+            let text = |name| column::<StringArray>(&path, &batch, name);
+            let dec = |name| column::<Decimal128Array>(&path, &batch, name);
+            let (from, to) = (ts("from")?, ts("to")?);
+            let (ns, kind, workload, pod, labels) = (
+                text("namespace")?,
+                text("workload_kind")?,
+                text("workload")?,
+                text("pod")?,
+                text("labels")?,
+            );
+            let cluster = text("cluster")?;
+            let stored = [
+                dec("seconds")?,
+                dec("cpu_core_seconds")?,
+                dec("memory_gib_seconds")?,
+                dec("gpu_seconds")?,
+                dec("cost")?,
+            ];
+            let (cpu, memory, rate) = (dec("cpu")?, dec("memory_gib")?, dec("rate")?);
+            let mut key = String::new();
+            for i in 0..batch.num_rows() {
+                let (f, t) = (from.value(i), to.value(i));
+                let (lo, hi) = (f.max(start), t.min(end));
+                if hi <= lo {
+                    continue;
+                }
+                key.clear();
+                match by {
+                    By::Cluster => key.push_str(cluster.value(i)),
+                    By::Namespace => key.push_str(ns.value(i)),
+                    By::Workload => {
+                        key.push_str(ns.value(i));
+                        key.push('/');
+                        key.push_str(kind.value(i));
+                        key.push('/');
+                        key.push_str(workload.value(i));
+                    }
+                    By::Pod => {
+                        key.push_str(ns.value(i));
+                        key.push('/');
+                        key.push_str(pod.value(i));
+                    }
+                    By::Label(name) => {
+                        let l: BTreeMap<String, String> = serde_json::from_str(labels.value(i))
+                            .map_err(|e| Error::Format {
+                                path: path.clone(),
+                                message: format!("row {i}: labels: {e}"),
+                            })?;
+                        key.push_str(l.get(name).map_or("", String::as_str));
+                    }
+                }
+                let add: [i128; 5] = if (lo, hi) == (f, t) {
+                    std::array::from_fn(|c| stored[c].value(i))
+                } else {
+                    // Cut by the window: the part inside, from size and rate (gpu from its
+                    // stored total per second of the whole record).
+                    let part = i128::from(hi - lo);
+                    let whole = i128::from(t - f);
+                    let secs = part * 10i128.pow(SCALE - 3);
+                    [
+                        secs,
+                        cpu.value(i) * part / 1000,
+                        memory.value(i) * part / 1000,
+                        stored[3].value(i) * part / whole,
+                        rate.value(i) * part / 1000,
+                    ]
+                };
+                match sums.get_mut(key.as_str()) {
+                    Some(s) => s.iter_mut().zip(add).for_each(|(s, a)| *s += a),
+                    None => {
+                        sums.insert(key.clone(), add);
+                    }
+                }
+            }
+        }
+    }
+    for (group, s) in sums {
+        let u = Usage {
+            seconds: from_scaled(s[0]),
+            cpu_core_seconds: from_scaled(s[1]),
+            memory_gib_seconds: from_scaled(s[2]),
+            gpu_seconds: from_scaled(s[3]),
+            cost: from_scaled(s[4]),
+        };
+        *into.entry(group).or_default() += u;
+    }
+    Ok(())
+}
+
+/// An i128 at [`SCALE`] places as a decimal, giving up the last places when the value
+/// is too large for one (beyond 7.9e10 units).
+fn from_scaled(mut v: i128) -> Decimal {
+    let mut scale = SCALE;
+    loop {
+        if let Ok(d) = Decimal::try_from_i128_with_scale(v, scale) {
+            return d.normalize();
+        }
+        if scale == 0 {
+            return if v < 0 { Decimal::MIN } else { Decimal::MAX };
+        }
+        v = (v + v.signum() * 5) / 10;
+        scale -= 1;
+    }
 }
 
 fn read_file(path: &Path, out: &mut Vec<Record>) -> Result<(), Error> {

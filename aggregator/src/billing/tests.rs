@@ -382,6 +382,62 @@ fn a_cronjob_pod_is_billed_to_its_cronjob() {
     assert_eq!(g.pods()[0].workload, ("CronJob".into(), "nightly".into()));
 }
 
+/// Two usages equal to 12 decimal places (record files keep 18).
+fn close(a: &Usage, b: &Usage) -> bool {
+    let r = |d: Decimal| d.round_dp(12);
+    [
+        (a.seconds, b.seconds),
+        (a.cpu_core_seconds, b.cpu_core_seconds),
+        (a.memory_gib_seconds, b.memory_gib_seconds),
+        (a.gpu_seconds, b.gpu_seconds),
+        (a.cost, b.cost),
+    ]
+    .iter()
+    .all(|(x, y)| r(*x) == r(*y))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// Record files read back as written, and sums over them (whole and cut records)
+    /// match the report over the records in memory.
+    #[test]
+    fn record_files_sum_to_what_the_records_say(
+        pods in prop::collection::vec((0i64..6 * HOUR_MS, 1i64..4 * HOUR_MS, 1u32..8_000, 0u32..3), 1..6),
+        window in (0i64..8 * HOUR_MS, 1i64..8 * HOUR_MS),
+    ) {
+        use super::records::{read_hours, sum_hours, write_hour};
+        let prices = Prices::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut all = Vec::new();
+        for (i, (start, length, cpu_milli, gpus)) in pods.into_iter().enumerate() {
+            let mut p = pod(&i.to_string(), DAY0 + start, Some(DAY0 + start + length));
+            p.namespace = format!("ns{}", i % 2);
+            p.containers = sized(f64::from(cpu_milli) / 1000.0, 0.3);
+            if gpus > 0 {
+                p.containers.requests.get_mut("app").unwrap().insert("nvidia_com_gpu".into(), f64::from(gpus));
+            }
+            all.extend(settle(&p, &prices, i64::MAX));
+        }
+        let mut by_hour: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+        for r in &all {
+            by_hour.entry(r.hour).or_default().push(r.clone());
+        }
+        for (hour, records) in &by_hour {
+            write_hour(dir.path(), *hour, records).unwrap();
+        }
+        let back = read_hours(dir.path(), DAY0, DAY0 + 12 * HOUR_MS).unwrap();
+        prop_assert_eq!(back.len(), all.len());
+        let (start, end) = (DAY0 + window.0, DAY0 + window.0 + window.1);
+        let want = report(&all, start, end, &By::Namespace);
+        let mut got = BTreeMap::new();
+        sum_hours(dir.path(), (start, end), &By::Namespace, &mut got).unwrap();
+        prop_assert_eq!(got.len(), want.len());
+        for (ns, u) in &want {
+            prop_assert!(close(&got[ns], u), "{}: {:?} vs {:?}", ns, got[ns], u);
+        }
+    }
+}
+
 proptest! {
     /// The hourly records of a pod sum to its charge over the whole interval, and any
     /// split of a window into two adds up to the whole window.
