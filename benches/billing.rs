@@ -109,8 +109,8 @@ fn main() {
         .map(|f| f.metadata().unwrap().len())
         .sum();
     println!(
-        "  settle: one hour of {samples} kube-state samples ({} MB of Parquet) in the day partition",
-        bytes / 1_000_000
+        "  settle: one hour of {samples} kube-state samples ({} KB of Parquet) in the day partition",
+        bytes / 1_000
     );
     let state = records::billing_dir(settle_dir.path()).join("settled");
     let mut runs = Vec::new();

@@ -192,6 +192,15 @@ pub fn write_day(
 pub fn batches(
     path: &Path,
 ) -> Result<impl Iterator<Item = Result<RecordBatch, Error>> + '_, Error> {
+    batches_of(path, None)
+}
+
+/// The record batches of a Parquet file, only the named columns when `columns` is given
+/// (the others are not decoded).
+pub fn batches_of<'p>(
+    path: &'p Path,
+    columns: Option<&[&str]>,
+) -> Result<impl Iterator<Item = Result<RecordBatch, Error>> + 'p, Error> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let format = |message: String| Error::Format {
         path: path.to_owned(),
@@ -202,7 +211,19 @@ pub fn batches(
         source,
     })?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
+        .and_then(|b| {
+            let b = match columns {
+                Some(names) => {
+                    let mask = parquet::arrow::ProjectionMask::columns(
+                        b.parquet_schema(),
+                        names.iter().copied(),
+                    );
+                    b.with_projection(mask)
+                }
+                None => b,
+            };
+            b.build()
+        })
         .map_err(|e| format(e.to_string()))?;
     Ok(reader.map(move |b| b.map_err(|e| format(e.to_string()))))
 }
@@ -224,6 +245,51 @@ pub fn column<T: arrow_array::Array + Clone + 'static>(
         .downcast_ref::<T>()
         .cloned()
         .ok_or_else(|| format(format!("column {name} is not of the expected type")))
+}
+
+/// Calls `f` with each series of a file whose metric passes `wanted`, its newest
+/// sample and when it was taken: rows are sorted by series, then time, so a series'
+/// last row is its newest, and nothing else is kept.
+pub fn newest(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+    mut f: impl FnMut(&SeriesKey, i64, u64),
+) -> Result<(), Error> {
+    let mut current: Option<(SeriesKey, i64, u64)> = None;
+    for batch in batches(path)? {
+        let batch = batch?;
+        let m = column::<StringArray>(path, &batch, "metric")?;
+        let l = column::<StringArray>(path, &batch, "labels")?;
+        let t = column::<TimestampMillisecondArray>(path, &batch, "timestamp")?;
+        let v = column::<Float64Array>(path, &batch, "value")?;
+        for i in 0..batch.num_rows() {
+            let (metric, labels) = (m.value(i), l.value(i));
+            if !wanted(metric) {
+                continue;
+            }
+            match &mut current {
+                Some((k, ts, bits)) if &*k.metric == metric && &*k.labels == labels => {
+                    if t.value(i) >= *ts {
+                        (*ts, *bits) = (t.value(i), v.value(i).to_bits());
+                    }
+                }
+                _ => {
+                    if let Some((k, ts, bits)) = current.take() {
+                        f(&k, ts, bits);
+                    }
+                    let key = SeriesKey {
+                        metric: metric.into(),
+                        labels: labels.into(),
+                    };
+                    current = Some((key, t.value(i), v.value(i).to_bits()));
+                }
+            }
+        }
+    }
+    if let Some((k, ts, bits)) = current {
+        f(&k, ts, bits);
+    }
+    Ok(())
 }
 
 /// Reads every sample of a file back into `into` (series → points).

@@ -61,13 +61,11 @@ pub fn gather_files(data_dir: &Path, start: i64, end: i64, g: &mut Gather) {
     let last = end.saturating_sub(1).div_euclid(DAY_MS) + 1;
     for day in first..=last {
         for file in partition::files(&partition::day_dir(data_dir, day)) {
-            let mut series = crate::head::Day::default();
-            if let Err(e) = partition::read_file(&file, &mut series) {
+            let read = partition::newest(&file, wanted, |key, at, bits| {
+                add_series(g, key, &[(at, bits)]);
+            });
+            if let Err(e) = read {
                 tracing::warn!(error = %e, "billing skips an unreadable file");
-                continue;
-            }
-            for (key, points) in &series {
-                add_series(g, key, points);
             }
         }
     }

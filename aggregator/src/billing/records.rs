@@ -228,93 +228,58 @@ pub fn sum_hours(
     by: &By,
     into: &mut BTreeMap<String, Usage>,
 ) -> Result<(), Error> {
-    use crate::partition::column;
-    // Per group: seconds, cpu, memory, gpu, cost as i128 at SCALE places.
-    let mut sums: std::collections::HashMap<String, [i128; 5]> = Default::default();
+    // Only what the sums and the group need is decoded; the times, size and rate only
+    // in the hours at the window's edges, where records may be cut.
+    let group_columns: &[&str] = match by {
+        By::Cluster => &["cluster"],
+        By::Namespace => &["namespace"],
+        By::Workload => &["namespace", "workload_kind", "workload"],
+        By::Pod => &["namespace", "pod"],
+        By::Label(_) => &["labels"],
+    };
+    // The hour files, shared out among the cores; each sums its own, then they merge.
+    let mut files = Vec::new();
     let mut hour = start.div_euclid(HOUR_MS) * HOUR_MS;
     while hour < end {
         let path = hour_path(data_dir, hour);
-        hour += HOUR_MS;
-        if !path.exists() {
-            continue;
+        if path.exists() {
+            files.push((path, hour >= start && hour + HOUR_MS <= end));
         }
-        for batch in crate::partition::batches(&path)? {
-            let batch = batch?;
-            let ts = |name| column::<TimestampMillisecondArray>(&path, &batch, name);
-            let text = |name| column::<StringArray>(&path, &batch, name);
-            let dec = |name| column::<Decimal128Array>(&path, &batch, name);
-            let (from, to) = (ts("from")?, ts("to")?);
-            let (ns, kind, workload, pod, labels) = (
-                text("namespace")?,
-                text("workload_kind")?,
-                text("workload")?,
-                text("pod")?,
-                text("labels")?,
-            );
-            let cluster = text("cluster")?;
-            let stored = [
-                dec("seconds")?,
-                dec("cpu_core_seconds")?,
-                dec("memory_gib_seconds")?,
-                dec("gpu_seconds")?,
-                dec("cost")?,
-            ];
-            let (cpu, memory, rate) = (dec("cpu")?, dec("memory_gib")?, dec("rate")?);
-            let mut key = String::new();
-            for i in 0..batch.num_rows() {
-                let (f, t) = (from.value(i), to.value(i));
-                let (lo, hi) = (f.max(start), t.min(end));
-                if hi <= lo {
-                    continue;
-                }
-                key.clear();
-                match by {
-                    By::Cluster => key.push_str(cluster.value(i)),
-                    By::Namespace => key.push_str(ns.value(i)),
-                    By::Workload => {
-                        key.push_str(ns.value(i));
-                        key.push('/');
-                        key.push_str(kind.value(i));
-                        key.push('/');
-                        key.push_str(workload.value(i));
+        hour += HOUR_MS;
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let parts: Vec<Result<Sums, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let mine: Vec<_> = files.iter().skip(w).step_by(workers).collect();
+                scope.spawn(move || {
+                    let mut sums = Sums::default();
+                    for (path, inside) in mine {
+                        sum_file(path, *inside, (start, end), by, group_columns, &mut sums)?;
                     }
-                    By::Pod => {
-                        key.push_str(ns.value(i));
-                        key.push('/');
-                        key.push_str(pod.value(i));
-                    }
-                    By::Label(name) => {
-                        let l: BTreeMap<String, String> = serde_json::from_str(labels.value(i))
-                            .map_err(|e| Error::Format {
-                                path: path.clone(),
-                                message: format!("row {i}: labels: {e}"),
-                            })?;
-                        key.push_str(l.get(name).map_or("", String::as_str));
-                    }
-                }
-                let add: [i128; 5] = if (lo, hi) == (f, t) {
-                    std::array::from_fn(|c| stored[c].value(i))
-                } else {
-                    // Cut by the window: the part inside, from size and rate (gpu from its
-                    // stored total per second of the whole record).
-                    let part = i128::from(hi - lo);
-                    let whole = i128::from(t - f);
-                    let secs = part * 10i128.pow(SCALE - 3);
-                    [
-                        secs,
-                        cpu.value(i) * part / 1000,
-                        memory.value(i) * part / 1000,
-                        stored[3].value(i) * part / whole,
-                        rate.value(i) * part / 1000,
-                    ]
-                };
-                match sums.get_mut(key.as_str()) {
-                    Some(s) => s.iter_mut().zip(add).for_each(|(s, a)| *s += a),
-                    None => {
-                        sums.insert(key.clone(), add);
-                    }
-                }
-            }
+                    Ok(sums)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Format {
+                        path: billing_dir(data_dir),
+                        message: "a billing report worker panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut sums = Sums::default();
+    for part in parts {
+        for (group, add) in part? {
+            let s = sums.entry(group).or_default();
+            s.iter_mut().zip(add).for_each(|(s, a)| *s += a);
         }
     }
     for (group, s) in sums {
@@ -326,6 +291,113 @@ pub fn sum_hours(
             cost: from_scaled(s[4]),
         };
         *into.entry(group).or_default() += u;
+    }
+    Ok(())
+}
+
+/// Per group: seconds, cpu, memory, gpu, cost as i128 at [`SCALE`] places.
+type Sums = std::collections::HashMap<String, [i128; 5]>;
+
+/// Stored sums read first, then the times, size and rate at the window's edges.
+const STORED: [&str; 5] = [
+    "seconds",
+    "cpu_core_seconds",
+    "memory_gib_seconds",
+    "gpu_seconds",
+    "cost",
+];
+const EDGE: [&str; 5] = ["from", "to", "cpu", "memory_gib", "rate"];
+
+/// Adds one hour file to `sums` ([`sum_hours`]); `inside`: the window holds the hour.
+fn sum_file(
+    path: &Path,
+    inside: bool,
+    (start, end): (i64, i64),
+    by: &By,
+    group_columns: &[&str],
+    sums: &mut Sums,
+) -> Result<(), Error> {
+    use crate::partition::column;
+    let path = path.to_owned();
+    let mut wanted: Vec<&str> = STORED.iter().chain(group_columns).copied().collect();
+    if !inside {
+        wanted.extend(EDGE);
+    }
+    for batch in crate::partition::batches_of(&path, Some(&wanted))? {
+        let batch = batch?;
+        let dec = |name| column::<Decimal128Array>(&path, &batch, name);
+        let group: Vec<StringArray> = group_columns
+            .iter()
+            .map(|c| column::<StringArray>(&path, &batch, c))
+            .collect::<Result<_, _>>()?;
+        let stored: Vec<Decimal128Array> =
+            STORED.iter().map(|c| dec(c)).collect::<Result<_, _>>()?;
+        let edge = if inside {
+            None
+        } else {
+            let ts = |name| column::<TimestampMillisecondArray>(&path, &batch, name);
+            Some((
+                ts("from")?,
+                ts("to")?,
+                dec("cpu")?,
+                dec("memory_gib")?,
+                dec("rate")?,
+            ))
+        };
+        let mut key = String::new();
+        for i in 0..batch.num_rows() {
+            let add: [i128; 5] = match &edge {
+                None => std::array::from_fn(|c| stored[c].value(i)),
+                Some((from, to, cpu, memory, rate)) => {
+                    let (f, t) = (from.value(i), to.value(i));
+                    let (lo, hi) = (f.max(start), t.min(end));
+                    if hi <= lo {
+                        continue;
+                    }
+                    if (lo, hi) == (f, t) {
+                        std::array::from_fn(|c| stored[c].value(i))
+                    } else {
+                        // Cut by the window: the part inside, from size and rate (gpu
+                        // from its stored total per second of the whole record).
+                        let part = i128::from(hi - lo);
+                        let whole = i128::from(t - f);
+                        [
+                            part * 10i128.pow(SCALE - 3),
+                            cpu.value(i) * part / 1000,
+                            memory.value(i) * part / 1000,
+                            stored[3].value(i) * part / whole,
+                            rate.value(i) * part / 1000,
+                        ]
+                    }
+                }
+            };
+            key.clear();
+            match by {
+                By::Label(name) => {
+                    let l: BTreeMap<String, String> = serde_json::from_str(group[0].value(i))
+                        .map_err(|e| Error::Format {
+                            path: path.clone(),
+                            message: format!("row {i}: labels: {e}"),
+                        })?;
+                    key.push_str(l.get(name).map_or("", String::as_str));
+                }
+                // namespace/kind/name, namespace/pod, or the one column.
+                _ => {
+                    for (c, col) in group.iter().enumerate() {
+                        if c > 0 {
+                            key.push('/');
+                        }
+                        key.push_str(col.value(i));
+                    }
+                }
+            }
+            match sums.get_mut(key.as_str()) {
+                Some(s) => s.iter_mut().zip(add).for_each(|(s, a)| *s += a),
+                None => {
+                    sums.insert(key.clone(), add);
+                }
+            }
+        }
     }
     Ok(())
 }
