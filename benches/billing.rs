@@ -24,7 +24,7 @@ use telltale_aggregator::billing::{records, report_of, Frontier, Ledger, GRACE_M
 use telltale_aggregator::head::{SeriesKey, DAY_MS};
 
 mod common;
-use common::walk;
+use common::dir_bytes;
 
 fn env(name: &str, default: i64) -> i64 {
     std::env::var(name)
@@ -104,10 +104,7 @@ fn main() {
     let day = hour.div_euclid(DAY_MS);
     telltale_aggregator::partition::write_day(settle_dir.path(), day, series, "part-1.parquet")
         .unwrap();
-    let bytes: u64 = walk(&settle_dir.path().join("data"))
-        .iter()
-        .map(|f| f.metadata().unwrap().len())
-        .sum();
+    let (bytes, _) = dir_bytes(&settle_dir.path().join("data"));
     println!(
         "  settle: one hour of {samples} kube-state samples ({} KB of Parquet) in the day partition",
         bytes / 1_000
@@ -185,10 +182,7 @@ fn main() {
             .collect();
         records::write_hour(report_dir.path(), at, &rows).unwrap();
     }
-    let bytes: u64 = walk(&records::billing_dir(report_dir.path()))
-        .iter()
-        .map(|f| f.metadata().unwrap().len())
-        .sum();
+    let (bytes, _) = dir_bytes(&records::billing_dir(report_dir.path()));
     println!(
         "  report: {hours} hour files, {} records, {} MB, written in {:.0} s",
         hours * pods,

@@ -20,7 +20,7 @@ use std::time::Duration;
 use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
 
 mod common;
-use common::{process_cpu, remote_write, status_kib, wait_ready, walk, PrometheusReceiver};
+use common::{dir_bytes, process_cpu, remote_write, status_kib, wait_ready, PrometheusReceiver};
 
 const NODES: usize = 100;
 const SERIES: usize = 3000;
@@ -176,10 +176,7 @@ fn main() {
     let _ = ours.wait();
     let held = (rounds_n + 1) * NODES * SERIES;
     let flush_per_sample = flush.as_secs_f64() / held as f64;
-    let parquet: u64 = walk(&data.path().join("data"))
-        .iter()
-        .map(|f| f.metadata().unwrap().len())
-        .sum();
+    let (parquet, _) = dir_bytes(&data.path().join("data"));
     println!(
         "  flush of the head ({held} samples, {} per series) to Parquet: {:.2} s CPU = {:.2} us per sample; ingest and flush together: {:.0} k samples per CPU-second",
         rounds_n + 1,

@@ -35,16 +35,10 @@ use telltale_collector::Collector;
 
 mod common;
 use common::workload::Workload;
-use common::{fixture_dir, walk};
+use common::{dir_bytes, fixture_dir, walk};
 
 /// 2026-11-17T00:00:00Z: the simulated day starts at a UTC midnight, so it is one partition.
 const DAY_START: u64 = 1_794_960_000;
-
-fn dir_bytes(dir: &Path) -> (u64, usize) {
-    let files = walk(dir);
-    let bytes = files.iter().map(|f| f.metadata().unwrap().len()).sum();
-    (bytes, files.len())
-}
 
 fn number(v: f64) -> String {
     if v.is_nan() {

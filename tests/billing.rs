@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{duckdb, eventually, get, run_ok, sample, spawn, telltale};
+use common::{duckdb, eventually, get, run_ok, run_ok_bytes, sample, spawn, telltale};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const PRICES: &str = "\
@@ -237,20 +237,13 @@ fn reports_from_the_api_and_the_files_agree_with_billing_md() {
          shop,48000,96000,0,0.44\n"
     );
     // Parquet to stdout, read back by DuckDB.
-    let out = telltale()
-        .args([
-            "billing", "report", "--url", &base, "--start", &start, "--end", &end,
-        ])
-        .args(["--format", "parquet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let parquet = run_ok_bytes(
+        telltale()
+            .args(["billing", "report", "--url", &base, "--start", &start])
+            .args(["--end", &end, "--format", "parquet"]),
     );
     let file = t.dir.path().join("report.parquet");
-    std::fs::write(&file, &out.stdout).unwrap();
+    std::fs::write(&file, &parquet).unwrap();
     let sql = format!(
         "SELECT \"group\", cost, currency FROM read_parquet('{}') ORDER BY 1",
         file.display()

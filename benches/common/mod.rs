@@ -69,6 +69,13 @@ pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Bytes and number of the files under `dir`.
+pub fn dir_bytes(dir: &Path) -> (u64, usize) {
+    let files = walk(dir);
+    let bytes = files.iter().map(|f| f.metadata().unwrap().len()).sum();
+    (bytes, files.len())
+}
+
 /// Waits until `url` answers (up to 30 s).
 pub fn wait_ready(url: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

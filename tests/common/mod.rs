@@ -27,13 +27,18 @@ pub fn telltale() -> Command {
 
 /// Runs `cmd` to completion, asserts it succeeded, and returns its stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
+    String::from_utf8(run_ok_bytes(cmd)).expect("utf-8 output")
+}
+
+/// [`run_ok`] for binary output.
+pub fn run_ok_bytes(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().expect("run telltale");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    out.stdout
 }
 
 /// A child process killed when dropped.
