@@ -15,9 +15,11 @@ pub mod import;
 pub mod ingest;
 pub mod metrics;
 pub mod partition;
+pub mod query;
 pub mod retention;
 pub mod wal;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,11 +98,17 @@ pub struct Store {
     retention: Duration,
     /// Billing's settled frontier, and the hours late samples mark.
     billing: billing::Frontier,
+    /// Heads taken by a flush and not yet in files: queries read them meanwhile.
+    flushing: std::sync::Mutex<Vec<Arc<BTreeMap<i64, head::Sorted>>>>,
 }
 
 impl Store {
     fn head(&self) -> std::sync::MutexGuard<'_, head::Head> {
         self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flushing(&self) -> std::sync::MutexGuard<'_, Vec<Arc<BTreeMap<i64, head::Sorted>>>> {
+        self.flushing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes `body` durable, then adds `req` (it decompressed, validated) to the head.
@@ -130,7 +138,12 @@ impl Store {
         let (days, seq) = {
             let _closed = self.gate.write().await;
             let seq = self.wal.rotate().await?;
-            (self.head().take(), seq)
+            let mut head = self.head();
+            let days = Arc::new(head.take());
+            // Visible to queries before the head lets go of them.
+            self.flushing().push(days.clone());
+            drop(head);
+            (days, seq)
         };
         self.metrics.head_samples.set(0);
         self.metrics.head_series.set(0);
@@ -151,15 +164,19 @@ impl Store {
         let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
         let name = format!("part-{stamp}-{n}.parquet");
         let data_dir = self.data_dir.clone();
+        let taken = days.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut files = Vec::new();
-            for (day, series) in days {
-                files.push(partition::write_day(&data_dir, day, series, &name)?);
+            for (day, series) in taken.iter() {
+                let refs = series.iter().map(|(k, p)| (k, p));
+                files.push(partition::write_day(&data_dir, *day, refs, &name)?);
             }
             Ok::<_, partition::Error>(files)
         })
         .await
         .map_err(|e| Error::Serve(std::io::Error::other(format!("flush task failed: {e}"))))??;
+        // In files now (on failure it stays readable until the WAL replays it).
+        self.flushing().retain(|d| !Arc::ptr_eq(d, &days));
         wal::checkpoint(&wal_dir(&self.data_dir), seq)?;
         self.metrics
             .flush_duration
@@ -168,6 +185,26 @@ impl Store {
         let rows: usize = written.iter().map(|(_, r)| r).sum();
         info!(files = written.len(), rows, "flushed the head to Parquet");
         Ok(written.into_iter().map(|(p, _)| p).collect())
+    }
+}
+
+impl query::Source for Store {
+    fn select(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<query::Series>, query::Error> {
+        let mut found = query::select::Found::default();
+        // Samples move head -> taken by a flush -> files; reading in that order sees each
+        // in one place or another (twice at worst, and duplicates are dropped).
+        query::select::from_head(&self.head(), matchers, mint, maxt, &mut found);
+        let flushing = self.flushing().clone();
+        for days in flushing {
+            query::select::from_taken(&days, matchers, mint, maxt, &mut found);
+        }
+        query::select::from_files(&self.data_dir, matchers, mint, maxt, &mut found)?;
+        Ok(found.finish())
     }
 }
 
@@ -278,6 +315,7 @@ pub async fn run(
         clock: opts.clock.clone(),
         retention: opts.retention,
         billing: frontier,
+        flushing: std::sync::Mutex::new(Vec::new()),
     });
     let ingest = ingest::Ingest {
         store: store.clone(),
@@ -307,6 +345,14 @@ pub async fn run(
                     prices,
                 }),
         )
+        .merge(query::api::router(query::api::Api {
+            source: store.clone(),
+            limits: query::Limits::default(),
+            now: {
+                let clock = opts.clock.clone();
+                Arc::new(move || telltale_model::time::to_millis(clock.now()))
+            },
+        }))
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY))
         .merge(
             Router::new()

@@ -10,6 +10,9 @@
 //! | `timestamp` | timestamp (ms, UTC), int64 | delta (collectors align samples, so deltas repeat) |
 //! | `value` | double | PLAIN, no dictionary |
 //!
+//! The footer holds the series table (key `telltale.series`): each series' metric, labels
+//! and row count in row order, so a query finds its series' rows from the footer alone.
+//!
 //! zstd on every column. The dictionary of `metric` and `labels` is the per-file series
 //! table; sorted rows make their indices long runs, so a series costs its labels once per
 //! file. Exact duplicates (series, timestamp, value bits) are written once. A file is
@@ -18,6 +21,7 @@
 //! PLAIN values beat byte stream split by 4% under zstd, because zstd finds repeated
 //! whole values (constant series) that split bytes hide.
 
+use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -88,6 +92,39 @@ fn dictionary_schema() -> Arc<Schema> {
     Arc::new(Schema::new(fields))
 }
 
+/// The footer key of a file's series table: a line per series in row order,
+/// `metric<TAB>labels<TAB>rows`, so a reader finds a series' rows without reading the
+/// `metric` and `labels` columns.
+pub const SERIES_TABLE: &str = "telltale.series";
+
+/// A file's series and the rows each holds (first row, count), from its footer; `None`
+/// for files written without the table.
+pub fn series_table(
+    meta: &parquet::file::metadata::ParquetMetaData,
+) -> Option<Vec<(SeriesKey, u64, u64)>> {
+    let text = meta
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|kv| kv.key == SERIES_TABLE)?
+        .value
+        .as_deref()?;
+    let mut out = Vec::new();
+    let mut row = 0u64;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (metric, labels, rows) = (parts.next()?, parts.next()?, parts.next()?);
+        let rows: u64 = rows.parse().ok()?;
+        let key = SeriesKey {
+            metric: metric.into(),
+            labels: labels.into(),
+        };
+        out.push((key, row, rows));
+        row += rows;
+    }
+    (row == meta.file_metadata().num_rows() as u64).then_some(out)
+}
+
 /// Largest dictionary page: a row group's series table.
 pub const DICTIONARY_LIMIT: usize = 256 << 20;
 
@@ -111,7 +148,7 @@ pub fn properties() -> WriterProperties {
 pub fn write_day(
     data_dir: &Path,
     day: i64,
-    series: impl IntoIterator<Item = (SeriesKey, Vec<(i64, u64)>)>,
+    series: impl IntoIterator<Item = (impl Borrow<SeriesKey>, impl AsRef<[(i64, u64)]>)>,
     name: &str,
 ) -> Result<(PathBuf, usize), Error> {
     let dir = day_dir(data_dir, day);
@@ -123,28 +160,47 @@ pub fn write_day(
     std::fs::create_dir_all(&dir).map_err(io)?;
     let mut keys: Vec<_> = series.into_iter().collect();
     // The head hands its series over in order: then this is one pass of comparisons.
-    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let rows: usize = keys.iter().map(|(_, p)| p.len()).sum();
+    keys.sort_unstable_by(|a, b| a.0.borrow().cmp(b.0.borrow()));
+    let rows: usize = keys.iter().map(|(_, p)| p.as_ref().len()).sum();
     // `metric` and `labels` go to the writer as dictionaries (each series' strings once,
     // an index per row) rather than a copy of the label text on every row.
     let mut metrics = StringBuilder::new();
     let mut labels = StringBuilder::new();
     let mut index = Vec::with_capacity(rows);
     let (mut ts, mut values) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
-    for (i, (key, mut points)) in keys.into_iter().enumerate() {
+    let mut copy = Vec::new();
+    let mut table = String::new();
+    for (i, (key, points)) in keys.iter().enumerate() {
+        let key: &SeriesKey = key.borrow();
         metrics.append_value(&*key.metric);
         labels.append_value(&*key.labels);
-        points.sort_unstable();
-        points.dedup();
+        let first_row = index.len();
+        // Points nearly always arrive in order; others are sorted in a copy (the caller's
+        // points may be shared with readers).
+        let mut points = points.as_ref();
+        if !points.windows(2).all(|w| w[0] < w[1]) {
+            copy.clear();
+            copy.extend_from_slice(points);
+            copy.sort_unstable();
+            copy.dedup();
+            points = &copy;
+        }
         let i = i32::try_from(i).map_err(|_| Error::Format {
             path: path.clone(),
             message: "more than 2^31 series in one file".into(),
         })?;
-        for (t, bits) in points {
+        for &(t, bits) in points {
             index.push(i);
             ts.push(t);
             values.push(f64::from_bits(bits));
         }
+        // Metric names and JSON hold no raw tab or newline.
+        table.push_str(&key.metric);
+        table.push('\t');
+        table.push_str(&key.labels);
+        table.push('\t');
+        table.push_str(&(index.len() - first_row).to_string());
+        table.push('\n');
     }
     let written = ts.len();
     let format_err = |e: arrow_schema::ArrowError| Error::Format {
@@ -179,6 +235,10 @@ pub fn write_day(
     let mut w =
         ArrowWriter::try_new_with_options(file, dictionary_schema(), options).map_err(format)?;
     w.write(&batch).map_err(format)?;
+    w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+        SERIES_TABLE.to_owned(),
+        table,
+    ));
     let file = w.into_inner().map_err(format)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
@@ -462,14 +522,23 @@ pub fn compact(data_dir: &Path) -> Compacted {
 
 /// The earliest day partition (days since the epoch), if any.
 pub fn first_day(data_dir: &Path) -> Option<i64> {
-    std::fs::read_dir(data_dir.join("data"))
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            crate::retention::parse_day(name.to_str()?.strip_prefix("day=")?)
+    days(data_dir).into_iter().next()
+}
+
+/// The day partitions present (days since the epoch), in order.
+pub fn days(data_dir: &Path) -> Vec<i64> {
+    let mut out: Vec<i64> = std::fs::read_dir(data_dir.join("data"))
+        .map(|r| {
+            r.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    crate::retention::parse_day(name.to_str()?.strip_prefix("day=")?)
+                })
+                .collect()
         })
-        .min()
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
 }
 
 /// Checks every file's footer; unreadable ones are moved aside. Returns them.

@@ -1,0 +1,380 @@
+//! Query latency, ours against Prometheus 2.42 on the same data in the same run.
+//!
+//! `cargo bench --bench query` (BENCH_DAYS=N for a shorter history, default 7;
+//! BENCH_LONG_DAYS=N for the long single-series query, default 90, 0 to skip it).
+//!
+//! The data: 10,000 series at 15 s for 7 days ending at the last UTC midnight: 9,000
+//! counters `bench_requests_total{namespace (50), pod}` and 1,000 classic histogram
+//! buckets `bench_latency_seconds_bucket{namespace, pod (100), le (10)}`. Ours: one
+//! compacted Parquet file per day, as `partition::write_day` writes them. Prometheus:
+//! TSDB blocks built by `promtool tsdb create-blocks-from openmetrics` (24 h blocks) from
+//! the same samples as OpenMetrics text. Both serve over HTTP on loopback; each query runs
+//! once to warm up, then 5 times alternating between the two, and the median wall time of
+//! each is compared. The answers are compared too (series and points), so a fast wrong
+//! answer does not pass.
+//!
+//! The long query reads one series over `BENCH_LONG_DAYS` days at a 1 h step from a second
+//! store of the same 10,000 series sampled every 5 minutes (90 days at 15 s would be 5
+//! billion rows to generate; a single-series read touches the same footer and a page or
+//! two of each day either way). Its target is absolute: ≤ 100 ms.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use telltale_aggregator::head::{SeriesKey, DAY_MS};
+use telltale_aggregator::partition;
+
+mod common;
+use common::{dir_bytes, wait_ready};
+
+const COUNTERS: usize = 9_000;
+const NAMESPACES: usize = 50;
+const HISTOGRAM_PODS: usize = 100;
+const BOUNDS: [&str; 10] = [
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+];
+const STEP_MS: i64 = 15_000;
+
+/// One series: its metric, labels (sorted by name) and how its value grows per step.
+struct Spec {
+    metric: &'static str,
+    labels: Vec<(&'static str, String)>,
+    per_step: f64,
+}
+
+fn specs() -> Vec<Spec> {
+    let mut out = Vec::with_capacity(COUNTERS + HISTOGRAM_PODS * BOUNDS.len());
+    for i in 0..COUNTERS {
+        out.push(Spec {
+            metric: "bench_requests_total",
+            labels: vec![
+                ("namespace", format!("ns-{:02}", i % NAMESPACES)),
+                ("pod", format!("pod-{i:05}")),
+            ],
+            per_step: 1.0 + (i % 7) as f64 * 0.5,
+        });
+    }
+    for p in 0..HISTOGRAM_PODS {
+        for (b, le) in BOUNDS.iter().enumerate() {
+            out.push(Spec {
+                metric: "bench_latency_seconds_bucket",
+                labels: vec![
+                    ("le", le.to_string()),
+                    ("namespace", format!("ns-{:02}", p % NAMESPACES)),
+                    ("pod", format!("hpod-{p:03}")),
+                ],
+                // Cumulative: each bound holds more than the one below it.
+                per_step: (b as f64 + 1.0) * (1.0 + (p % 5) as f64),
+            });
+        }
+    }
+    out
+}
+
+/// The value of a series at step `n` since the epoch: a counter with a small wobble and a
+/// reset every 6 h (so rates handle resets).
+fn value(spec: &Spec, n: i64) -> f64 {
+    let since_reset = n % (6 * 240);
+    since_reset as f64 * spec.per_step + ((n % 4) as f64) * 0.25
+}
+
+fn labels_json(spec: &Spec) -> String {
+    let pairs: Vec<String> = spec
+        .labels
+        .iter()
+        .map(|(n, v)| format!("\"{n}\":\"{v}\""))
+        .collect();
+    format!("{{{}}}", pairs.join(","))
+}
+
+/// Writes day `day` of every series, sampled every `every` ms, as one Parquet file.
+fn write_ours(dir: &Path, specs: &[Spec], day: i64, every: i64) {
+    let start = day * DAY_MS;
+    let series: Vec<(SeriesKey, Vec<(i64, u64)>)> = specs
+        .iter()
+        .map(|s| {
+            let key = SeriesKey {
+                metric: s.metric.into(),
+                labels: labels_json(s).into(),
+            };
+            let points = (0..DAY_MS / every)
+                .map(|k| {
+                    let t = start + k * every;
+                    (t, value(s, t / STEP_MS).to_bits())
+                })
+                .collect();
+            (key, points)
+        })
+        .collect();
+    partition::write_day(dir, day, series, "part-0-bench.parquet").unwrap();
+}
+
+/// Writes day `day` of every series as OpenMetrics text (families contiguous).
+fn write_text(path: &Path, specs: &[Spec], day: i64) {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let start = day * DAY_MS;
+    let mut family = "";
+    for s in specs {
+        if s.metric != family {
+            family = s.metric;
+            let (name, kind) = match family {
+                "bench_requests_total" => ("bench_requests", "counter"),
+                _ => ("bench_latency_seconds", "histogram"),
+            };
+            writeln!(w, "# TYPE {name} {kind}").unwrap();
+        }
+        let labels: Vec<String> = s
+            .labels
+            .iter()
+            .map(|(n, v)| format!("{n}=\"{v}\""))
+            .collect();
+        let head = format!("{}{{{}}}", s.metric, labels.join(","));
+        for k in 0..DAY_MS / STEP_MS {
+            let t = start + k * STEP_MS;
+            writeln!(
+                w,
+                "{head} {} {}.{:03}",
+                value(s, t / STEP_MS),
+                t / 1000,
+                t % 1000
+            )
+            .unwrap();
+        }
+    }
+    writeln!(w, "# EOF").unwrap();
+    w.flush().unwrap();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_ours(data: &Path) -> (Killed, String) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
+        .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/readyz"));
+    (Killed(child), url)
+}
+
+fn start_prometheus(dir: &Path, tsdb: &Path) -> Option<(Killed, String)> {
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .arg("--storage.tsdb.retention.time=400d")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/-/ready"));
+    Some((Killed(child), url))
+}
+
+/// Runs a range query: (wall time, series, points).
+fn query(
+    agent: &ureq::Agent,
+    url: &str,
+    q: &str,
+    start: i64,
+    end: i64,
+    step: &str,
+) -> (Duration, usize, usize) {
+    let begin = Instant::now();
+    let body = agent
+        .post(&format!("{url}/api/v1/query_range"))
+        .send_form(&[
+            ("query", q),
+            ("start", &(start / 1000).to_string()),
+            ("end", &(end / 1000).to_string()),
+            ("step", step),
+        ])
+        .unwrap_or_else(|e| panic!("{url}: {q}: {e}"))
+        .into_string()
+        .unwrap();
+    let took = begin.elapsed();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let result = v["data"]["result"].as_array().unwrap();
+    let points = result
+        .iter()
+        .map(|s| s["values"].as_array().unwrap().len())
+        .sum();
+    (took, result.len(), points)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let days: i64 = std::env::var("BENCH_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    let long_days: i64 = std::env::var("BENCH_LONG_DAYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(90);
+    let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let specs = specs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let last_day = now.div_euclid(DAY_MS) - 1;
+    let first_day = last_day - days + 1;
+    let end = (last_day + 1) * DAY_MS - STEP_MS;
+    println!(
+        "query: {} series x {days} days at 15 s = {} samples",
+        specs.len(),
+        specs.len() as i64 * days * DAY_MS / STEP_MS
+    );
+
+    let ours_dir = work.path().join("ours");
+    let blocks = work.path().join("prometheus");
+    let text = work.path().join("day.om");
+    let started = Instant::now();
+    let mut promtool_ok = true;
+    for day in first_day..=last_day {
+        write_ours(&ours_dir, &specs, day, STEP_MS);
+        if promtool_ok {
+            write_text(&text, &specs, day);
+            let status = Command::new("promtool")
+                .args([
+                    "tsdb",
+                    "create-blocks-from",
+                    "openmetrics",
+                    "--quiet",
+                    "--max-block-duration=24h",
+                ])
+                .arg(&text)
+                .arg(&blocks)
+                .status();
+            promtool_ok = matches!(status, Ok(s) if s.success());
+            let _ = std::fs::remove_file(&text);
+        }
+    }
+    let (ours_bytes, _) = dir_bytes(&ours_dir);
+    println!(
+        "  data written in {:.0?}: ours {:.0} MiB{}",
+        started.elapsed(),
+        ours_bytes as f64 / (1 << 20) as f64,
+        if promtool_ok {
+            format!(
+                ", Prometheus {:.0} MiB",
+                dir_bytes(&blocks).0 as f64 / (1 << 20) as f64
+            )
+        } else {
+            String::new()
+        }
+    );
+
+    let (_ours, ours_url) = start_ours(&ours_dir);
+    let prom = if promtool_ok {
+        start_prometheus(work.path(), &blocks)
+    } else {
+        None
+    };
+    if prom.is_none() {
+        println!("  anchor: promtool or prometheus failed or is not installed (apt-get install prometheus)");
+    }
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(600))
+        .build();
+    let six_hours = end - 6 * 3_600_000;
+    let cases: [(&str, &str, i64, &str); 4] = [
+        ("one series, 7 d at 5 m", "bench_requests_total{pod=\"pod-00042\"}", end - 7 * DAY_MS, "300"),
+        ("sum by namespace of rate, 6 h at 1 m", "sum by (namespace) (rate(bench_requests_total[5m]))", six_hours, "60"),
+        ("topk(10) of rate, 6 h at 1 m", "topk(10, rate(bench_requests_total[5m]))", six_hours, "60"),
+        (
+            "histogram_quantile(0.9), 6 h at 1 m",
+            "histogram_quantile(0.9, sum by (namespace, le) (rate(bench_latency_seconds_bucket[5m])))",
+            six_hours,
+            "60",
+        ),
+    ];
+    for (name, q, start, step) in cases {
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        let (_, s, p) = query(&agent, &ours_url, q, start, end, step);
+        let anchor = prom.as_ref().map(|(_, url)| {
+            let (_, ps, pp) = query(&agent, url, q, start, end, step);
+            (url.clone(), ps, pp)
+        });
+        for _ in 0..5 {
+            ours.push(query(&agent, &ours_url, q, start, end, step).0);
+            if let Some((url, _, _)) = &anchor {
+                theirs.push(query(&agent, url, q, start, end, step).0);
+            }
+        }
+        let m = median(ours);
+        match anchor {
+            Some((_, ps, pp)) => {
+                let pm = median(theirs);
+                let same = if (s, p) == (ps, pp) {
+                    "same answer size"
+                } else {
+                    "ANSWERS DIFFER"
+                };
+                println!(
+                    "  {name}: ours {m:.1?}, Prometheus {pm:.1?}: {:.2}x (target <= 1.0x); {s} series, {p} points; {same} (Prometheus {ps} series, {pp} points)",
+                    m.as_secs_f64() / pm.as_secs_f64()
+                );
+            }
+            None => println!("  {name}: ours {m:.1?}; {s} series, {p} points"),
+        }
+    }
+    drop(prom);
+
+    if long_days > 0 {
+        let long_dir = work.path().join("long");
+        let started = Instant::now();
+        for day in (last_day - long_days + 1)..=last_day {
+            write_ours(&long_dir, &specs, day, 300_000);
+        }
+        println!(
+            "  long store: {} series x {long_days} days at 5 m written in {:.0?}",
+            specs.len(),
+            started.elapsed()
+        );
+        let (_long, long_url) = start_ours(&long_dir);
+        let q = "bench_requests_total{pod=\"pod-00042\"}";
+        let start = end - long_days * DAY_MS;
+        let (first, s, p) = query(&agent, &long_url, q, start, end, "3600");
+        let runs: Vec<Duration> = (0..5)
+            .map(|_| query(&agent, &long_url, q, start, end, "3600").0)
+            .collect();
+        println!(
+            "  one series, {long_days} d at 1 h: first {first:.1?}, then median {:.1?} (target <= 100 ms); {s} series, {p} points",
+            median(runs)
+        );
+    }
+}
