@@ -1,7 +1,10 @@
 //! Query latency, ours against Prometheus 2.42 on the same data in the same run.
 //!
 //! `cargo bench --bench query` (BENCH_DAYS=N for a shorter history, default 7;
-//! BENCH_LONG_DAYS=N for the long single-series query, default 90, 0 to skip it).
+//! BENCH_LONG_DAYS=N for the long single-series query, default 90, 0 to skip it;
+//! BENCH_DATA=DIR keeps the generated days in DIR and reuses them on the next run, which
+//! then takes minutes instead of half an hour; the data ends at the last midnight before
+//! it was made, and the queries end there too).
 //!
 //! The data: 10,000 series at 15 s for 7 days ending at the last UTC midnight: 9,000
 //! counters `bench_requests_total{namespace (50), pod}` and 1,000 classic histogram
@@ -177,7 +180,22 @@ fn start_ours(data: &Path) -> (Killed, String) {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&format!("{url}/readyz"));
+    wait_idle(child.id());
     (Killed(child), url)
+}
+
+/// Waits until process `pid` has used under 5% of a core for a second (the aggregator
+/// settles billing from the files at start), up to two minutes.
+fn wait_idle(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let before = common::process_cpu(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        if common::process_cpu(pid) - before < Duration::from_millis(50) {
+            return;
+        }
+    }
+    println!("  (the aggregator was still busy after two minutes)");
 }
 
 fn start_prometheus(dir: &Path, tsdb: &Path) -> Option<(Killed, String)> {
@@ -244,12 +262,19 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(90);
     let work = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let kept = std::env::var("BENCH_DATA")
+        .ok()
+        .map(std::path::PathBuf::from);
+    let data = kept.clone().unwrap_or_else(|| work.path().to_owned());
     let specs = specs();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let last_day = now.div_euclid(DAY_MS) - 1;
+    let made = std::fs::read_to_string(data.join("last-day"))
+        .ok()
+        .and_then(|d| d.trim().parse::<i64>().ok());
+    let last_day = made.unwrap_or(now.div_euclid(DAY_MS) - 1);
     let first_day = last_day - days + 1;
     let end = (last_day + 1) * DAY_MS - STEP_MS;
     println!(
@@ -258,12 +283,18 @@ fn main() {
         specs.len() as i64 * days * DAY_MS / STEP_MS
     );
 
-    let ours_dir = work.path().join("ours");
-    let blocks = work.path().join("prometheus");
+    let ours_dir = data.join("ours");
+    let blocks = data.join("prometheus");
     let text = work.path().join("day.om");
     let started = Instant::now();
     let mut promtool_ok = true;
-    for day in first_day..=last_day {
+    let days_to_write = if made.is_some() {
+        println!("  reusing the data in {}", data.display());
+        0..0
+    } else {
+        first_day..last_day + 1
+    };
+    for day in days_to_write {
         write_ours(&ours_dir, &specs, day, STEP_MS);
         if promtool_ok {
             write_text(&text, &specs, day);
@@ -282,6 +313,9 @@ fn main() {
             let _ = std::fs::remove_file(&text);
         }
     }
+    if kept.is_some() && made.is_none() && promtool_ok {
+        std::fs::write(data.join("last-day"), last_day.to_string()).unwrap();
+    }
     let (ours_bytes, _) = dir_bytes(&ours_dir);
     println!(
         "  data written in {:.0?}: ours {:.0} MiB{}",
@@ -299,7 +333,7 @@ fn main() {
 
     let (_ours, ours_url) = start_ours(&ours_dir);
     let prom = if promtool_ok {
-        start_prometheus(work.path(), &blocks)
+        start_prometheus(&data, &blocks)
     } else {
         None
     };

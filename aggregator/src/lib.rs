@@ -100,6 +100,8 @@ pub struct Store {
     billing: billing::Frontier,
     /// Heads taken by a flush and not yet in files: queries read them meanwhile.
     flushing: std::sync::Mutex<Vec<Arc<BTreeMap<i64, head::Sorted>>>>,
+    /// Files' footers and series tables, for queries.
+    files: query::select::FileCache,
 }
 
 impl Store {
@@ -203,7 +205,14 @@ impl query::Source for Store {
         for days in flushing {
             query::select::from_taken(&days, matchers, mint, maxt, &mut found);
         }
-        query::select::from_files(&self.data_dir, matchers, mint, maxt, &mut found)?;
+        query::select::from_files(
+            &self.data_dir,
+            &self.files,
+            matchers,
+            mint,
+            maxt,
+            &mut found,
+        )?;
         Ok(found.finish())
     }
 }
@@ -316,6 +325,7 @@ pub async fn run(
         retention: opts.retention,
         billing: frontier,
         flushing: std::sync::Mutex::new(Vec::new()),
+        files: query::select::FileCache::default(),
     });
     let ingest = ingest::Ingest {
         store: store.clone(),

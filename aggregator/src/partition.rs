@@ -137,6 +137,9 @@ pub fn properties() -> WriterProperties {
         // row group, or the writer falls back to repeating the label text on every row
         // (the default limit, 1 MiB, is about 4,000 series).
         .set_dictionary_page_size_limit(DICTIONARY_LIMIT)
+        // Pages of at most 8,192 rows: a query of one series decodes a few small pages of
+        // `timestamp` and `value` (found by the page index), not megabyte pages.
+        .set_data_page_row_count_limit(8192)
         .set_column_dictionary_enabled(ColumnPath::from("timestamp"), false)
         .set_column_encoding(ColumnPath::from("timestamp"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from("value"), false)
@@ -315,6 +318,9 @@ pub fn newest(
     wanted: impl Fn(&str) -> bool,
     mut f: impl FnMut(&SeriesKey, i64, u64),
 ) -> Result<(), Error> {
+    if newest_by_table(path, &wanted, &mut f)? {
+        return Ok(());
+    }
     let mut current: Option<(SeriesKey, i64, u64)> = None;
     for batch in batches(path)? {
         let batch = batch?;
@@ -350,6 +356,75 @@ pub fn newest(
         f(&k, ts, bits);
     }
     Ok(())
+}
+
+/// [`newest`] through the file's series table: only the last row of each wanted series
+/// is decoded (its `timestamp` and `value`). `false` when the file has no table.
+fn newest_by_table(
+    path: &Path,
+    wanted: &impl Fn(&str) -> bool,
+    f: &mut impl FnMut(&SeriesKey, i64, u64),
+) -> Result<bool, Error> {
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    };
+    let format = |message: String| Error::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+        file,
+        ArrowReaderOptions::new().with_page_index(true),
+    )
+    .map_err(|e| format(e.to_string()))?;
+    let Some(table) = series_table(builder.metadata()) else {
+        return Ok(false);
+    };
+    let picks: Vec<(&SeriesKey, u64)> = table
+        .iter()
+        .filter(|(k, _, rows)| *rows > 0 && wanted(&k.metric))
+        .map(|(k, first, rows)| (k, first + rows - 1))
+        .collect();
+    if picks.is_empty() {
+        return Ok(true);
+    }
+    let total = builder.metadata().file_metadata().num_rows() as u64;
+    let mut selectors = Vec::with_capacity(picks.len() * 2 + 1);
+    let mut at = 0;
+    for &(_, row) in &picks {
+        if row > at {
+            selectors.push(RowSelector::skip((row - at) as usize));
+        }
+        selectors.push(RowSelector::select(1));
+        at = row + 1;
+    }
+    if total > at {
+        selectors.push(RowSelector::skip((total - at) as usize));
+    }
+    let mask =
+        parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
+    let reader = builder
+        .with_row_selection(RowSelection::from(selectors))
+        .with_projection(mask)
+        .build()
+        .map_err(|e| format(e.to_string()))?;
+    let mut picks = picks.into_iter();
+    for batch in reader {
+        let batch = batch.map_err(|e| format(e.to_string()))?;
+        let t = column::<TimestampMillisecondArray>(path, &batch, "timestamp")?;
+        let v = column::<Float64Array>(path, &batch, "value")?;
+        for (t, v) in t.values().iter().zip(v.values()) {
+            let (key, _) = picks
+                .next()
+                .ok_or_else(|| format("more rows than the series table holds".into()))?;
+            f(key, *t, v.to_bits());
+        }
+    }
+    Ok(true)
 }
 
 /// Reads every sample of a file back into `into` (series → points).

@@ -89,6 +89,22 @@ impl Params {
         }
     }
 
+    /// The server's limits, with a shorter timeout when the request's `timeout` asks.
+    fn limits(&self, server: &Limits) -> Result<Limits, Error> {
+        let mut limits = server.clone();
+        if let Some(v) = self.get("timeout").filter(|v| !v.is_empty()) {
+            let ms = parse_duration(v).filter(|ms| *ms > 0).ok_or_else(|| {
+                Error::BadData(format!(
+                    "invalid parameter \"timeout\": cannot parse {v:?} to a valid duration"
+                ))
+            })?;
+            limits.timeout = limits
+                .timeout
+                .min(std::time::Duration::from_millis(ms as u64));
+        }
+        Ok(limits)
+    }
+
     fn limit(&self) -> Result<usize, Error> {
         match self.get("limit") {
             None | Some("") => Ok(usize::MAX),
@@ -186,7 +202,7 @@ async fn query(
         let p = Params::of(raw, &headers, &body)?;
         let expr = parse_param(&p)?;
         let t = p.time("time", (api.now)())?;
-        let (source, limits) = (api.source.clone(), api.limits.clone());
+        let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
         let value = blocking(move || eval::instant_query(&*source, &expr, t, &limits)).await?;
         Ok::<_, Error>(success(&instant_json(&value, t)))
     };
@@ -246,7 +262,7 @@ async fn query_range(
                 "invalid expression type \"{kind}\" for range query, must be Scalar or instant Vector"
             )));
         }
-        let (source, limits) = (api.source.clone(), api.limits.clone());
+        let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
         let series =
             blocking(move || eval::range_query(&*source, &expr, start, end, step, &limits)).await?;
         let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");

@@ -5,6 +5,7 @@
 //! at each step. A range query's answer at a step is, by definition, the instant query's
 //! at that time; evaluating step by step keeps the two the same by construction.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -130,8 +131,12 @@ pub fn parse(query: &str) -> Result<Expr> {
         ));
     }
     register_2_42_functions();
-    let expr = promql_parser::parser::parse(query)
-        .map_err(|e| Error::BadData(format!("parse error: {e}")))?;
+    let expr = promql_parser::parser::parse(query).map_err(|e| {
+        Error::BadData(match syntax_position(query, &e) {
+            Some((line, col, what)) => format!("{line}:{col}: parse error: {what}"),
+            None => format!("parse error: {e}"),
+        })
+    })?;
     check(&expr)?;
     Ok(expr)
 }
@@ -153,6 +158,137 @@ fn register_2_42_functions() {
             tracing::error!(error = %e, "holt_winters could not be registered with the parser");
         }
     });
+}
+
+/// Whether a parser message is about syntax (rather than types or values).
+fn is_syntax_error(message: &str) -> bool {
+    message == "invalid promql query"
+        || message.starts_with("unexpected")
+        || message.starts_with("unclosed")
+        || message.starts_with("unterminated")
+}
+
+/// Where a syntax error is, as Prometheus reports it (line, column, what): the first token
+/// after which no completion of the query parses. The parser says only that the query is
+/// invalid, so this tries short completions of each prefix: a best effort that finds the
+/// offending token for the usual mistakes (a missing operand, bracket, label value, unit).
+fn syntax_position(query: &str, message: &str) -> Option<(usize, usize, String)> {
+    if !is_syntax_error(message) {
+        return None;
+    }
+    const COMPLETIONS: &[&str] = &[
+        "", " 0", " x", "\"v\"", "=\"v\"", "m", " 5m", " (a)", " (a) (x)", " (x)", "1, x",
+    ];
+    let viable = |prefix: &str| {
+        let closers = closers(prefix);
+        COMPLETIONS.iter().any(|c| {
+            [
+                format!("{prefix}{c}{closers}"),
+                format!("{prefix}{closers}{c}"),
+            ]
+            .iter()
+            .any(|q| match promql_parser::parser::parse(q) {
+                Ok(_) => true,
+                Err(e) => !is_syntax_error(&e),
+            })
+        })
+    };
+    let at = |offset: usize| {
+        let before = &query[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, col)
+    };
+    for (start, end) in tokens(query) {
+        if !viable(&query[..end]) {
+            let (line, col) = at(start);
+            let what = if message == "invalid promql query" {
+                format!("unexpected {:?}", &query[start..end])
+            } else {
+                message.to_owned()
+            };
+            return Some((line, col, what));
+        }
+    }
+    let (line, col) = at(query.trim_end().len());
+    let what = if message == "invalid promql query" {
+        "unexpected end of input".to_owned()
+    } else {
+        message.to_owned()
+    };
+    Some((line, col, what))
+}
+
+/// The brackets `prefix` leaves open, closed in order (strings skipped).
+fn closers(prefix: &str) -> String {
+    let mut open = Vec::new();
+    let mut quote = None;
+    let mut escaped = false;
+    for c in prefix.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' | '`' => quote = Some(c),
+                '(' => open.push(')'),
+                '{' => open.push('}'),
+                '[' => open.push(']'),
+                ')' | '}' | ']' => {
+                    open.pop();
+                }
+                _ => {}
+            },
+        }
+    }
+    let mut out: String = quote.map(String::from).unwrap_or_default();
+    out.extend(open.iter().rev());
+    out
+}
+
+/// Approximate token spans (byte offsets): words, strings, runs of operator characters,
+/// single brackets and commas.
+fn tokens(query: &str) -> Vec<(usize, usize)> {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == ':' || c == '.';
+    let op = |c: char| "+-*/%^=!<>~@".contains(c);
+    let mut out = Vec::new();
+    let mut chars = query.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if c.is_whitespace() {
+            continue;
+        }
+        let mut end = start + c.len_utf8();
+        if c == '"' || c == '\'' || c == '`' {
+            let mut escaped = false;
+            for (i, d) in chars.by_ref() {
+                end = i + d.len_utf8();
+                if escaped {
+                    escaped = false;
+                } else if d == '\\' && c != '`' {
+                    escaped = true;
+                } else if d == c {
+                    break;
+                }
+            }
+        } else if word(c) || op(c) {
+            let same = if word(c) { word } else { op };
+            while let Some(&(i, d)) = chars.peek() {
+                if !same(d) {
+                    break;
+                }
+                end = i + d.len_utf8();
+                chars.next();
+            }
+        }
+        out.push((start, end));
+    }
+    out
 }
 
 fn check(e: &Expr) -> Result<()> {
@@ -251,6 +387,49 @@ pub struct Evaluator {
     lookback: i64,
     default_step: i64,
     deadline: Instant,
+    /// Labels without `__name__`, by the address of the labels they came from (the
+    /// originals are held, so an address is not reused while it is a key).
+    unnamed: RefCell<HashMap<usize, Derived, Hash>>,
+    /// Each aggregation's group of an input label set: (aggregation, labels address) ->
+    /// (the labels, held; the group's labels, one `Arc` per group).
+    groups: RefCell<HashMap<(usize, usize), Derived, Hash>>,
+    interned: RefCell<HashMap<(usize, Labels), Arc<Labels>, Hash>>,
+    /// A range query's steps, and the answers of selectors and range functions computed
+    /// for all of them at once, series by series (see [`Evaluator::precompute`]).
+    steps: Option<Steps>,
+    precomputed: RefCell<HashMap<usize, Table, Hash>>,
+    /// Precomputed nodes whose series' labels are all distinct.
+    unique: std::collections::HashSet<usize, Hash>,
+}
+
+/// Label sets derived from another: (the original, held so its address stays its own;
+/// the derived one).
+type Derived = (Arc<Labels>, Arc<Labels>);
+
+/// A node's samples at each step of a range query (taken as they are used).
+type Table = Vec<Option<Vec<Sample>>>;
+
+/// The hasher of the evaluator's maps.
+type Hash = foldhash::fast::RandomState;
+
+/// A range query's evaluation times.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    start: i64,
+    step: i64,
+    count: usize,
+}
+
+impl Steps {
+    fn times(self) -> impl Iterator<Item = (usize, i64)> {
+        (0..self.count).map(move |i| (i, self.start + i as i64 * self.step))
+    }
+
+    fn index(self, t: i64) -> Option<usize> {
+        let d = t - self.start;
+        (d >= 0 && d % self.step == 0 && ((d / self.step) as usize) < self.count)
+            .then_some((d / self.step) as usize)
+    }
 }
 
 impl Evaluator {
@@ -270,6 +449,12 @@ impl Evaluator {
             lookback: ms(limits.lookback),
             default_step: ms(limits.default_step).max(1),
             deadline,
+            unnamed: RefCell::default(),
+            groups: RefCell::default(),
+            interned: RefCell::default(),
+            steps: None,
+            precomputed: RefCell::default(),
+            unique: Default::default(),
         };
         let mut wanted: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
         ev.ranges(expr, start, end, &mut wanted);
@@ -334,24 +519,11 @@ impl Evaluator {
                 let off = offset_ms(&sq.offset);
                 self.ranges(&sq.expr, lo - off - ms(sq.range), hi - off, out);
             }
-            Expr::Aggregate(a) => {
-                self.ranges(&a.expr, s, e, out);
-                if let Some(p) = &a.param {
-                    self.ranges(p, s, e, out);
+            other => {
+                for child in children(other) {
+                    self.ranges(child, s, e, out);
                 }
             }
-            Expr::Unary(u) => self.ranges(&u.expr, s, e, out),
-            Expr::Binary(b) => {
-                self.ranges(&b.lhs, s, e, out);
-                self.ranges(&b.rhs, s, e, out);
-            }
-            Expr::Paren(p) => self.ranges(&p.expr, s, e, out),
-            Expr::Call(c) => {
-                for a in &c.args.args {
-                    self.ranges(a, s, e, out);
-                }
-            }
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
         }
     }
 
@@ -367,7 +539,7 @@ impl Evaluator {
                     samples
                         .into_iter()
                         .map(|s| Sample {
-                            labels: drop_name(&s.labels),
+                            labels: self.unnamed(&s.labels),
                             v: -s.v,
                         })
                         .collect(),
@@ -377,7 +549,10 @@ impl Evaluator {
                     other.type_name()
                 ))),
             },
-            Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector(vs, t))),
+            Expr::VectorSelector(vs) => Ok(Value::Vector(
+                self.take_precomputed(expr, t)
+                    .unwrap_or_else(|| self.vector(vs, t)),
+            )),
             Expr::MatrixSelector(m) => {
                 let (series, _, _) = self.matrix(&m.vs, ms(m.range), t);
                 Ok(Value::Matrix(series))
@@ -386,6 +561,13 @@ impl Evaluator {
             Expr::Aggregate(a) => self.aggregate(a, t),
             Expr::Binary(b) => self.binary(b, t),
             Expr::Call(c) => {
+                if let Some(samples) = self.take_precomputed(expr, t) {
+                    // A table whose series all have distinct labels cannot repeat one.
+                    if !self.unique.contains(&(expr as *const Expr as usize)) {
+                        no_duplicates(&samples)?;
+                    }
+                    return Ok(Value::Vector(samples));
+                }
                 let v = functions::call(self, c, t)?;
                 if let Value::Vector(samples) = &v {
                     no_duplicates(samples)?;
@@ -402,6 +584,206 @@ impl Evaluator {
             return Err(Error::Timeout("query execution"));
         }
         Ok(())
+    }
+
+    /// `labels` without `__name__`; the same `Arc` each time for the same input.
+    pub fn unnamed(&self, labels: &Arc<Labels>) -> Arc<Labels> {
+        if !labels.has_name() {
+            return labels.clone();
+        }
+        let key = Arc::as_ptr(labels) as usize;
+        self.unnamed
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| (labels.clone(), Arc::new(labels.without_name())))
+            .1
+            .clone()
+    }
+
+    /// The labels of the group `labels` falls in for aggregation `node`; one `Arc` per
+    /// group.
+    fn group(
+        &self,
+        node: usize,
+        labels: &Arc<Labels>,
+        of: impl Fn(&Labels) -> Labels,
+    ) -> Arc<Labels> {
+        let key = (node, Arc::as_ptr(labels) as usize);
+        if let Some((_, g)) = self.groups.borrow().get(&key) {
+            return g.clone();
+        }
+        let g = of(labels);
+        let g = self
+            .interned
+            .borrow_mut()
+            .entry((node, g))
+            .or_insert_with_key(|(_, g)| Arc::new(g.clone()))
+            .clone();
+        self.groups
+            .borrow_mut()
+            .insert(key, (labels.clone(), g.clone()));
+        g
+    }
+
+    /// A node's answer at `t` if it was computed ahead for the range query's steps.
+    fn take_precomputed(&self, node: &Expr, t: i64) -> Option<Vec<Sample>> {
+        let i = self.steps?.index(t)?;
+        let mut map = self.precomputed.borrow_mut();
+        map.get_mut(&(node as *const Expr as usize))?
+            .get_mut(i)?
+            .take()
+    }
+
+    /// Computes the answers of the selectors and range functions of a range query for
+    /// every step at once, series by series: each series' points are walked once with
+    /// two cursors instead of searched at every step. Nodes under a subquery (evaluated
+    /// at its own times) are left to step-by-step evaluation.
+    fn precompute(&mut self, expr: &Expr, steps: Steps) {
+        self.steps = Some(steps);
+        let mut tables = HashMap::default();
+        let mut unique = Default::default();
+        self.precompute_node(expr, steps, &mut tables, &mut unique);
+        self.precomputed = RefCell::new(tables);
+        self.unique = unique;
+    }
+
+    fn precompute_node(
+        &self,
+        expr: &Expr,
+        steps: Steps,
+        tables: &mut HashMap<usize, Table, Hash>,
+        unique: &mut std::collections::HashSet<usize, Hash>,
+    ) {
+        let node = expr as *const Expr as usize;
+        match expr {
+            Expr::VectorSelector(vs) => {
+                tables.insert(node, self.selector_table(vs, steps));
+            }
+            Expr::Call(c) => {
+                let matrix = match c.args.args.as_slice() {
+                    [only] => match &**only {
+                        Expr::MatrixSelector(m) => Some(m),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match (matrix, functions::kernel(c.func.name)) {
+                    (Some(m), Some((k, keeps_name))) => {
+                        tables.insert(node, self.kernel_table(m, k, keeps_name, steps));
+                        let mut seen = std::collections::HashSet::new();
+                        let distinct = self.series(&m.vs).iter().all(|s| {
+                            seen.insert(if keeps_name {
+                                s.labels.clone()
+                            } else {
+                                self.unnamed(&s.labels)
+                            })
+                        });
+                        if distinct {
+                            unique.insert(node);
+                        }
+                    }
+                    _ => {
+                        for a in &c.args.args {
+                            self.precompute_node(a, steps, tables, unique);
+                        }
+                    }
+                }
+            }
+            // Evaluated at the subquery's own times, step by step.
+            Expr::Subquery(_) => {}
+            other => {
+                for child in children(other) {
+                    self.precompute_node(child, steps, tables, unique);
+                }
+            }
+        }
+    }
+
+    /// [`Self::vector`] at every step.
+    fn selector_table(&self, vs: &VectorSelector, steps: Steps) -> Table {
+        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
+        for s in self.series(vs) {
+            let mut next = 0;
+            for (i, t) in steps.times() {
+                let r = self.reference(&vs.at, &vs.offset, t);
+                if next > 0 && s.points[next - 1].0 > r {
+                    // Not monotonic (never for these nodes); search afresh.
+                    next = s.points.partition_point(|p| p.0 <= r);
+                }
+                while next < s.points.len() && s.points[next].0 <= r {
+                    next += 1;
+                }
+                if next == 0 {
+                    continue;
+                }
+                let (pt, v) = s.points[next - 1];
+                if pt >= r - self.lookback && !is_stale(v) {
+                    table[i].push(Sample {
+                        labels: s.labels.clone(),
+                        v,
+                    });
+                }
+            }
+        }
+        table.into_iter().map(Some).collect()
+    }
+
+    /// A range function over `m` at every step.
+    fn kernel_table(
+        &self,
+        m: &promql_parser::parser::MatrixSelector,
+        k: functions::Kernel,
+        keeps_name: bool,
+        steps: Steps,
+    ) -> Table {
+        let range = ms(m.range);
+        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
+        for s in self.series(&m.vs) {
+            let points: std::borrow::Cow<'_, [(i64, f64)]> =
+                if s.points.iter().any(|p| is_stale(p.1)) {
+                    s.points
+                        .iter()
+                        .copied()
+                        .filter(|p| !is_stale(p.1))
+                        .collect()
+                } else {
+                    std::borrow::Cow::Borrowed(&s.points)
+                };
+            let labels = if keeps_name {
+                s.labels.clone()
+            } else {
+                self.unnamed(&s.labels)
+            };
+            let (mut lo, mut hi) = (0, 0);
+            for (i, t) in steps.times() {
+                let r = self.reference(&m.vs.at, &m.vs.offset, t);
+                if hi > 0 && points[hi - 1].0 > r {
+                    lo = 0;
+                    hi = 0;
+                }
+                while hi < points.len() && points[hi].0 <= r {
+                    hi += 1;
+                }
+                while lo < hi && points[lo].0 < r - range {
+                    lo += 1;
+                }
+                if lo >= hi {
+                    continue;
+                }
+                let w = functions::Window {
+                    start: r - range,
+                    end: r,
+                    range,
+                };
+                if let Some(v) = k(&points[lo..hi], w) {
+                    table[i].push(Sample {
+                        labels: labels.clone(),
+                        v,
+                    });
+                }
+            }
+        }
+        table.into_iter().map(Some).collect()
     }
 
     fn series(&self, vs: &VectorSelector) -> &[Series] {
@@ -601,8 +983,11 @@ impl Evaluator {
             }
         };
         // Groups in order of first appearance, as Prometheus emits them.
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        let mut groups: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        let node = a as *const AggregateExpr as usize;
+        let mut index: HashMap<usize, usize, Hash> = HashMap::default();
+        // Per group: its labels, its values, and (topk, bottomk) its samples.
+        let keeps_samples = matches!(op, token::T_TOPK | token::T_BOTTOMK);
+        let mut groups: Vec<(Arc<Labels>, Vec<f64>, Vec<Sample>)> = Vec::new();
         for s in input {
             let s = if op == token::T_COUNT_VALUES {
                 let mut l = (*s.labels).clone();
@@ -614,20 +999,35 @@ impl Evaluator {
             } else {
                 s
             };
-            let g = group_of(&s.labels);
-            let i = *index.entry(g.clone()).or_insert_with(|| {
-                groups.push((g, Vec::new()));
+            // count_values makes new label sets each time: they are not remembered.
+            let g = if op == token::T_COUNT_VALUES {
+                let g = group_of(&s.labels);
+                self.interned
+                    .borrow_mut()
+                    .entry((node, g))
+                    .or_insert_with_key(|(_, g)| Arc::new(g.clone()))
+                    .clone()
+            } else {
+                self.group(node, &s.labels, group_of)
+            };
+            let i = *index.entry(Arc::as_ptr(&g) as usize).or_insert_with(|| {
+                groups.push((g, Vec::new(), Vec::new()));
                 groups.len() - 1
             });
-            groups[i].1.push(s);
+            if keeps_samples {
+                groups[i].2.push(s);
+            } else {
+                groups[i].1.push(s.v);
+            }
         }
         let mut out = Vec::with_capacity(groups.len());
-        for (labels, members) in groups {
-            let values = members.iter().map(|s| s.v);
+        for (labels, values, members) in groups {
+            let count = values.len();
+            let values = values.into_iter();
             let v = match op {
                 token::T_SUM => values.sum(),
                 token::T_AVG => avg(values),
-                token::T_COUNT | token::T_COUNT_VALUES => members.len() as f64,
+                token::T_COUNT | token::T_COUNT_VALUES => count as f64,
                 token::T_GROUP => 1.0,
                 token::T_MAX => {
                     values.fold(
@@ -663,14 +1063,18 @@ impl Evaluator {
                     let mut m = members;
                     let top = op == token::T_TOPK;
                     // NaN sorts last either way: topk and bottomk prefer numbers.
-                    m.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                    let order = |a: &Sample, b: &Sample| match (a.v.is_nan(), b.v.is_nan()) {
                         (true, true) => std::cmp::Ordering::Equal,
                         (true, false) => std::cmp::Ordering::Greater,
                         (false, true) => std::cmp::Ordering::Less,
                         _ if top => b.v.total_cmp(&a.v),
                         _ => a.v.total_cmp(&b.v),
-                    });
-                    m.truncate(param_k);
+                    };
+                    if param_k < m.len() {
+                        m.select_nth_unstable_by(param_k - 1, order);
+                        m.truncate(param_k);
+                    }
+                    m.sort_by(order);
                     out.extend(m);
                     continue;
                 }
@@ -681,10 +1085,7 @@ impl Evaluator {
                     )))
                 }
             };
-            out.push(Sample {
-                labels: Arc::new(labels),
-                v,
-            });
+            out.push(Sample { labels, v });
         }
         Ok(Value::Vector(out))
     }
@@ -708,12 +1109,12 @@ impl Evaluator {
                 }))
             }
             (Value::Vector(l), Value::Scalar(r)) => {
-                let out = vector_scalar(op, l, r, false, return_bool)?;
+                let out = vector_scalar(self, op, l, r, false, return_bool)?;
                 no_duplicates(&out)?;
                 Ok(Value::Vector(out))
             }
             (Value::Scalar(l), Value::Vector(r)) => {
-                let out = vector_scalar(op, r, l, true, return_bool)?;
+                let out = vector_scalar(self, op, r, l, true, return_bool)?;
                 no_duplicates(&out)?;
                 Ok(Value::Vector(out))
             }
@@ -840,6 +1241,25 @@ fn param(a: &AggregateExpr) -> Result<&Expr> {
         .ok_or_else(|| Error::BadData(format!("parse error: {} needs a parameter", a.op)))
 }
 
+/// The expressions `e` is made of.
+fn children(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Aggregate(a) => std::iter::once(&*a.expr)
+            .chain(a.param.as_deref())
+            .collect(),
+        Expr::Unary(u) => vec![&u.expr],
+        Expr::Binary(b) => vec![&b.lhs, &b.rhs],
+        Expr::Paren(p) => vec![&p.expr],
+        Expr::Subquery(sq) => vec![&sq.expr],
+        Expr::Call(c) => c.args.args.iter().map(|a| &**a).collect(),
+        Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => Vec::new(),
+    }
+}
+
 /// A range argument's series and the window they were read over (ms).
 pub struct RangeArg {
     /// The series and their points in the window.
@@ -890,6 +1310,7 @@ fn set_operation(
 }
 
 fn vector_scalar(
+    ev: &Evaluator,
     op: token::TokenId,
     vector: Vec<Sample>,
     scalar: f64,
@@ -914,7 +1335,11 @@ fn vector_scalar(
         } else if !keep {
             continue;
         }
-        let labels = if drop { drop_name(&s.labels) } else { s.labels };
+        let labels = if drop {
+            ev.unnamed(&s.labels)
+        } else {
+            s.labels
+        };
         out.push(Sample { labels, v });
     }
     Ok(out)
@@ -952,26 +1377,12 @@ fn is_comparison(op: token::TokenId) -> bool {
     )
 }
 
+/// Arithmetic drops the metric name; `atan2` does not in Prometheus 2.42 (fixed later).
 fn should_drop_name(op: token::TokenId) -> bool {
     matches!(
         op,
-        token::T_ADD
-            | token::T_SUB
-            | token::T_MUL
-            | token::T_DIV
-            | token::T_MOD
-            | token::T_POW
-            | token::T_ATAN2
+        token::T_ADD | token::T_SUB | token::T_MUL | token::T_DIV | token::T_MOD | token::T_POW
     )
-}
-
-/// `labels` without `__name__`, shared when it had none.
-pub fn drop_name(labels: &Arc<Labels>) -> Arc<Labels> {
-    if labels.has_name() {
-        Arc::new(labels.without_name())
-    } else {
-        labels.clone()
-    }
 }
 
 /// Prometheus's check that an operation did not make two samples alike.
@@ -979,7 +1390,8 @@ fn no_duplicates(samples: &[Sample]) -> Result<()> {
     if samples.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(samples.len());
+    let mut seen: std::collections::HashSet<&Labels, Hash> =
+        std::collections::HashSet::with_capacity_and_hasher(samples.len(), Hash::default());
     for s in samples {
         if !seen.insert(&*s.labels) {
             return Err(Error::Execution(
@@ -1037,7 +1449,24 @@ pub fn variance(values: impl Iterator<Item = f64>) -> f64 {
 /// Runs `expr` as an instant query at `t` (ms).
 pub fn instant_query(src: &dyn Source, expr: &Expr, t: i64, limits: &Limits) -> Result<Value> {
     let ev = Evaluator::load(src, expr, t, t, limits)?;
-    ev.eval(expr, t)
+    let value = ev.eval(expr, t)?;
+    let series = match &value {
+        Value::Vector(v) => v.len(),
+        Value::Matrix(m) => m.len(),
+        _ => 0,
+    };
+    too_many_series(series, limits)?;
+    Ok(value)
+}
+
+fn too_many_series(n: usize, limits: &Limits) -> Result<()> {
+    if n > limits.max_series {
+        return Err(Error::Execution(format!(
+            "the answer would hold {n} series, more than the limit of {}; narrow the selectors or aggregate",
+            limits.max_series
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `expr` as a range query: a series per label set with a point per step where it
@@ -1050,7 +1479,14 @@ pub fn range_query(
     step: i64,
     limits: &Limits,
 ) -> Result<Vec<Series>> {
-    let ev = Evaluator::load(src, expr, start, end, limits)?;
+    let mut ev = Evaluator::load(src, expr, start, end, limits)?;
+    let steps = Steps {
+        start,
+        step,
+        count: ((end - start) / step + 1) as usize,
+    };
+    ev.precompute(expr, steps);
+    ev.check_deadline()?;
     let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
     let mut points = 0usize;
     let mut t = start;
@@ -1074,6 +1510,7 @@ pub fn range_query(
             )))
             }
         }
+        too_many_series(by_labels.len(), limits)?;
         if points > limits.max_samples {
             return Err(Error::Execution(
                 "query processing would load too many samples into memory in query execution"

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{avg, drop_name, valid_label_name, variance, Evaluator, RangeArg, Sample, Value};
+use super::eval::{avg, valid_label_name, variance, Evaluator, RangeArg, Sample, Value};
 use super::{Error, Labels, Result, Series, NAME};
 
 /// Evaluates the call `c` at `t` (ms).
@@ -22,7 +22,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
     };
     let name = c.func.name;
     let simple = |f: fn(f64) -> f64| -> Result<Value> {
-        Ok(Value::Vector(map_values(ev.instant(arg(0)?, t)?, f)))
+        Ok(Value::Vector(map_values(ev, ev.instant(arg(0)?, t)?, f)))
     };
     match name {
         "abs" => simple(f64::abs),
@@ -68,7 +68,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                 ev.instant(arg(0)?, t)?
                     .into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(&s.labels),
+                        labels: ev.unnamed(&s.labels),
                         v: (s.v * inverse + 0.5).floor() / inverse,
                     })
                     .collect(),
@@ -88,7 +88,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                 input
                     .into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(&s.labels),
+                        labels: ev.unnamed(&s.labels),
                         v: go_max(lo, go_min(hi, s.v)),
                     })
                     .collect(),
@@ -129,7 +129,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                     .vector_with_times(vs, t)
                     .into_iter()
                     .map(|(s, ts)| Sample {
-                        labels: drop_name(&s.labels),
+                        labels: ev.unnamed(&s.labels),
                         v: ts as f64 / 1000.0,
                     })
                     .collect(),
@@ -137,7 +137,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                     .instant(inner, t)?
                     .into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(&s.labels),
+                        labels: ev.unnamed(&s.labels),
                         v: t as f64 / 1000.0,
                     })
                     .collect(),
@@ -157,7 +157,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                 input
                     .into_iter()
                     .map(|s| Sample {
-                        labels: drop_name(&s.labels),
+                        labels: ev.unnamed(&s.labels),
                         v: date_part(name, s.v),
                     })
                     .collect(),
@@ -182,7 +182,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         }
         "quantile_over_time" => {
             let q = ev.scalar(arg(0)?, t)?;
-            over_time(ev.range_arg(arg(1)?, t)?, true, |p| {
+            over_time(ev, ev.range_arg(arg(1)?, t)?, true, |p| {
                 let mut v: Vec<f64> = p.iter().map(|p| p.1).collect();
                 Some(quantile(q, &mut v))
             })
@@ -201,12 +201,12 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
                     "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
                 )));
             }
-            over_time(range, true, |p| holt_winters(p, sf, tf))
+            over_time(ev, range, true, |p| holt_winters(p, sf, tf))
         }
         "predict_linear" => {
             let range = ev.range_arg(arg(0)?, t)?;
             let duration = ev.scalar(arg(1)?, t)?;
-            over_time(range, true, |p| {
+            over_time(ev, range, true, |p| {
                 if p.len() < 2 {
                     return None;
                 }
@@ -216,40 +216,45 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value> {
         }
         _ => {
             let range = ev.range_arg(arg(0)?, t)?;
-            range_function(name, range)
+            range_function(ev, name, range)
         }
     }
 }
 
-/// The functions whose only argument is a range vector.
-fn range_function(name: &str, range: RangeArg) -> Result<Value> {
-    let (start, end, width) = (range.start, range.end, range.range);
-    match name {
-        "rate" | "increase" | "delta" => {
-            let (counter, rate) = (name != "delta", name == "rate");
-            over_time(range, true, |p| {
-                extrapolated_rate(p, start, end, width, counter, rate)
-            })
-        }
-        "irate" => over_time(range, true, |p| instant_value(p, true)),
-        "idelta" => over_time(range, true, |p| instant_value(p, false)),
-        "deriv" => over_time(range, true, |p| {
-            (p.len() >= 2).then(|| linear_regression(p, p[0].0).0)
-        }),
-        "changes" => over_time(range, true, |p| {
+/// A range vector's window: where it starts and ends and its width (ms).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+    pub range: i64,
+}
+
+/// What a function whose only argument is a range vector computes from one series' points
+/// in a window (`None`: no sample).
+pub type Kernel = fn(&[(i64, f64)], Window) -> Option<f64>;
+
+/// The kernel of a function whose only argument is a range vector, and whether its
+/// answer keeps the metric name (only `last_over_time` does).
+pub fn kernel(name: &str) -> Option<(Kernel, bool)> {
+    let k: Kernel = match name {
+        "rate" => |p, w| extrapolated_rate(p, w, true, true),
+        "increase" => |p, w| extrapolated_rate(p, w, true, false),
+        "delta" => |p, w| extrapolated_rate(p, w, false, false),
+        "irate" => |p, _| instant_value(p, true),
+        "idelta" => |p, _| instant_value(p, false),
+        "deriv" => |p, _| (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+        "changes" => |p, _| {
             Some(
                 p.windows(2)
                     .filter(|w| !(w[0].1 == w[1].1 || (w[0].1.is_nan() && w[1].1.is_nan())))
                     .count() as f64,
             )
-        }),
-        "resets" => over_time(range, true, |p| {
-            Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
-        }),
-        "avg_over_time" => over_time(range, true, |p| Some(avg(p.iter().map(|p| p.1)))),
-        "sum_over_time" => over_time(range, true, |p| Some(p.iter().map(|p| p.1).sum())),
-        "count_over_time" => over_time(range, true, |p| Some(p.len() as f64)),
-        "min_over_time" => over_time(range, true, |p| {
+        },
+        "resets" => |p, _| Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
+        "avg_over_time" => |p, _| Some(avg(p.iter().map(|p| p.1))),
+        "sum_over_time" => |p, _| Some(p.iter().map(|p| p.1).sum()),
+        "count_over_time" => |p, _| Some(p.len() as f64),
+        "min_over_time" => |p, _| {
             Some(p.iter().fold(
                 p[0].1,
                 |acc, &(_, v)| {
@@ -260,8 +265,8 @@ fn range_function(name: &str, range: RangeArg) -> Result<Value> {
                     }
                 },
             ))
-        }),
-        "max_over_time" => over_time(range, true, |p| {
+        },
+        "max_over_time" => |p, _| {
             Some(p.iter().fold(
                 p[0].1,
                 |acc, &(_, v)| {
@@ -272,21 +277,34 @@ fn range_function(name: &str, range: RangeArg) -> Result<Value> {
                     }
                 },
             ))
-        }),
-        "stddev_over_time" => over_time(range, true, |p| {
-            Some(variance(p.iter().map(|p| p.1)).sqrt())
-        }),
-        "stdvar_over_time" => over_time(range, true, |p| Some(variance(p.iter().map(|p| p.1)))),
-        "last_over_time" => over_time(range, false, |p| p.last().map(|p| p.1)),
-        "present_over_time" => over_time(range, true, |_| Some(1.0)),
-        other => Err(Error::BadData(format!(
-            "parse error: unknown function with name {other:?}"
-        ))),
-    }
+        },
+        "stddev_over_time" => |p, _| Some(variance(p.iter().map(|p| p.1)).sqrt()),
+        "stdvar_over_time" => |p, _| Some(variance(p.iter().map(|p| p.1))),
+        "last_over_time" => |p, _| p.last().map(|p| p.1),
+        "present_over_time" => |_, _| Some(1.0),
+        _ => return None,
+    };
+    Some((k, name == "last_over_time"))
+}
+
+/// The functions whose only argument is a range vector.
+fn range_function(ev: &Evaluator, name: &str, range: RangeArg) -> Result<Value> {
+    let Some((k, keeps_name)) = kernel(name) else {
+        return Err(Error::BadData(format!(
+            "parse error: unknown function with name {name:?}"
+        )));
+    };
+    let w = Window {
+        start: range.start,
+        end: range.end,
+        range: range.range,
+    };
+    over_time(ev, range, !keeps_name, |p| k(p, w))
 }
 
 /// Applies `f` to each series' points; `drop` takes the metric name away.
 fn over_time(
+    ev: &Evaluator,
     range: RangeArg,
     drop: bool,
     f: impl Fn(&[(i64, f64)]) -> Option<f64>,
@@ -298,7 +316,7 @@ fn over_time(
             .filter_map(|Series { labels, points }| {
                 let v = f(&points)?;
                 Some(Sample {
-                    labels: if drop { drop_name(&labels) } else { labels },
+                    labels: if drop { ev.unnamed(&labels) } else { labels },
                     v,
                 })
             })
@@ -306,11 +324,11 @@ fn over_time(
     ))
 }
 
-fn map_values(samples: Vec<Sample>, f: fn(f64) -> f64) -> Vec<Sample> {
+fn map_values(ev: &Evaluator, samples: Vec<Sample>, f: fn(f64) -> f64) -> Vec<Sample> {
     samples
         .into_iter()
         .map(|s| Sample {
-            labels: drop_name(&s.labels),
+            labels: ev.unnamed(&s.labels),
             v: f(s.v),
         })
         .collect()
@@ -337,14 +355,8 @@ fn go_min(a: f64, b: f64) -> f64 {
 /// `rate`, `increase` and `delta`: the change over the points, extrapolated to the
 /// window's edges (at most half an average interval beyond the points, and for counters
 /// not below zero).
-fn extrapolated_rate(
-    p: &[(i64, f64)],
-    range_start: i64,
-    range_end: i64,
-    range: i64,
-    counter: bool,
-    rate: bool,
-) -> Option<f64> {
+fn extrapolated_rate(p: &[(i64, f64)], w: Window, counter: bool, rate: bool) -> Option<f64> {
+    let (range_start, range_end, range) = (w.start, w.end, w.range);
     if p.len() < 2 {
         return None;
     }
@@ -810,7 +822,12 @@ mod tests {
     fn rates_extrapolate_as_prometheus_does() {
         // A counter rising 1/s, sampled every 15 s over a 60 s window ending at 60 s.
         let p: Vec<(i64, f64)> = (1..=4).map(|i| (i * 15_000, i as f64 * 15.0)).collect();
-        let r = extrapolated_rate(&p, 0, 60_000, 60_000, true, true).unwrap();
+        let w = Window {
+            start: 0,
+            end: 60_000,
+            range: 60_000,
+        };
+        let r = extrapolated_rate(&p, w, true, true).unwrap();
         // 45 s of samples extrapolated to the start (15 s < 1.1 × 15 s): 60 s, 1/s.
         assert!((r - 1.0).abs() < 1e-12, "{r}");
     }

@@ -142,6 +142,8 @@ pub struct Limits {
     pub max_points: i64,
     /// Steps of subqueries without their own (the rule evaluation interval, 1 m).
     pub default_step: Duration,
+    /// Series one answer may hold.
+    pub max_series: usize,
 }
 
 impl Default for Limits {
@@ -152,6 +154,7 @@ impl Default for Limits {
             lookback: Duration::from_secs(300),
             max_points: 11_000,
             default_step: Duration::from_secs(60),
+            max_series: 1_000_000,
         }
     }
 }

@@ -11,13 +11,90 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{Float64Array, StringArray, TimestampMillisecondArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelector};
 use parquet::file::statistics::Statistics;
 use promql_parser::label::{MatchOp, Matcher};
 
 use super::{Labels, Series, NAME};
 use crate::head::{Head, SeriesKey, DAY_MS};
 use crate::partition::{self, column};
+
+/// What a query needs of a file before reading rows: its footer and its series table with
+/// each series' labels parsed, kept between queries (files are immutable; a compacted
+/// file has a new name). One `Arc<Labels>` per series across files, so a query decides
+/// each series once however many days it spans.
+#[derive(Default)]
+pub struct FileCache {
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    files: HashMap<std::path::PathBuf, Arc<FileIndex>, crate::head::Hash>,
+    labels: HashMap<SeriesKey, Arc<Labels>, crate::head::Hash>,
+}
+
+/// Files remembered at most (each costs its footer and a row of 24 bytes per series).
+const CACHED_FILES: usize = 4096;
+
+/// A series in a file: key, labels, first row, rows.
+type TableRow = (SeriesKey, Arc<Labels>, u64, u64);
+
+/// A file's footer and series table.
+pub struct FileIndex {
+    meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    /// Per series in row order: key, labels, first row, rows; `None` for files written
+    /// before the table existed.
+    series: Option<Vec<TableRow>>,
+}
+
+impl FileCache {
+    fn index(&self, path: &Path) -> Result<Arc<FileIndex>, partition::Error> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = inner.files.get(path) {
+            return Ok(i.clone());
+        }
+        let format = |message: String| partition::Error::Format {
+            path: path.to_owned(),
+            message,
+        };
+        let file = open(path)?;
+        let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index(true);
+        let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options)
+            .map_err(|e| format(e.to_string()))?;
+        let series = partition::series_table(meta.metadata()).map(|table| {
+            table
+                .into_iter()
+                .map(|(key, first, rows)| {
+                    let labels = match inner.labels.get(&key) {
+                        Some(l) => l.clone(),
+                        None => {
+                            let l = Arc::new(parse_labels(&key.metric, &key.labels));
+                            inner.labels.insert(key.clone(), l.clone());
+                            l
+                        }
+                    };
+                    (key, labels, first, rows)
+                })
+                .collect()
+        });
+        if inner.files.len() >= CACHED_FILES {
+            inner.files.clear();
+            inner.labels.clear();
+        }
+        let index = Arc::new(FileIndex { meta, series });
+        inner.files.insert(path.to_owned(), index.clone());
+        Ok(index)
+    }
+}
+
+/// Opens a file of the store.
+fn open(path: &Path) -> Result<std::fs::File, partition::Error> {
+    std::fs::File::open(path).map_err(|source| partition::Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
 
 /// A found series: its labels and points.
 type Points = (Arc<Labels>, Vec<(i64, f64)>);
@@ -28,6 +105,8 @@ pub struct Found {
     series: HashMap<SeriesKey, Points, crate::head::Hash>,
     /// Decisions on keys already seen (`None`: the matchers reject it).
     seen: HashMap<SeriesKey, Option<Arc<Labels>>, crate::head::Hash>,
+    /// Decisions on cached label sets, by address (the cache holds them).
+    decided: HashMap<usize, bool, crate::head::Hash>,
 }
 
 impl Found {
@@ -64,6 +143,14 @@ impl Found {
         };
         self.seen.insert(key.clone(), decision.clone());
         decision
+    }
+
+    /// Whether cached `labels` pass `matchers`, deciding once per label set.
+    fn passes(&mut self, labels: &Arc<Labels>, matchers: &[Matcher]) -> bool {
+        *self
+            .decided
+            .entry(Arc::as_ptr(labels) as usize)
+            .or_insert_with(|| matchers.iter().all(|m| m.is_match(labels.get(&m.name))))
     }
 
     fn push(&mut self, key: &SeriesKey, labels: Arc<Labels>, t: i64, v: f64) {
@@ -108,6 +195,7 @@ fn exact_name(matchers: &[Matcher]) -> Option<&str> {
 /// Adds what the files of every day partition touching `[mint, maxt]` hold.
 pub fn from_files(
     data_dir: &Path,
+    cache: &FileCache,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
@@ -119,7 +207,7 @@ pub fn from_files(
             continue;
         }
         for path in partition::files(&partition::day_dir(data_dir, day)) {
-            from_file(&path, matchers, mint, maxt, found)?;
+            from_file(&path, cache, matchers, mint, maxt, found)?;
         }
     }
     Ok(())
@@ -159,6 +247,7 @@ fn row_groups(
 
 fn from_file(
     path: &Path,
+    cache: &FileCache,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
@@ -168,19 +257,25 @@ fn from_file(
         path: path.to_owned(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(|source| partition::Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format(e.to_string()))?;
-    let groups = row_groups(builder.metadata(), exact_name(matchers), mint, maxt);
+    let index = cache.index(path)?;
+    let groups = row_groups(index.meta.metadata(), exact_name(matchers), mint, maxt);
     if groups.is_empty() {
         return Ok(());
     }
-    if let Some(table) = partition::series_table(builder.metadata()) {
-        return from_table(path, builder, &groups, table, matchers, mint, maxt, found);
+    if let Some(table) = &index.series {
+        return from_table(
+            path,
+            &index.meta,
+            &groups,
+            table,
+            matchers,
+            mint,
+            maxt,
+            found,
+        );
     }
+    let file = open(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, index.meta.clone());
     let reader = builder
         .with_row_groups(groups)
         .with_batch_size(64 * 1024)
@@ -217,88 +312,169 @@ fn from_file(
 }
 
 /// Reads only the rows of the series that pass `matchers`, found from the file's series
-/// table, and of them only the `timestamp` and `value` columns.
+/// table, and of them only the `timestamp` and `value` columns; row groups are shared
+/// among the cores.
 #[allow(clippy::too_many_arguments)]
 fn from_table(
     path: &Path,
-    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
+    arrow_meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
     groups: &[usize],
-    table: Vec<(SeriesKey, u64, u64)>,
+    table: &[TableRow],
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
     found: &mut Found,
 ) -> Result<(), partition::Error> {
-    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-    let format = |message: String| partition::Error::Format {
-        path: path.to_owned(),
-        message,
-    };
-    // Wanted series' rows, in row order: (first, end, table index, labels).
-    let wanted: Vec<(u64, u64, usize, Arc<Labels>)> = table
+    // Wanted series' rows, in row order: (first, end, table index).
+    let wanted: Vec<(u64, u64, usize)> = table
         .iter()
         .enumerate()
-        .filter_map(|(i, (key, first, rows))| {
-            let labels = found.accept(key, matchers)?;
-            Some((*first, first + rows, i, labels))
+        .filter_map(|(i, (_, labels, first, rows))| {
+            found
+                .passes(labels, matchers)
+                .then_some((*first, first + rows, i))
         })
         .collect();
     if wanted.is_empty() {
         return Ok(());
     }
-    // The chosen row groups' row ranges, in file order.
-    let meta = builder.metadata().clone();
+    let meta = arrow_meta.metadata();
     let mut starts = Vec::with_capacity(meta.num_row_groups());
     let mut row = 0u64;
     for g in 0..meta.num_row_groups() {
         starts.push(row);
         row += meta.row_group(g).num_rows() as u64;
     }
-    let mut selectors: Vec<RowSelector> = Vec::new();
-    // Per selected run: (table index, labels, rows).
-    let mut runs: Vec<(usize, Arc<Labels>, usize)> = Vec::new();
-    let mut kept: Vec<usize> = Vec::new();
+    let mut plans: Vec<Plan> = Vec::new();
     for &g in groups {
         let (gs, ge) = (starts[g], starts[g] + meta.row_group(g).num_rows() as u64);
+        let mut plan = Plan {
+            group: g,
+            selectors: Vec::new(),
+            runs: Vec::new(),
+            rows: 0,
+        };
         let mut at = gs;
-        let mut any = false;
-        let mut group_selectors = Vec::new();
-        for (first, end, i, labels) in &wanted {
-            let (s, e) = ((*first).max(gs), (*end).min(ge));
-            if s >= e {
-                continue;
-            }
+        // The wanted series overlapping this group (`wanted` is in row order).
+        let from = wanted.partition_point(|w| w.1 <= gs);
+        for &(first, end, i) in wanted[from..].iter().take_while(|w| w.0 < ge) {
+            let (s, e) = (first.max(gs), end.min(ge));
             if s > at {
-                group_selectors.push(RowSelector::skip((s - at) as usize));
+                plan.selectors.push(RowSelector::skip((s - at) as usize));
             }
-            group_selectors.push(RowSelector::select((e - s) as usize));
-            runs.push((*i, labels.clone(), (e - s) as usize));
+            plan.selectors.push(RowSelector::select((e - s) as usize));
+            plan.runs.push((i, (e - s) as usize));
+            plan.rows += (e - s) as usize;
             at = e;
-            any = true;
         }
-        if !any {
+        if plan.runs.is_empty() {
             continue;
         }
         if ge > at {
-            group_selectors.push(RowSelector::skip((ge - at) as usize));
+            plan.selectors.push(RowSelector::skip((ge - at) as usize));
         }
-        kept.push(g);
-        selectors.extend(group_selectors);
+        plans.push(plan);
     }
-    if kept.is_empty() {
-        return Ok(());
+    // Share the groups among the cores by rows to read.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total: usize = plans.iter().map(|p| p.rows).sum();
+    let parts = cores.min(plans.len()).max(1);
+    let mut chunks: Vec<&[Plan]> = Vec::with_capacity(parts);
+    let mut rest: &[Plan] = &plans;
+    let mut share = 0;
+    let mut taken = 0;
+    for part in 1..parts {
+        let goal = total * part / parts;
+        let mut n = 0;
+        while n < rest.len() && taken + share < goal {
+            share += rest[n].rows;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        chunks.push(chunk);
+        rest = tail;
+        taken += share;
+        share = 0;
     }
+    chunks.push(rest);
+    let results: Vec<Result<Vec<RunPoints>, partition::Error>> = if chunks.len() == 1 {
+        vec![read_plans(path, arrow_meta.clone(), chunks[0], mint, maxt)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .filter(|c| !c.is_empty())
+                .map(|chunk| {
+                    let meta = arrow_meta.clone();
+                    scope.spawn(move || read_plans(path, meta, chunk, mint, maxt))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(partition::Error::Format {
+                            path: path.to_owned(),
+                            message: "a reading thread failed".into(),
+                        })
+                    })
+                })
+                .collect()
+        })
+    };
+    for part in results {
+        for (i, points) in part? {
+            let (key, labels, _, _) = &table[i];
+            found.points(key, labels.clone()).extend(points);
+        }
+    }
+    Ok(())
+}
+
+/// A table index and the points read of that series.
+type RunPoints = (usize, Vec<(i64, f64)>);
+
+/// What to read of one row group: its row selection and the series runs it selects
+/// (table index, rows).
+struct Plan {
+    group: usize,
+    selectors: Vec<parquet::arrow::arrow_reader::RowSelector>,
+    runs: Vec<(usize, usize)>,
+    rows: usize,
+}
+
+/// Reads the planned rows' timestamps and values: per run, the series and its points in
+/// `[mint, maxt]`.
+fn read_plans(
+    path: &Path,
+    meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    plans: &[Plan],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<RunPoints>, partition::Error> {
+    use parquet::arrow::arrow_reader::RowSelection;
+    let format = |message: String| partition::Error::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let file = open(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let mask =
         parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
+    let selectors: Vec<_> = plans
+        .iter()
+        .flat_map(|p| p.selectors.iter().copied())
+        .collect();
     let reader = builder
-        .with_row_groups(kept)
+        .with_row_groups(plans.iter().map(|p| p.group).collect())
         .with_row_selection(RowSelection::from(selectors))
         .with_projection(mask)
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| format(e.to_string()))?;
-    let mut runs = runs.into_iter();
-    let mut current: Option<(usize, Arc<Labels>, usize)> = None;
+    let mut runs = plans.iter().flat_map(|p| p.runs.iter().copied());
+    let mut out: Vec<RunPoints> = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
     for batch in reader {
         let batch = batch.map_err(|e| format(e.to_string()))?;
         let t = column::<TimestampMillisecondArray>(path, &batch, "timestamp")?;
@@ -306,27 +482,31 @@ fn from_table(
         let (t, v) = (t.values(), v.values());
         let mut i = 0;
         while i < t.len() {
-            let (series, labels, left) = match current.take() {
-                Some(c) if c.2 > 0 => c,
+            let (series, left) = match current.take() {
+                Some(c) if c.1 > 0 => c,
                 _ => match runs.next() {
                     Some(r) => r,
                     None => return Err(format("more rows than the series table holds".into())),
                 },
             };
             let n = left.min(t.len() - i);
-            let points = found.points(&table[series].0, labels.clone());
-            points.extend(
-                t[i..i + n]
-                    .iter()
-                    .zip(&v[i..i + n])
-                    .filter(|(ts, _)| **ts >= mint && **ts <= maxt)
-                    .map(|(ts, v)| (*ts, *v)),
-            );
+            if out.last().is_none_or(|o| o.0 != series) {
+                out.push((series, Vec::with_capacity(n)));
+            }
+            if let Some((_, points)) = out.last_mut() {
+                points.extend(
+                    t[i..i + n]
+                        .iter()
+                        .zip(&v[i..i + n])
+                        .filter(|(ts, _)| **ts >= mint && **ts <= maxt)
+                        .map(|(ts, v)| (*ts, *v)),
+                );
+            }
             i += n;
-            current = Some((series, labels, left - n));
+            current = Some((series, left - n));
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Adds what a flush has taken from the head and not yet written.

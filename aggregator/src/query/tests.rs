@@ -143,6 +143,23 @@ fn bad_queries_are_bad_data_with_the_reason() {
 }
 
 #[test]
+fn syntax_errors_say_where() {
+    for (q, says) in [
+        ("1 +", "1:4: parse error: unexpected end of input"),
+        ("sum(x) by", "1:10: parse error: unexpected end of input"),
+        ("x{a=}", "1:5: parse error: unexpected \"}\""),
+        ("foo bar", "1:5: parse error: unexpected \"bar\""),
+        ("rate(x[5m]", "1:11: parse error: unclosed left parenthesis"),
+        ("up +\n  * 2", "2:3: parse error: unexpected \"*\""),
+    ] {
+        match parse(q) {
+            Err(Error::BadData(m)) => assert_eq!(m, says, "{q}"),
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn every_2_42_function_parses() {
     for f in super::eval::FUNCTIONS_2_42 {
         if let Err(Error::BadData(m)) = parse(&format!("{f}()")) {
@@ -230,7 +247,15 @@ fn selection_reads_files_and_the_head_and_skips_other_metrics() {
     )];
     let mut found = super::select::Found::default();
     super::select::from_head(&head, &m, t0, t0 + 60_000, &mut found);
-    super::select::from_files(dir.path(), &m, t0, t0 + 60_000, &mut found).unwrap();
+    super::select::from_files(
+        dir.path(),
+        &Default::default(),
+        &m,
+        t0,
+        t0 + 60_000,
+        &mut found,
+    )
+    .unwrap();
     let got = found.finish();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].labels.get("i"), "1");
@@ -271,7 +296,8 @@ fn the_series_table_finds_rows_across_row_groups() {
         )];
         let mut found = super::select::Found::default();
         let (mint, maxt) = (t0 + 1_000_000, t0 + 39_000_000);
-        super::select::from_files(dir.path(), &m, mint, maxt, &mut found).unwrap();
+        super::select::from_files(dir.path(), &Default::default(), &m, mint, maxt, &mut found)
+            .unwrap();
         let got = found.finish();
         assert_eq!(got.len(), 1, "series {s}");
         let p = &got[0].points;
@@ -279,4 +305,81 @@ fn the_series_table_finds_rows_across_row_groups() {
         assert_eq!(p[0], (mint, (s * 1_000_000 + 10_000) as f64));
         assert_eq!(*p.last().unwrap(), (maxt, (s * 1_000_000 + 390_000) as f64));
     }
+}
+
+#[test]
+fn limits_give_clear_errors() {
+    let src = Memory(
+        (0..10)
+            .map(|i| series("g", &[("i", &i.to_string())], &[(0, 1.0), (15_000, 2.0)]))
+            .collect(),
+    );
+    let expr = parse("g").unwrap();
+    let few = Limits {
+        max_series: 5,
+        ..Limits::default()
+    };
+    let err = instant_query(&src, &expr, 15_000, &few).unwrap_err();
+    assert!(
+        matches!(err, Error::Execution(ref m) if m.contains("10 series")),
+        "{err}"
+    );
+    let err = range_query(&src, &expr, 0, 15_000, 1_000, &few).unwrap_err();
+    assert!(matches!(err, Error::Execution(_)), "{err}");
+    let small = Limits {
+        max_samples: 15,
+        ..Limits::default()
+    };
+    let err = instant_query(&src, &expr, 15_000, &small).unwrap_err();
+    assert!(err.to_string().contains("too many samples"), "{err}");
+    let none = Limits {
+        timeout: std::time::Duration::ZERO,
+        ..Limits::default()
+    };
+    let err = range_query(&src, &expr, 0, 15_000, 1_000, &none).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+}
+
+#[test]
+fn files_without_a_series_table_are_scanned() {
+    use crate::head::SeriesKey;
+    let dir = tempfile::tempdir().unwrap();
+    let day = 20_000;
+    let t0 = day * crate::head::DAY_MS;
+    let key = |l: &str| SeriesKey {
+        metric: "m".into(),
+        labels: l.into(),
+    };
+    crate::partition::write_day(
+        dir.path(),
+        day,
+        vec![
+            (key(r#"{"i":"1"}"#), vec![(t0, 1f64.to_bits())]),
+            (key(r#"{"i":"2"}"#), vec![(t0, 2f64.to_bits())]),
+        ],
+        "part-1-0.parquet",
+    )
+    .unwrap();
+    // Rewrite it as files were written before the table existed: same rows, no footer key.
+    let path = crate::partition::day_dir(dir.path(), day).join("part-1-0.parquet");
+    let batches: Vec<_> = crate::partition::batches(&path)
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batches[0].schema(),
+        None,
+    )
+    .unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    let m = vec![Matcher::new(promql_parser::label::MatchOp::Equal, "i", "2")];
+    let mut found = super::select::Found::default();
+    super::select::from_files(dir.path(), &Default::default(), &m, t0, t0, &mut found).unwrap();
+    let got = found.finish();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].points, vec![(t0, 2.0)]);
 }
