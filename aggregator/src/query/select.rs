@@ -32,6 +32,29 @@ pub struct FileCache {
 struct CacheInner {
     files: HashMap<std::path::PathBuf, Arc<FileIndex>, crate::head::Hash>,
     labels: HashMap<SeriesKey, Arc<Labels>, crate::head::Hash>,
+    /// The label sets holding each (name, value) pair: what an equality matcher looks up
+    /// instead of trying every series of a file.
+    postings: HashMap<(String, String), Vec<Arc<Labels>>, crate::head::Hash>,
+}
+
+/// A file's index and the candidate label sets of a query's matchers.
+type Indexed = (Arc<FileIndex>, Option<Vec<Arc<Labels>>>);
+
+impl CacheInner {
+    /// The cached label sets holding the pair of the most selective equality matcher
+    /// of `matchers` (a superset of those passing all); `None` without one.
+    fn candidates(&self, matchers: &[Matcher]) -> Option<Vec<Arc<Labels>>> {
+        matchers
+            .iter()
+            .filter(|m| m.op == MatchOp::Equal && !m.value.is_empty())
+            .map(|m| {
+                self.postings
+                    .get(&(m.name.clone(), m.value.clone()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|list| list.len())
+            .map(<[Arc<Labels>]>::to_vec)
+    }
 }
 
 /// Files remembered at most (each costs its footer and a row of 24 bytes per series).
@@ -46,13 +69,24 @@ pub struct FileIndex {
     /// Per series in row order: key, labels, first row, rows; `None` for files written
     /// before the table existed.
     series: Option<Vec<TableRow>>,
+    /// Table index by labels address.
+    rows: HashMap<usize, usize, crate::head::Hash>,
 }
 
 impl FileCache {
-    fn index(&self, path: &Path) -> Result<Arc<FileIndex>, partition::Error> {
+    /// A file's index, and the candidates for `matchers` (see
+    /// [`CacheInner::candidates`]), looked up together so both see the same postings.
+    fn index(&self, path: &Path, matchers: &[Matcher]) -> Result<Indexed, partition::Error> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = inner.files.get(path) {
-            return Ok(i.clone());
+            let candidates = inner.candidates(matchers);
+            return Ok((i.clone(), candidates));
+        }
+        // Forget everything before adding, so this file's label sets are all posted.
+        if inner.files.len() >= CACHED_FILES {
+            inner.files.clear();
+            inner.labels.clear();
+            inner.postings.clear();
         }
         let format = |message: String| partition::Error::Format {
             path: path.to_owned(),
@@ -71,6 +105,13 @@ impl FileCache {
                         None => {
                             let l = Arc::new(parse_labels(&key.metric, &key.labels));
                             inner.labels.insert(key.clone(), l.clone());
+                            for pair in &l.0 {
+                                inner
+                                    .postings
+                                    .entry(pair.clone())
+                                    .or_default()
+                                    .push(l.clone());
+                            }
                             l
                         }
                     };
@@ -78,13 +119,16 @@ impl FileCache {
                 })
                 .collect()
         });
-        if inner.files.len() >= CACHED_FILES {
-            inner.files.clear();
-            inner.labels.clear();
-        }
-        let index = Arc::new(FileIndex { meta, series });
+        let rows = series
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, row): (usize, &TableRow)| (Arc::as_ptr(&row.1) as usize, i))
+            .collect();
+        let index = Arc::new(FileIndex { meta, series, rows });
         inner.files.insert(path.to_owned(), index.clone());
-        Ok(index)
+        let candidates = inner.candidates(matchers);
+        Ok((index, candidates))
     }
 }
 
@@ -257,22 +301,14 @@ fn from_file(
         path: path.to_owned(),
         message,
     };
-    let index = cache.index(path)?;
+    let (index, candidates) = cache.index(path, matchers)?;
     let groups = row_groups(index.meta.metadata(), exact_name(matchers), mint, maxt);
     if groups.is_empty() {
         return Ok(());
     }
     if let Some(table) = &index.series {
-        return from_table(
-            path,
-            &index.meta,
-            &groups,
-            table,
-            matchers,
-            mint,
-            maxt,
-            found,
-        );
+        let wanted = wanted_rows(candidates, &index, table, matchers, found);
+        return from_table(path, &index.meta, &groups, table, wanted, mint, maxt, found);
     }
     let file = open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, index.meta.clone());
@@ -320,21 +356,11 @@ fn from_table(
     arrow_meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
     groups: &[usize],
     table: &[TableRow],
-    matchers: &[Matcher],
+    wanted: Vec<(u64, u64, usize)>,
     mint: i64,
     maxt: i64,
     found: &mut Found,
 ) -> Result<(), partition::Error> {
-    // Wanted series' rows, in row order: (first, end, table index).
-    let wanted: Vec<(u64, u64, usize)> = table
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, labels, first, rows))| {
-            found
-                .passes(labels, matchers)
-                .then_some((*first, first + rows, i))
-        })
-        .collect();
     if wanted.is_empty() {
         return Ok(());
     }
@@ -433,6 +459,40 @@ fn from_table(
 
 /// A table index and the points read of that series.
 type RunPoints = (usize, Vec<(i64, f64)>);
+
+/// The rows of a file's series that pass `matchers`, in row order: (first, end, table
+/// index). With an equality matcher only the label sets holding its pair are tried.
+fn wanted_rows(
+    candidates: Option<Vec<Arc<Labels>>>,
+    index: &FileIndex,
+    table: &[TableRow],
+    matchers: &[Matcher],
+    found: &mut Found,
+) -> Vec<(u64, u64, usize)> {
+    let mut wanted: Vec<(u64, u64, usize)> = match candidates {
+        Some(candidates) => candidates
+            .iter()
+            .filter_map(|l| {
+                let &i = index.rows.get(&(Arc::as_ptr(l) as usize))?;
+                let (_, labels, first, rows) = &table[i];
+                found
+                    .passes(labels, matchers)
+                    .then_some((*first, first + rows, i))
+            })
+            .collect(),
+        None => table
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, labels, first, rows))| {
+                found
+                    .passes(labels, matchers)
+                    .then_some((*first, first + rows, i))
+            })
+            .collect(),
+    };
+    wanted.sort_unstable();
+    wanted
+}
 
 /// What to read of one row group: its row selection and the series runs it selects
 /// (table index, rows).
