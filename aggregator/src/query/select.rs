@@ -57,8 +57,9 @@ impl CacheInner {
     }
 }
 
-/// Files remembered at most (each costs its footer and a row of 24 bytes per series).
-const CACHED_FILES: usize = 4096;
+/// Files remembered at most (each costs its footer, which holds the series table, and a
+/// row of about 40 bytes per series): 90 days of compacted partitions fit.
+const CACHED_FILES: usize = 256;
 
 /// A series in a file: key, labels, first row, rows.
 type TableRow = (SeriesKey, Arc<Labels>, u64, u64);
@@ -74,6 +75,15 @@ pub struct FileIndex {
 }
 
 impl FileCache {
+    /// Drops the files of `dir` that are no longer among `present` (compaction and
+    /// retention remove files; their names are not reused).
+    fn forget_gone(&self, dir: &Path, present: &[std::path::PathBuf]) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .files
+            .retain(|path, _| path.parent() != Some(dir) || present.contains(path));
+    }
+
     /// A file's index, and the candidates for `matchers` (see
     /// [`CacheInner::candidates`]), looked up together so both see the same postings.
     fn index(&self, path: &Path, matchers: &[Matcher]) -> Result<Indexed, partition::Error> {
@@ -250,7 +260,10 @@ pub fn from_files(
         if day < first || day > last {
             continue;
         }
-        for path in partition::files(&partition::day_dir(data_dir, day)) {
+        let dir = partition::day_dir(data_dir, day);
+        let files = partition::files(&dir);
+        cache.forget_gone(&dir, &files);
+        for path in files {
             from_file(&path, cache, matchers, mint, maxt, found)?;
         }
     }
