@@ -732,6 +732,24 @@ fn diff_point(want: &Point, got: &Point) -> Option<String> {
         .then(|| format!("at {}: value {} vs ours {}", secs(want.t), want.v, got.v))
 }
 
+/// The same label sets on both sides, then the first pair of elements `each` finds apart.
+fn diff_by_labels<T: Clone>(
+    want: &[(Labels, T)],
+    got: &[(Labels, T)],
+    each: impl Fn(&T, &T) -> Option<String>,
+) -> Option<String> {
+    let (w, g) = (sorted(want.to_vec()), sorted(got.to_vec()));
+    let (wl, gl): (Vec<Labels>, Vec<Labels>) = (
+        w.iter().map(|e| e.0.clone()).collect(),
+        g.iter().map(|e| e.0.clone()).collect(),
+    );
+    diff_sets(&wl, &gl).or_else(|| {
+        w.iter()
+            .zip(&g)
+            .find_map(|((l, a), (_, b))| each(a, b).map(|d| format!("{}: {d}", show(l))))
+    })
+}
+
 fn sorted<T>(mut v: Vec<(Labels, T)>) -> Vec<(Labels, T)> {
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
@@ -804,39 +822,22 @@ fn diff_res(want: &Res, got: &Res, ordered: bool) -> Option<String> {
                     return Some(format!("order of values {wv:?} vs ours {gv:?}"));
                 }
             }
-            let (w, g) = (sorted(w.clone()), sorted(g.clone()));
-            let (wl, gl): (Vec<Labels>, Vec<Labels>) = (
-                w.iter().map(|e| e.0.clone()).collect(),
-                g.iter().map(|e| e.0.clone()).collect(),
-            );
-            diff_sets(&wl, &gl).or_else(|| {
-                w.iter().zip(&g).find_map(|((l, a), (_, b))| {
-                    diff_point(a, b).map(|d| format!("{}: {d}", show(l)))
-                })
-            })
+            diff_by_labels(w, g, diff_point)
         }
         (Res::Matrix(w), Res::Matrix(g)) => {
-            let (w, g) = (sorted(w.clone()), sorted(g.clone()));
-            let (wl, gl): (Vec<Labels>, Vec<Labels>) = (
-                w.iter().map(|e| e.0.clone()).collect(),
-                g.iter().map(|e| e.0.clone()).collect(),
-            );
-            diff_sets(&wl, &gl).or_else(|| {
-                w.iter().zip(&g).find_map(|((l, a), (_, b))| {
-                    let first = a.iter().zip(b).find_map(|(p, q)| diff_point(p, q));
-                    let d = first.or_else(|| {
-                        (a.len() != b.len()).then(|| {
-                            let t = |s: &[Point]| s.get(a.len().min(b.len())).map(|p| secs(p.t));
-                            format!(
-                                "{} points vs ours {} (first unmatched: {:?} vs ours {:?})",
-                                a.len(),
-                                b.len(),
-                                t(a),
-                                t(b)
-                            )
-                        })
-                    })?;
-                    Some(format!("{}: {d}", show(l)))
+            diff_by_labels(w, g, |a: &Vec<Point>, b: &Vec<Point>| {
+                let first = a.iter().zip(b).find_map(|(p, q)| diff_point(p, q));
+                first.or_else(|| {
+                    (a.len() != b.len()).then(|| {
+                        let t = |s: &[Point]| s.get(a.len().min(b.len())).map(|p| secs(p.t));
+                        format!(
+                            "{} points vs ours {} (first unmatched: {:?} vs ours {:?})",
+                            a.len(),
+                            b.len(),
+                            t(a),
+                            t(b)
+                        )
+                    })
                 })
             })
         }

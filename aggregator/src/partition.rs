@@ -251,6 +251,14 @@ pub fn write_day(
     Ok((path, written))
 }
 
+/// Opens a file of the store, the error naming it.
+pub fn open(path: &Path) -> Result<std::fs::File, Error> {
+    std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// The record batches of a Parquet file.
 pub fn batches(
     path: &Path,
@@ -269,10 +277,7 @@ pub fn batches_of<'p>(
         path: path.to_owned(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let file = open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| {
             let b = match columns {
@@ -372,10 +377,7 @@ fn newest_by_table(
         path: path.to_owned(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let file = open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
         file,
         ArrowReaderOptions::new().with_page_index(true),

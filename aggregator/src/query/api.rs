@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::label::Matcher;
 use promql_parser::parser::Expr;
 
 use super::eval::{self, Value};
@@ -45,6 +45,19 @@ pub fn router(api: Api) -> Router {
 
 /// The request's parameters: the URL's, then a form body's.
 struct Params(Vec<(String, String)>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Params, Error> {
+        let raw = req.uri().query().map(str::to_owned);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Error::BadData(format!("reading the request body: {e}")))?;
+        Params::of(raw, &headers, &body)
+    }
+}
 
 impl Params {
     fn of(raw: Option<String>, headers: &HeaderMap, body: &Bytes) -> Result<Params, Error> {
@@ -192,90 +205,72 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Execution(format!("query task failed: {e}")))?
 }
 
-async fn query(
-    State(api): State<Api>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let p = Params::of(raw, &headers, &body)?;
-        let expr = parse_param(&p)?;
-        let t = p.time("time", (api.now)())?;
-        let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
-        let value = blocking(move || eval::instant_query(&*source, &expr, t, &limits)).await?;
-        Ok::<_, Error>(success(&instant_json(&value, t)))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn query(State(api): State<Api>, p: Params) -> Result<Response, Error> {
+    let expr = parse_param(&p)?;
+    let t = p.time("time", (api.now)())?;
+    let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
+    let value = blocking(move || eval::instant_query(&*source, &expr, t, &limits)).await?;
+    Ok(success(&instant_json(&value, t)))
 }
 
-async fn query_range(
-    State(api): State<Api>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let p = Params::of(raw, &headers, &body)?;
-        let start = p.time("start", i64::MIN)?;
-        let end = p.time("end", i64::MIN)?;
-        if start == i64::MIN {
-            return Err(Error::BadData(
-                "invalid parameter \"start\": missing".into(),
-            ));
-        }
-        if end == i64::MIN {
-            return Err(Error::BadData("invalid parameter \"end\": missing".into()));
-        }
-        if end < start {
-            return Err(Error::BadData(
-                "invalid parameter \"end\": end timestamp must not be before start time".into(),
-            ));
-        }
-        let step_text = p.get("step").unwrap_or("");
-        let step = parse_duration(step_text).ok_or_else(|| {
-            Error::BadData(format!(
-                "invalid parameter \"step\": cannot parse {step_text:?} to a valid duration"
-            ))
-        })?;
-        if step <= 0 {
-            return Err(Error::BadData(
+async fn query_range(State(api): State<Api>, p: Params) -> Result<Response, Error> {
+    let start = p.time("start", i64::MIN)?;
+    let end = p.time("end", i64::MIN)?;
+    if start == i64::MIN {
+        return Err(Error::BadData(
+            "invalid parameter \"start\": missing".into(),
+        ));
+    }
+    if end == i64::MIN {
+        return Err(Error::BadData("invalid parameter \"end\": missing".into()));
+    }
+    if end < start {
+        return Err(Error::BadData(
+            "invalid parameter \"end\": end timestamp must not be before start time".into(),
+        ));
+    }
+    let step_text = p.get("step").unwrap_or("");
+    let step = parse_duration(step_text).ok_or_else(|| {
+        Error::BadData(format!(
+            "invalid parameter \"step\": cannot parse {step_text:?} to a valid duration"
+        ))
+    })?;
+    if step <= 0 {
+        return Err(Error::BadData(
                 "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
-        }
-        if (end - start) / step >= api.limits.max_points {
-            return Err(Error::BadData(format!(
+    }
+    if (end - start) / step >= api.limits.max_points {
+        return Err(Error::BadData(format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 api.limits.max_points
             )));
+    }
+    let expr = parse_param(&p)?;
+    if matches!(
+        strip_parens(&expr),
+        Expr::MatrixSelector(_) | Expr::Subquery(_) | Expr::StringLiteral(_)
+    ) {
+        let kind = match strip_parens(&expr) {
+            Expr::StringLiteral(_) => "string",
+            _ => "range vector",
+        };
+        return Err(Error::BadData(format!(
+            "invalid expression type \"{kind}\" for range query, must be Scalar or instant Vector"
+        )));
+    }
+    let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
+    let series =
+        blocking(move || eval::range_query(&*source, &expr, start, end, step, &limits)).await?;
+    let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
+    for (i, s) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        let expr = parse_param(&p)?;
-        if matches!(
-            strip_parens(&expr),
-            Expr::MatrixSelector(_) | Expr::Subquery(_) | Expr::StringLiteral(_)
-        ) {
-            let kind = match strip_parens(&expr) {
-                Expr::StringLiteral(_) => "string",
-                _ => "range vector",
-            };
-            return Err(Error::BadData(format!(
-                "invalid expression type \"{kind}\" for range query, must be Scalar or instant Vector"
-            )));
-        }
-        let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
-        let series =
-            blocking(move || eval::range_query(&*source, &expr, start, end, step, &limits)).await?;
-        let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
-        for (i, s) in series.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            series_json(&mut out, s);
-        }
-        out.push_str("]}");
-        Ok(success(&out))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        series_json(&mut out, s);
+    }
+    out.push_str("]}");
+    Ok(success(&out))
 }
 
 fn strip_parens(e: &Expr) -> &Expr {
@@ -401,13 +396,7 @@ fn matching_series(
         let expr = eval::parse(s)
             .map_err(|e| Error::BadData(format!("invalid parameter \"match[]\": {e}")))?;
         match expr {
-            Expr::VectorSelector(vs) => {
-                let mut m = vs.matchers.matchers.clone();
-                if let Some(name) = &vs.name {
-                    m.push(Matcher::new(MatchOp::Equal, NAME, name));
-                }
-                sets.push(m);
-            }
+            Expr::VectorSelector(vs) => sets.push(eval::matchers(&vs)),
             _ => {
                 return Err(Error::BadData(format!(
                     "invalid parameter \"match[]\": {s:?} is not a series selector"
@@ -444,34 +433,25 @@ fn window(p: &Params) -> Result<(i64, i64), Error> {
     ))
 }
 
-async fn series(
-    State(api): State<Api>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let p = Params::of(raw, &headers, &body)?;
-        let (start, end) = window(&p)?;
-        let limit = p.limit()?;
-        let selectors: Vec<String> = p.all("match[]").into_iter().map(String::from).collect();
-        let source = api.source.clone();
-        let found = blocking(move || {
-            let refs: Vec<&str> = selectors.iter().map(String::as_str).collect();
-            matching_series(&*source, &refs, start, end, true)
-        })
-        .await?;
-        let mut out = String::from("[");
-        for (i, s) in found.iter().take(limit).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_labels(&mut out, &s.labels);
+async fn series(State(api): State<Api>, p: Params) -> Result<Response, Error> {
+    let (start, end) = window(&p)?;
+    let limit = p.limit()?;
+    let selectors: Vec<String> = p.all("match[]").into_iter().map(String::from).collect();
+    let source = api.source.clone();
+    let found = blocking(move || {
+        let refs: Vec<&str> = selectors.iter().map(String::as_str).collect();
+        matching_series(&*source, &refs, start, end, true)
+    })
+    .await?;
+    let mut out = String::from("[");
+    for (i, s) in found.iter().take(limit).enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        out.push(']');
-        Ok::<_, Error>(success(&out))
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+        push_labels(&mut out, &s.labels);
+    }
+    out.push(']');
+    Ok(success(&out))
 }
 
 /// `labels` and `label/<name>/values`: sorted, distinct, limited.
@@ -502,32 +482,19 @@ async fn names_or_values(api: Api, p: Params, of: Option<String>) -> Result<Resp
     Ok(success(&serde_json::to_string(&list).unwrap_or_default()))
 }
 
-async fn labels(
-    State(api): State<Api>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let run = async {
-        let p = Params::of(raw, &headers, &body)?;
-        names_or_values(api, p, None).await
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+async fn labels(State(api): State<Api>, p: Params) -> Result<Response, Error> {
+    names_or_values(api, p, None).await
 }
 
 async fn label_values(
     State(api): State<Api>,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let run = async {
-        if !eval::valid_label_name(&name) {
-            return Err(Error::BadData(format!("invalid label name: {name:?}")));
-        }
-        let p = Params::of(raw, &HeaderMap::new(), &Bytes::new())?;
-        names_or_values(api, p, Some(name)).await
-    };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+    p: Params,
+) -> Result<Response, Error> {
+    if !eval::valid_label_name(&name) {
+        return Err(Error::BadData(format!("invalid label name: {name:?}")));
+    }
+    names_or_values(api, p, Some(name)).await
 }
 
 /// Metric metadata (type, help, unit) is not carried by remote write 1.0 requests as we

@@ -366,7 +366,7 @@ fn key(v: &VectorSelector) -> usize {
 }
 
 /// The matchers of a selector, its name as a `__name__` matcher.
-fn matchers(v: &VectorSelector) -> Vec<Matcher> {
+pub(crate) fn matchers(v: &VectorSelector) -> Vec<Matcher> {
     let mut m = v.matchers.matchers.clone();
     if let Some(name) = &v.name {
         m.push(Matcher::new(

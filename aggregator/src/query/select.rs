@@ -102,7 +102,7 @@ impl FileCache {
             path: path.to_owned(),
             message,
         };
-        let file = open(path)?;
+        let file = partition::open(path)?;
         let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index(true);
         let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options)
             .map_err(|e| format(e.to_string()))?;
@@ -140,14 +140,6 @@ impl FileCache {
         let candidates = inner.candidates(matchers);
         Ok((index, candidates))
     }
-}
-
-/// Opens a file of the store.
-fn open(path: &Path) -> Result<std::fs::File, partition::Error> {
-    std::fs::File::open(path).map_err(|source| partition::Error::Io {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// A found series: its labels and points.
@@ -323,7 +315,7 @@ fn from_file(
         let wanted = wanted_rows(candidates, &index, table, matchers, found);
         return from_table(path, &index.meta, &groups, table, wanted, mint, maxt, found);
     }
-    let file = open(path)?;
+    let file = partition::open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, index.meta.clone());
     let reader = builder
         .with_row_groups(groups)
@@ -530,7 +522,7 @@ fn read_plans(
         path: path.to_owned(),
         message,
     };
-    let file = open(path)?;
+    let file = partition::open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let mask =
         parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);
