@@ -95,6 +95,20 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             })
             .map_err(|e| Failure::Runtime(e.into()))
         }
+        Command::Alerting(args) => {
+            let cfg = config::alerting(args, &sub).map_err(Failure::Usage)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            rt.block_on(async {
+                let cancel = CancellationToken::new();
+                tokio::spawn(stop_on_signal(cancel.clone()));
+                telltale_alerting::run(cfg.opts, cfg.listen, cancel, |_| {}).await
+            })
+            .map_err(|e| Failure::Runtime(e.into()))
+        }
         Command::Import(args) => import(args),
         Command::Billing(config::BillingCommand::Report(args)) => billing_report(args),
         Command::Aggregator(args) => {

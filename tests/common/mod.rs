@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kube_api;
+pub mod peers;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader};
@@ -83,8 +84,14 @@ impl Running {
 /// Starts `telltale <args>` listening on an ephemeral port and waits until it logs the
 /// address it serves on.
 pub fn spawn(args: &[&str]) -> Running {
-    let child = telltale()
-        .args(args)
+    let mut cmd = telltale();
+    cmd.args(args);
+    spawn_cmd(cmd)
+}
+
+/// [`spawn`] for a prepared `telltale` command (environment, arguments).
+pub fn spawn_cmd(mut cmd: Command) -> Running {
+    let child = cmd
         .args(["--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -171,9 +178,9 @@ pub fn tool(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file());
     if found.is_none() {
         if std::env::var("TELLTALE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{name} is required but not installed (apt-get install prometheus prometheus-node-exporter openssl)");
+            panic!("{name} is required but not installed (apt-get install prometheus prometheus-node-exporter prometheus-alertmanager openssl)");
         }
-        eprintln!("SKIPPED: {name} is not installed; install it to run this test (apt-get install prometheus prometheus-node-exporter openssl)");
+        eprintln!("SKIPPED: {name} is not installed; install it to run this test (apt-get install prometheus prometheus-node-exporter prometheus-alertmanager openssl)");
     }
     found
 }

@@ -1,0 +1,541 @@
+//! The alarm state machine: query results in, alarm transitions and notifications out.
+//!
+//! Per (group, rule, label set): pending → firing → resolved, with `no_data` for a
+//! policy's label set that stops returning data (not a recovery). Rule-file alerts follow
+//! Prometheus 2.42's rule manager exactly: pending until `for` has passed since the first
+//! evaluation that returned the label set, firing at once with `for: 0`, resolved at the
+//! first evaluation without it unless `keep_firing_for` holds it, resolved alerts listed
+//! for 15 minutes. Policies fire after `consecutive` breaching evaluations in a row.
+//!
+//! [`Engine::apply`] is pure with respect to time: it takes the evaluation timestamp, so
+//! tests drive it with any clock. The notifications it returns carry ids derived from
+//! (group, rule, kind, evaluation time, alarms), so the same evaluation yields the same id.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Group, Repeat, Rule};
+use crate::query::Sample;
+
+/// How long a resolved alarm stays listed (Prometheus's `resolvedRetention`).
+pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
+
+/// Where an alarm is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmState {
+    /// Breaching, not yet for long enough.
+    Pending,
+    /// Firing.
+    Firing,
+    /// Was firing; its label set stopped returning data.
+    NoData,
+    /// No longer breaching.
+    Resolved,
+}
+
+impl AlarmState {
+    /// The name used in the API, history and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmState::Pending => "pending",
+            AlarmState::Firing => "firing",
+            AlarmState::NoData => "no_data",
+            AlarmState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alarm: a rule's label set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// The group's id.
+    pub group: String,
+    /// The rule's key in its group (its name unless the group has several of that name).
+    pub rule: String,
+    /// Result labels (without `__name__`), the rule's labels and `alertname`.
+    pub labels: BTreeMap<String, String>,
+    /// Rendered annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// State.
+    pub state: AlarmState,
+    /// The last value seen.
+    pub value: f64,
+    /// When it started breaching (ms).
+    pub active_at: i64,
+    /// When it started firing.
+    pub fired_at: Option<i64>,
+    /// When it resolved.
+    pub resolved_at: Option<i64>,
+    /// First evaluation without the condition while `keep_firing_for` holds it.
+    pub keep_firing_since: Option<i64>,
+    /// Breaching evaluations in a row.
+    pub breaches: u32,
+    /// Firing notifications queued for this episode.
+    pub notified: u32,
+    /// When the last firing notification was queued.
+    pub last_notified: Option<i64>,
+    /// A recovery notification is owed (silenced so far).
+    pub recovery_owed: bool,
+}
+
+/// The kind of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Alarms started firing (or repeat).
+    Firing,
+    /// Alarms recovered.
+    Resolved,
+}
+
+/// A message about some alarms of one rule, to be delivered to each of `receivers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Stable id: the same evaluation gives the same id.
+    pub id: String,
+    /// Firing or resolved.
+    pub kind: Kind,
+    /// Repeat count (0 = first notification of the episode).
+    pub repeat: u32,
+    /// The group's id.
+    pub group: String,
+    /// The rule or policy name.
+    pub rule: String,
+    /// Policy description.
+    pub description: String,
+    /// The condition, as written (`> 0.8`), for policies.
+    pub threshold: Option<String>,
+    /// The evaluation that produced it (ms).
+    pub at: i64,
+    /// The alarms, as they were then.
+    pub alarms: Vec<Alarm>,
+    /// Where it goes.
+    pub receivers: Vec<String>,
+}
+
+/// What happened to one alarm in one evaluation, for the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// Evaluation time (ms).
+    pub at: i64,
+    /// The group's id.
+    pub group: String,
+    /// The rule's name.
+    pub rule: String,
+    /// The alarm's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Previous state (`inactive` when new).
+    pub from: String,
+    /// New state (`inactive` when forgotten).
+    pub to: String,
+    /// The value then.
+    pub value: f64,
+}
+
+/// An alarm's key: group id, rule key, label text.
+type Key = (String, String, String);
+
+/// A label set that breaches in this evaluation.
+struct Breach {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Alarms notified together: kind, `group_by` values, receivers.
+type BatchKey = (Kind, Vec<String>, Vec<String>);
+
+/// Every alarm, keyed by group, rule and labels.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Engine {
+    /// The alarms (a sorted list, so the state file reads well).
+    #[serde(with = "alarm_list")]
+    pub alarms: BTreeMap<Key, Alarm>,
+    /// Last evaluation time of each group (ms).
+    pub evaluated: BTreeMap<String, i64>,
+}
+
+mod alarm_list {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<Key, Alarm>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Key, Alarm>, D::Error> {
+        let list = Vec::<Alarm>::deserialize(d)?;
+        Ok(list
+            .into_iter()
+            .map(|a| (key(&a.group, &a.rule, &a.labels), a))
+            .collect())
+    }
+}
+
+fn key(group: &str, rule: &str, labels: &BTreeMap<String, String>) -> Key {
+    let mut text = String::new();
+    for (k, v) in labels {
+        text.push_str(k);
+        text.push('\u{1}');
+        text.push_str(v);
+        text.push('\u{2}');
+    }
+    (group.to_owned(), rule.to_owned(), text)
+}
+
+/// Why one rule's result could not be applied (state left as it was).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApplyError {
+    /// Two result series map to one alarm.
+    #[error("vector contains metrics with the same labelset after applying alert labels")]
+    Duplicate,
+    /// More alerts than the group's `limit`.
+    #[error("exceeded limit of {0} with {1} alerts")]
+    Limit(u64, usize),
+}
+
+/// What one evaluation of one rule produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// State changes.
+    pub transitions: Vec<Transition>,
+    /// Notifications to queue.
+    pub notifications: Vec<Notification>,
+}
+
+impl Engine {
+    /// Applies `result` of `rule` (of `group`) evaluated at `t`. `route` gives the
+    /// receivers of rule-file alarms.
+    pub fn apply(
+        &mut self,
+        group: &Group,
+        rule: &Rule,
+        result: &[Sample],
+        t: i64,
+        route: &dyn Fn(&BTreeMap<String, String>) -> Vec<String>,
+    ) -> Result<Outcome, ApplyError> {
+        let mut out = Outcome::default();
+        // The label sets that breach now, and (policies) those that returned data at all.
+        let mut breaching: BTreeMap<Key, Breach> = BTreeMap::new();
+        let mut present = std::collections::HashSet::new();
+        for s in result {
+            if !rule
+                .filter
+                .iter()
+                .all(|(k, re)| re.is_match(s.labels.get(k).map(String::as_str).unwrap_or("")))
+            {
+                continue;
+            }
+            let labels = alarm_labels(rule, s);
+            let k = key(&group.id, &rule.key, &labels);
+            present.insert(k.clone());
+            if rule.condition.is_some_and(|c| !c.holds(s.value)) {
+                continue;
+            }
+            let annotations = rule
+                .annotations
+                .iter()
+                .map(|(n, t)| (n.clone(), t.render(&s.labels, s.value)))
+                .collect();
+            let b = Breach {
+                labels,
+                annotations,
+                value: s.value,
+            };
+            if breaching.insert(k, b).is_some() {
+                return Err(ApplyError::Duplicate);
+            }
+        }
+        if group.limit > 0 && breaching.len() as u64 > group.limit {
+            return Err(ApplyError::Limit(group.limit, breaching.len()));
+        }
+        let transition = |a: &Alarm, from: &str, to: &str| Transition {
+            at: t,
+            group: a.group.clone(),
+            rule: a.rule.clone(),
+            labels: a.labels.clone(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            value: a.value,
+        };
+
+        // Existing alarms of this rule.
+        let range = (group.id.clone(), rule.key.clone(), String::new())
+            ..(
+                group.id.clone(),
+                format!("{}\u{0}", rule.key),
+                String::new(),
+            );
+        let keys: Vec<_> = self.alarms.range(range).map(|(k, _)| k.clone()).collect();
+        let mut forget = Vec::new();
+        for k in keys {
+            let Some(a) = self.alarms.get_mut(&k) else {
+                continue;
+            };
+            let before = a.state;
+            if let Some(Breach {
+                annotations, value, ..
+            }) = breaching.remove(&k)
+            {
+                if a.state == AlarmState::Resolved {
+                    // A new episode.
+                    *a = new_alarm(group, rule, a.labels.clone(), annotations, value, t);
+                    out.transitions.push(transition(a, "resolved", "pending"));
+                } else {
+                    a.value = value;
+                    a.annotations = annotations;
+                    a.keep_firing_since = None;
+                    a.breaches += 1;
+                    if a.state == AlarmState::NoData {
+                        a.state = if a.fired_at.is_some() {
+                            AlarmState::Firing
+                        } else {
+                            AlarmState::Pending
+                        };
+                    }
+                }
+            } else if a.state != AlarmState::Resolved {
+                let keep = a.state == AlarmState::Firing && !rule.keep_firing_for.is_zero() && {
+                    let since = *a.keep_firing_since.get_or_insert(t);
+                    t - since < rule.keep_firing_for.as_millis() as i64
+                };
+                if keep {
+                    // Held firing.
+                } else if rule.no_data && !present.contains(&k) {
+                    if a.state == AlarmState::Firing {
+                        a.state = AlarmState::NoData;
+                    } else if a.state == AlarmState::Pending {
+                        forget.push(k.clone());
+                    }
+                } else if a.state == AlarmState::Pending {
+                    forget.push(k.clone());
+                } else {
+                    a.state = AlarmState::Resolved;
+                    a.resolved_at = Some(t);
+                    a.breaches = 0;
+                    a.recovery_owed = a.notified > 0 && rule.notify.recovery;
+                }
+            } else if t - a.resolved_at.unwrap_or(t) > RESOLVED_RETENTION_MS && !a.recovery_owed {
+                forget.push(k.clone());
+            }
+            if a.state == AlarmState::Pending && fires(rule, a, t) {
+                a.state = AlarmState::Firing;
+                a.fired_at = Some(t);
+            }
+            if a.state != before {
+                out.transitions
+                    .push(transition(a, before.as_str(), a.state.as_str()));
+            }
+        }
+        for k in forget {
+            if let Some(a) = self.alarms.remove(&k) {
+                if a.state == AlarmState::Pending {
+                    out.transitions.push(transition(&a, "pending", "inactive"));
+                }
+            }
+        }
+        // New alarms.
+        for (k, b) in breaching {
+            let mut a = new_alarm(group, rule, b.labels, b.annotations, b.value, t);
+            if fires(rule, &a, t) {
+                a.state = AlarmState::Firing;
+                a.fired_at = Some(t);
+            }
+            out.transitions
+                .push(transition(&a, "inactive", a.state.as_str()));
+            self.alarms.insert(k, a);
+        }
+        if !rule.record {
+            self.notifications(group, rule, t, route, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Queues what is due for `rule`'s alarms at `t`: first notifications, repeats and
+    /// recoveries, held back while a silence covers `t`.
+    fn notifications(
+        &mut self,
+        group: &Group,
+        rule: &Rule,
+        t: i64,
+        route: &dyn Fn(&BTreeMap<String, String>) -> Vec<String>,
+        out: &mut Outcome,
+    ) {
+        if rule.notify.silences.iter().any(|s| s.covers(t)) {
+            return;
+        }
+        // (kind, group_by values, receivers) → alarms.
+        let mut batches: BTreeMap<BatchKey, (u32, Vec<Alarm>)> = BTreeMap::new();
+        let range = (group.id.clone(), rule.key.clone(), String::new())
+            ..(
+                group.id.clone(),
+                format!("{}\u{0}", rule.key),
+                String::new(),
+            );
+        for a in self.alarms.range_mut(range).map(|(_, a)| a) {
+            let kind = match a.state {
+                AlarmState::Firing if due(rule.notify.repeat, a, rule.consecutive, t) => {
+                    a.notified += 1;
+                    a.last_notified = Some(t);
+                    Kind::Firing
+                }
+                AlarmState::Resolved if a.recovery_owed => {
+                    a.recovery_owed = false;
+                    Kind::Resolved
+                }
+                _ => continue,
+            };
+            let receivers = if rule.notify.receivers.is_empty() {
+                route(&a.labels)
+            } else {
+                rule.notify.receivers.clone()
+            };
+            if receivers.is_empty() {
+                continue;
+            }
+            let by: Vec<String> = rule
+                .notify
+                .group_by
+                .iter()
+                .map(|l| a.labels.get(l).cloned().unwrap_or_default())
+                .collect();
+            let batch = batches.entry((kind, by, receivers)).or_default();
+            batch.0 = batch.0.max(a.notified.saturating_sub(1));
+            batch.1.push(a.clone());
+        }
+        for ((kind, _, receivers), (repeat, alarms)) in batches {
+            let mut h = Fnv::new();
+            for part in [
+                group.id.as_str(),
+                rule.key.as_str(),
+                &format!("{kind:?}"),
+                &t.to_string(),
+            ] {
+                h.write(part.as_bytes());
+            }
+            for a in &alarms {
+                h.write(key(&a.group, &a.rule, &a.labels).2.as_bytes());
+            }
+            out.notifications.push(Notification {
+                id: format!("{:016x}", h.0),
+                kind,
+                repeat: if kind == Kind::Firing { repeat } else { 0 },
+                group: group.id.clone(),
+                rule: rule.name.clone(),
+                description: rule.notify.description.clone(),
+                threshold: rule.condition.map(|c| c.to_string()),
+                at: t,
+                alarms,
+                receivers,
+            });
+        }
+    }
+
+    /// The alarms not resolved, or all, in key order.
+    pub fn list(&self, with_resolved: bool) -> impl Iterator<Item = &Alarm> {
+        self.alarms
+            .values()
+            .filter(move |a| with_resolved || a.state != AlarmState::Resolved)
+    }
+
+    /// Drops the state of groups and rules no longer configured.
+    pub fn retain_configured(&mut self, groups: &[Group]) {
+        let known: std::collections::HashSet<(&str, &str)> = groups
+            .iter()
+            .flat_map(|g| g.rules.iter().map(move |r| (g.id.as_str(), r.key.as_str())))
+            .collect();
+        self.alarms
+            .retain(|(g, r, _), _| known.contains(&(g.as_str(), r.as_str())));
+        self.evaluated
+            .retain(|g, _| groups.iter().any(|x| &x.id == g));
+    }
+}
+
+fn new_alarm(
+    group: &Group,
+    rule: &Rule,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    value: f64,
+    t: i64,
+) -> Alarm {
+    Alarm {
+        group: group.id.clone(),
+        rule: rule.key.clone(),
+        labels,
+        annotations,
+        state: AlarmState::Pending,
+        value,
+        active_at: t,
+        fired_at: None,
+        resolved_at: None,
+        keep_firing_since: None,
+        breaches: 1,
+        notified: 0,
+        last_notified: None,
+        recovery_owed: false,
+    }
+}
+
+/// A pending alarm fires when `for` has passed since it became active (rule files) and
+/// it has breached `consecutive` times in a row (policies).
+fn fires(rule: &Rule, a: &Alarm, t: i64) -> bool {
+    t - a.active_at >= rule.for_.as_millis() as i64 && a.breaches >= rule.consecutive
+}
+
+/// Whether a firing alarm is owed a (repeat) notification at `t`.
+fn due(repeat: Repeat, a: &Alarm, consecutive: u32, t: i64) -> bool {
+    let Some(last) = a.last_notified else {
+        return true;
+    };
+    match repeat {
+        Repeat::Once => false,
+        Repeat::Every(d) => t - last >= d.as_millis() as i64,
+        Repeat::Exponential => {
+            // The 1st, 2nd, 4th, 8th... breaching evaluation since it fired.
+            let n = a.breaches.saturating_sub(consecutive) + 1;
+            n.is_power_of_two() && t > last
+        }
+    }
+}
+
+/// Result labels without `__name__`, the rule's labels (templated), then `alertname`.
+fn alarm_labels(rule: &Rule, s: &Sample) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = s
+        .labels
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (name, t) in &rule.labels {
+        let v = t.render(&s.labels, s.value);
+        if v.is_empty() {
+            labels.remove(name);
+        } else {
+            labels.insert(name.clone(), v);
+        }
+    }
+    labels.insert("alertname".into(), rule.name.clone());
+    labels
+}
+
+/// FNV-1a, 64 bits: a stable hash for notification ids (the same across builds).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes.iter().chain(&[0xff]) {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

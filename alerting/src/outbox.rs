@@ -1,0 +1,176 @@
+//! The outbox: every notification waits here, persisted with the alarm state, until each
+//! of its receivers has accepted it. Failed attempts back off exponentially (1 s doubling
+//! to [`MAX_BACKOFF`]); a receiver that refuses for good (a 4xx, a permanent SMTP error)
+//! or a notification older than [`GIVE_UP_AFTER`] is dropped and recorded in the history.
+
+use std::time::Duration;
+
+use crate::engine::Notification;
+use crate::notify::Failed;
+use crate::store::{Delivery, State};
+
+/// The longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Deliveries this old are dropped rather than retried.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Queues `n` for each of its receivers (an id already queued is left alone).
+pub fn enqueue(state: &mut State, n: &Notification, now: i64) {
+    for r in &n.receivers {
+        let id = format!("{}/{r}", n.id);
+        state.outbox.entry(id.clone()).or_insert_with(|| Delivery {
+            id,
+            receiver: r.clone(),
+            notification: n.clone(),
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+        });
+    }
+}
+
+/// The deliveries due at `now`, oldest first.
+pub fn due(state: &State, now: i64) -> Vec<Delivery> {
+    let mut d: Vec<Delivery> = state
+        .outbox
+        .values()
+        .filter(|d| d.next_attempt <= now)
+        .cloned()
+        .collect();
+    d.sort_by_key(|d| (d.notification.at, d.id.clone()));
+    d
+}
+
+/// When the next delivery is due, if any.
+pub fn next_due(state: &State) -> Option<i64> {
+    state.outbox.values().map(|d| d.next_attempt).min()
+}
+
+/// What became of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Accepted: removed from the outbox.
+    Delivered,
+    /// Will be tried again at this time.
+    Retry(i64),
+    /// Given up: removed from the outbox.
+    Dropped,
+}
+
+/// Records the outcome of an attempt on `id` made at `now`.
+pub fn settle(
+    state: &mut State,
+    id: &str,
+    result: &Result<(), Failed>,
+    now: i64,
+) -> Option<Settled> {
+    let d = state.outbox.get_mut(id)?;
+    d.attempts += 1;
+    let settled = match result {
+        Ok(()) => Settled::Delivered,
+        Err(f) => {
+            d.last_error = Some(f.message.clone());
+            let age = now - d.notification.at;
+            if !f.retryable || age > GIVE_UP_AFTER.as_millis() as i64 {
+                Settled::Dropped
+            } else {
+                let backoff = Duration::from_secs(1)
+                    .saturating_mul(1u32 << (d.attempts - 1).min(16))
+                    .min(MAX_BACKOFF);
+                d.next_attempt = now + backoff.as_millis() as i64;
+                Settled::Retry(d.next_attempt)
+            }
+        }
+    };
+    if !matches!(settled, Settled::Retry(_)) {
+        state.outbox.remove(id);
+    }
+    Some(settled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Kind;
+
+    fn n(id: &str, at: i64) -> Notification {
+        Notification {
+            id: id.into(),
+            kind: Kind::Firing,
+            repeat: 0,
+            group: "g".into(),
+            rule: "r".into(),
+            description: String::new(),
+            threshold: None,
+            at,
+            alarms: Vec::new(),
+            receivers: vec!["mail".into(), "hook".into()],
+        }
+    }
+
+    #[test]
+    fn one_delivery_per_receiver_and_an_id_queues_once() {
+        let mut s = State::default();
+        enqueue(&mut s, &n("a", 0), 0);
+        enqueue(&mut s, &n("a", 0), 5);
+        assert_eq!(s.outbox.len(), 2);
+        assert_eq!(due(&s, 0).len(), 2);
+    }
+
+    #[test]
+    fn retries_back_off_then_deliver_once() {
+        let mut s = State::default();
+        enqueue(&mut s, &n("a", 0), 0);
+        let down = Err(Failed {
+            message: "connection refused".into(),
+            retryable: true,
+        });
+        let mut now = 0;
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            match settle(&mut s, "a/mail", &down, now) {
+                Some(Settled::Retry(at)) => {
+                    waits.push((at - now) / 1000);
+                    now = at;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(due(&s, now - 1).iter().all(|d| d.id != "a/mail"));
+        assert_eq!(
+            settle(&mut s, "a/mail", &Ok(()), now),
+            Some(Settled::Delivered)
+        );
+        assert_eq!(
+            settle(&mut s, "a/mail", &Ok(()), now),
+            None,
+            "gone once delivered"
+        );
+        assert_eq!(s.outbox.len(), 1);
+    }
+
+    #[test]
+    fn permanent_refusals_and_old_notifications_are_dropped() {
+        let mut s = State::default();
+        enqueue(&mut s, &n("a", 0), 0);
+        let refused = Err(Failed {
+            message: "HTTP 400".into(),
+            retryable: false,
+        });
+        assert_eq!(
+            settle(&mut s, "a/hook", &refused, 0),
+            Some(Settled::Dropped)
+        );
+        let down = Err(Failed {
+            message: "down".into(),
+            retryable: true,
+        });
+        let late = GIVE_UP_AFTER.as_millis() as i64 + 1;
+        assert_eq!(
+            settle(&mut s, "a/mail", &down, late),
+            Some(Settled::Dropped)
+        );
+        assert!(s.outbox.is_empty());
+    }
+}
