@@ -61,6 +61,9 @@ pub struct Head {
     raw: Vec<Box<[u8]>>,
     /// Ids of `series[..ordered.len()]` in key order; later ones are merged in at a take.
     ordered: Vec<u32>,
+    /// Ids of the series holding each label pair (`name\0value`, `__name__` included), in
+    /// id order: what a query's equality matcher reads instead of every series.
+    postings: HashMap<Box<str>, Vec<u32>, Hash>,
     scratch: Vec<u8>,
 }
 
@@ -209,10 +212,44 @@ impl Head {
             days: Vec::new(),
         });
         self.raw.push(key.into());
+        for (n, v) in labels {
+            let pair = format!("{n}\0{v}");
+            match self.postings.get_mut(pair.as_str()) {
+                Some(ids) => ids.push(id),
+                None => {
+                    self.postings.insert(pair.into(), vec![id]);
+                }
+            }
+        }
         let (hasher, raw) = (&self.hasher, &self.raw);
         self.ids
             .insert_unique(hash, id, |&id| hasher.hash_one(&*raw[id as usize]));
         id
+    }
+
+    /// How many series (with points or not) hold the label pair `name`=`value`.
+    pub fn pair_count(&self, name: &str, value: &str) -> usize {
+        self.postings
+            .get(format!("{name}\0{value}").as_str())
+            .map_or(0, Vec::len)
+    }
+
+    /// [`Head::visit`] of only the series holding the label pair `name`=`value`.
+    pub fn visit_pair(
+        &self,
+        name: &str,
+        value: &str,
+        mut f: impl FnMut(&SeriesKey, &[(i64, u64)]),
+    ) {
+        let Some(ids) = self.postings.get(format!("{name}\0{value}").as_str()) else {
+            return;
+        };
+        for &id in ids {
+            let s = &self.series[id as usize];
+            for (_, points) in &s.days {
+                f(&s.key, points);
+            }
+        }
     }
 
     /// Calls `f` with every series holding points and its points (one call per day).
@@ -252,6 +289,7 @@ impl Head {
             self.series = Vec::new();
             self.raw = Vec::new();
             self.ordered = Vec::new();
+            self.postings = HashMap::default();
         }
         out
     }
@@ -304,6 +342,40 @@ pub fn day_name(day: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postings_find_the_series_of_a_label_pair() {
+        let mut h = Head::default();
+        for i in 0..10 {
+            let (pod, ns) = (format!("p{i}"), format!("ns{}", i % 3));
+            h.insert_series(
+                &[("__name__", "up"), ("pod", &pod), ("ns", &ns)],
+                &[(1000, 1.0)],
+                0,
+            );
+        }
+        // Known again: no second posting.
+        h.insert_series(
+            &[("__name__", "up"), ("pod", "p0"), ("ns", "ns0")],
+            &[(2000, 1.0)],
+            0,
+        );
+        assert_eq!(h.pair_count("ns", "ns0"), 4);
+        assert_eq!(h.pair_count("__name__", "up"), 10);
+        assert_eq!(h.pair_count("ns", "nope"), 0);
+        let mut pods = Vec::new();
+        h.visit_pair("ns", "ns1", |k, points| {
+            pods.push((k.labels.to_string(), points.len()))
+        });
+        assert_eq!(
+            pods,
+            [
+                (r#"{"ns":"ns1","pod":"p1"}"#.to_owned(), 1),
+                (r#"{"ns":"ns1","pod":"p4"}"#.to_owned(), 1),
+                (r#"{"ns":"ns1","pod":"p7"}"#.to_owned(), 1)
+            ]
+        );
+    }
 
     #[test]
     fn days_are_named_in_utc() {

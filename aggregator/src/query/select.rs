@@ -609,6 +609,18 @@ fn add_points(
 }
 
 /// Adds what the head holds.
+/// With an equality matcher, only the series holding its pair are tried (the most
+/// selective such matcher's).
 pub fn from_head(head: &Head, matchers: &[Matcher], mint: i64, maxt: i64, found: &mut Found) {
-    head.visit(|key, points| add_points(key, points, matchers, mint, maxt, found));
+    let add = |key: &SeriesKey, points: &[(i64, u64)], found: &mut Found| {
+        add_points(key, points, matchers, mint, maxt, found)
+    };
+    let narrowest = matchers
+        .iter()
+        .filter(|m| m.op == MatchOp::Equal && !m.value.is_empty())
+        .min_by_key(|m| head.pair_count(&m.name, &m.value));
+    match narrowest {
+        Some(m) => head.visit_pair(&m.name, &m.value, |k, p| add(k, p, found)),
+        None => head.visit(|k, p| add(k, p, found)),
+    }
 }
