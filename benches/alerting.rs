@@ -134,6 +134,7 @@ fn options(policies: &Path, query_url: &str, state: &Path) -> telltale_alerting:
         clock: Arc::new(telltale_model::time::SystemClock),
         query_timeout: Duration::from_secs(60),
         reload_interval: Duration::from_secs(3600),
+        remote_write: None,
     }
 }
 

@@ -321,6 +321,12 @@ pub struct AlertingArgs {
     #[arg(long, env = "TELLTALE_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
+
+    /// Remote-write URL for recording rules' results and the ALERTS and ALERTS_FOR_STATE
+    /// series (e.g. http://127.0.0.1:9201/api/v1/write); recording rules are skipped
+    /// without it.
+    #[arg(long, env = "TELLTALE_REMOTE_WRITE_URL")]
+    pub remote_write_url: Option<String>,
 }
 
 impl Default for AlertingArgs {
@@ -364,7 +370,8 @@ pub fn alerting(cli: AlertingArgs, m: &ArgMatches) -> Result<AlertingConfig, Con
         dashboard_url,
         external_url,
         query_timeout,
-        reload_interval
+        reload_interval,
+        remote_write_url
     );
     let policies = a.policies.ok_or(ConfigError::Invalid {
         key: "policies",
@@ -410,6 +417,7 @@ pub fn alerting(cli: AlertingArgs, m: &ArgMatches) -> Result<AlertingConfig, Con
             clock: std::sync::Arc::new(telltale_model::time::SystemClock),
             query_timeout: a.query_timeout,
             reload_interval: a.reload_interval,
+            remote_write: a.remote_write_url,
         },
     })
 }

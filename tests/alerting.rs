@@ -662,3 +662,104 @@ fn bad_policies_are_refused_with_file_policy_and_key() {
         Some(1.0)
     );
 }
+
+/// An instant query's vector: (labels, value) per series.
+fn instant(base: &str, q: &str) -> Vec<(serde_json::Value, f64)> {
+    let url = format!("{base}/api/v1/query?query={}", urlencode(q));
+    let v = json(&url);
+    v["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            (
+                s["metric"].clone(),
+                s["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Recording rules and `ALERTS`/`ALERTS_FOR_STATE` are written back through remote write
+/// (to the aggregator here), and a later rule of the group reads the recorded series.
+#[test]
+fn recording_rules_and_alerts_series_are_written_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let agg = common::spawn(&[
+        "aggregator",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let base = agg.url("");
+    let _feed = Feed::start(&base, CPU, 0.93);
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        r#"groups:
+  - name: shop
+    interval: 1s
+    rules:
+      - record: namespace:test_pod_cpu_ratio:max
+        expr: max by (namespace) (test_pod_cpu_ratio)
+        labels: { source: telltale }
+      - alert: NamespaceHot
+        expr: namespace:test_pod_cpu_ratio:max > 0.8
+        for: 2s
+        labels: { severity: page }
+"#,
+    )
+    .unwrap();
+    let mut cmd = alerting_cmd(dir.path(), &rules, &base, None, None);
+    cmd.args(["--remote-write-url", &format!("{base}/api/v1/write")]);
+    let a = common::spawn_cmd(cmd);
+    eventually(WAIT, || {
+        (alert_states(&a) == ["NamespaceHot:firing"]).then_some(())
+    })
+    .expect("firing on the recorded series");
+    let recorded = instant(&base, "namespace:test_pod_cpu_ratio:max");
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0["namespace"], "shop");
+    assert_eq!(recorded[0].0["source"], "telltale");
+    assert_eq!(recorded[0].1, 0.93);
+    let alerts = eventually(WAIT, || {
+        Some(instant(&base, r#"ALERTS{alertstate="firing"}"#)).filter(|v| !v.is_empty())
+    })
+    .expect("ALERTS written");
+    assert_eq!(alerts[0].0["alertname"], "NamespaceHot");
+    assert_eq!(alerts[0].0["severity"], "page");
+    assert_eq!(alerts[0].0["namespace"], "shop");
+    assert_eq!(alerts[0].1, 1.0);
+    let active = json(&a.url("/api/v1/alerts"))["data"]["alerts"][0]["activeAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let for_state = instant(&base, "ALERTS_FOR_STATE");
+    assert_eq!(for_state.len(), 1, "{for_state:?}");
+    let secs = humantime::parse_rfc3339(&active)
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        (for_state[0].1 - secs).abs() < 0.001,
+        "{} vs {active}",
+        for_state[0].1
+    );
+    assert!(!common::sample(
+        &get(&a.url("/metrics")).1,
+        "telltale_alerting_remote_write_failures_total"
+    )
+    .is_some_and(|n| n > 0.0));
+}

@@ -175,14 +175,19 @@ mod alarm_list {
 }
 
 fn key(group: &str, rule: &str, labels: &BTreeMap<String, String>) -> Key {
-    let mut text = String::new();
+    (group.to_owned(), rule.to_owned(), label_text(labels))
+}
+
+/// Labels as one string, the last part of a [`Key`].
+fn label_text(labels: &BTreeMap<String, String>) -> String {
+    let mut text = String::with_capacity(labels.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
     for (k, v) in labels {
         text.push_str(k);
         text.push('\u{1}');
         text.push_str(v);
         text.push('\u{2}');
     }
-    (group.to_owned(), rule.to_owned(), text)
+    text
 }
 
 /// Why one rule's result could not be applied (state left as it was).
@@ -217,8 +222,9 @@ impl Engine {
         route: &dyn Fn(&BTreeMap<String, String>) -> Vec<String>,
     ) -> Result<Outcome, ApplyError> {
         let mut out = Outcome::default();
-        // The label sets that breach now, and (policies) those that returned data at all.
-        let mut breaching: BTreeMap<Key, Breach> = BTreeMap::new();
+        // The label sets (as key text) that breach now, and (policies, for no_data) those
+        // that returned data at all.
+        let mut breaching: BTreeMap<String, Breach> = BTreeMap::new();
         let mut present = std::collections::HashSet::new();
         for s in result {
             if !rule
@@ -229,8 +235,10 @@ impl Engine {
                 continue;
             }
             let labels = alarm_labels(rule, s);
-            let k = key(&group.id, &rule.key, &labels);
-            present.insert(k.clone());
+            let k = label_text(&labels);
+            if rule.no_data {
+                present.insert(k.clone());
+            }
             if rule.condition.is_some_and(|c| !c.holds(s.value)) {
                 continue;
             }
@@ -262,22 +270,12 @@ impl Engine {
         };
 
         // Existing alarms of this rule.
-        let range = (group.id.clone(), rule.key.clone(), String::new())
-            ..(
-                group.id.clone(),
-                format!("{}\u{0}", rule.key),
-                String::new(),
-            );
-        let keys: Vec<_> = self.alarms.range(range).map(|(k, _)| k.clone()).collect();
         let mut forget = Vec::new();
-        for k in keys {
-            let Some(a) = self.alarms.get_mut(&k) else {
-                continue;
-            };
+        for (k, a) in self.alarms.range_mut(rule_range(&group.id, &rule.key)) {
             let before = a.state;
             if let Some(Breach {
                 annotations, value, ..
-            }) = breaching.remove(&k)
+            }) = breaching.remove(&k.2)
             {
                 if a.state == AlarmState::Resolved {
                     // A new episode.
@@ -303,7 +301,7 @@ impl Engine {
                 };
                 if keep {
                     // Held firing.
-                } else if rule.no_data && !present.contains(&k) {
+                } else if rule.no_data && !present.contains(&k.2) {
                     if a.state == AlarmState::Firing {
                         a.state = AlarmState::NoData;
                     } else if a.state == AlarmState::Pending {
@@ -337,7 +335,8 @@ impl Engine {
             }
         }
         // New alarms.
-        for (k, b) in breaching {
+        for (text, b) in breaching {
+            let k = (group.id.clone(), rule.key.clone(), text);
             let mut a = new_alarm(group, rule, b.labels, b.annotations, b.value, t);
             if fires(rule, &a, t) {
                 a.state = AlarmState::Firing;
@@ -368,13 +367,11 @@ impl Engine {
         }
         // (kind, group_by values, receivers) → alarms.
         let mut batches: BTreeMap<BatchKey, (u32, Vec<Alarm>)> = BTreeMap::new();
-        let range = (group.id.clone(), rule.key.clone(), String::new())
-            ..(
-                group.id.clone(),
-                format!("{}\u{0}", rule.key),
-                String::new(),
-            );
-        for a in self.alarms.range_mut(range).map(|(_, a)| a) {
+        for a in self
+            .alarms
+            .range_mut(rule_range(&group.id, &rule.key))
+            .map(|(_, a)| a)
+        {
             let kind = match a.state {
                 AlarmState::Firing if due(rule.notify.repeat, a, rule.consecutive, t) => {
                     a.notified += 1;
@@ -416,7 +413,7 @@ impl Engine {
                 h.write(part.as_bytes());
             }
             for a in &alarms {
-                h.write(key(&a.group, &a.rule, &a.labels).2.as_bytes());
+                h.write(label_text(&a.labels).as_bytes());
             }
             out.notifications.push(Notification {
                 id: format!("{:016x}", h.0),
@@ -431,6 +428,18 @@ impl Engine {
                 receivers,
             });
         }
+    }
+
+    /// The alarms of one rule of one group, in key order.
+    pub fn of_rule<'a>(&'a self, group: &str, rule: &str) -> impl Iterator<Item = &'a Alarm> + 'a {
+        self.alarms.range(rule_range(group, rule)).map(|(_, a)| a)
+    }
+
+    /// The alarms of one group, in key order.
+    pub fn of_group<'a>(&'a self, group: &str) -> impl Iterator<Item = &'a Alarm> + 'a {
+        let range = (group.to_owned(), String::new(), String::new())
+            ..(format!("{group}\u{0}"), String::new(), String::new());
+        self.alarms.range(range).map(|(_, a)| a)
     }
 
     /// The alarms not resolved, or all, in key order.
@@ -451,6 +460,13 @@ impl Engine {
         self.evaluated
             .retain(|g, _| groups.iter().any(|x| &x.id == g));
     }
+}
+
+/// The keys of one rule's alarms (no key of another rule sorts between them: `\0` is the
+/// least character).
+fn rule_range(group: &str, rule: &str) -> std::ops::Range<Key> {
+    (group.to_owned(), rule.to_owned(), String::new())
+        ..(group.to_owned(), format!("{rule}\u{0}"), String::new())
 }
 
 fn new_alarm(

@@ -102,7 +102,7 @@ impl Client {
 
     /// `GET url`, the body on 2xx.
     pub async fn get(&self, url: &str, timeout: Duration) -> Result<Bytes, Error> {
-        self.send("GET", url, None, timeout).await
+        self.send_with("GET", url, &[], Vec::new(), timeout).await
     }
 
     /// `POST url` with a body of `content_type`, the answer's body on 2xx.
@@ -113,32 +113,38 @@ impl Client {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
-        self.send("POST", url, Some((content_type, body)), timeout)
-            .await
+        self.send_with(
+            "POST",
+            url,
+            &[("content-type", content_type)],
+            body,
+            timeout,
+        )
+        .await
     }
 
-    async fn send(
+    /// One request with these headers and body, the answer's body on 2xx.
+    pub async fn send_with(
         &self,
         method: &str,
         url: &str,
-        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Bytes, Error> {
         let mut req = hyper::Request::builder().method(method).uri(url).header(
             "user-agent",
             concat!("telltale-alerting/", env!("CARGO_PKG_VERSION")),
         );
-        let bytes = match body {
-            Some((ct, b)) => {
-                req = req.header("content-type", ct);
-                Bytes::from(b)
-            }
-            None => Bytes::new(),
-        };
-        let req = req.body(Full::new(bytes)).map_err(|e| Error::Request {
-            url: url.to_owned(),
-            message: e.to_string(),
-        })?;
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Error::Request {
+                url: url.to_owned(),
+                message: e.to_string(),
+            })?;
         let unreachable = |message: String| Error::Unreachable {
             url: url.to_owned(),
             message,

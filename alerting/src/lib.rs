@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outbox;
 pub mod query;
+pub mod remote;
 pub mod store;
 pub mod template;
 
@@ -63,6 +64,9 @@ pub struct Options {
     pub query_timeout: Duration,
     /// How often the policy files are checked for changes.
     pub reload_interval: Duration,
+    /// Where recording rules' results and `ALERTS`/`ALERTS_FOR_STATE` are written
+    /// (remote write 1.0); nothing is written without it.
+    pub remote_write: Option<String>,
 }
 
 /// Errors that stop alerting.
@@ -98,6 +102,7 @@ pub struct Alerting {
     state: Mutex<State>,
     store: Mutex<Store>,
     api: query::Api,
+    writer: Option<remote::Writer>,
     senders: Senders,
     /// Metrics, registered in `registry`.
     pub metrics: metrics::Metrics,
@@ -129,7 +134,7 @@ impl Alerting {
     /// Loads the policies and the saved state.
     pub fn new(opts: Options) -> Result<Arc<Alerting>, Error> {
         let rules = Rules::load(&opts.policies)?;
-        warn_unsupported(&rules);
+        warn_unsupported(&rules, opts.remote_write.is_some());
         let store = Store::open(&opts.state_dir)?;
         let mut state = store.load()?;
         state.engine.retain_configured(&rules.groups);
@@ -148,6 +153,10 @@ impl Alerting {
         );
         let a = Arc::new(Alerting {
             api: query::Api::new(client.clone(), &opts.query_url, opts.query_timeout),
+            writer: opts
+                .remote_write
+                .as_deref()
+                .map(|url| remote::Writer::new(client.clone(), url, opts.query_timeout)),
             senders: Senders {
                 smtp: opts.smtp.clone(),
                 http: client,
@@ -174,7 +183,7 @@ impl Alerting {
 
     /// Evaluates every group due at `now` (each at the latest multiple of its interval),
     /// applies the results, and persists state and new notifications in one write.
-    pub async fn cycle(&self, now: i64) -> Cycle {
+    pub async fn cycle(self: &Arc<Self>, now: i64) -> Cycle {
         let started = std::time::Instant::now();
         let rules = lock(&self.rules).clone();
         let due: Vec<(usize, i64)> = {
@@ -193,19 +202,26 @@ impl Alerting {
         if due.is_empty() {
             return Cycle::default();
         }
-        // Query every due rule, several groups at once; rules of a group in order.
+        // Query every due rule, 16 groups at once, each group a task (answers are parsed
+        // on every core); rules of a group in order.
         let results: Vec<(usize, i64, RuleResults)> = futures::stream::iter(due.iter().copied())
             .map(|(i, t)| {
-                let group = &rules.groups[i];
-                async move {
+                let (this, rules) = (self.clone(), rules.clone());
+                let task = tokio::spawn(async move {
+                    let group = &rules.groups[i];
                     let mut out = Vec::with_capacity(group.rules.len());
                     for r in &group.rules {
-                        out.push(if r.record {
-                            Ok(Vec::new())
-                        } else {
-                            self.api.instant(&r.expr, t).await
-                        });
+                        out.push(this.evaluate(r, t).await);
                     }
+                    out
+                });
+                async move {
+                    let out = task.await.unwrap_or_else(|e| {
+                        vec![Err(query::Error::Answer {
+                            expr: String::new(),
+                            message: format!("evaluation task failed: {e}"),
+                        })]
+                    });
                     (i, t, out)
                 }
             })
@@ -219,6 +235,7 @@ impl Alerting {
         };
         let mut transitions = Vec::new();
         let mut refresh = Vec::new();
+        let mut alerts_written = Vec::new();
         let mut last_error = None;
         let mut answered = false;
         {
@@ -271,6 +288,10 @@ impl Alerting {
                     ));
                 }
                 st.engine.evaluated.insert(group.id.clone(), t);
+                if self.writer.is_some() {
+                    let alarms = st.engine.of_group(&group.id);
+                    alerts_written.extend(remote::alerts_series(alarms, t));
+                }
             }
             if let Err(e) = lock(&self.store).save(&st) {
                 tracing::error!(error = %e, "cannot save alarm state; notifications of this cycle may repeat after a restart");
@@ -292,6 +313,9 @@ impl Alerting {
         for t in &transitions {
             info!(group = %t.group, rule = %t.rule, labels = ?t.labels, from = %t.from, to = %t.to, "alarm");
         }
+        if let Some(w) = &self.writer {
+            self.write_back(w, alerts_written).await;
+        }
         self.resend_to_alertmanagers(&rules, refresh, now);
         self.update_gauges();
         self.metrics.cycles.inc();
@@ -300,6 +324,35 @@ impl Alerting {
             self.wake_sender.notify_one();
         }
         report
+    }
+
+    /// Queries one rule at `t`. A recording rule's result is written back before this
+    /// returns, so the group's later rules see it (as in Prometheus); without a writer
+    /// recording rules are skipped.
+    async fn evaluate(&self, r: &config::Rule, t: i64) -> Result<Vec<query::Sample>, query::Error> {
+        match (&self.writer, r.record) {
+            (None, true) => Ok(Vec::new()),
+            (Some(w), true) => {
+                let result = self.api.instant(&r.expr, t).await;
+                if let Ok(samples) = &result {
+                    let series = remote::recorded(&r.name, &static_labels(r), samples, t);
+                    self.write_back(w, series).await;
+                }
+                result
+            }
+            (_, false) => self.api.instant(&r.expr, t).await,
+        }
+    }
+
+    async fn write_back(
+        &self,
+        w: &remote::Writer,
+        series: Vec<telltale_model::remote::TimeSeries>,
+    ) {
+        if let Err(e) = w.write(series).await {
+            self.metrics.write_failed.inc();
+            warn!(error = %e, "remote write of rule results failed");
+        }
     }
 
     /// Alertmanager forgets a firing alert that is not re-sent: post each rule's firing
@@ -311,18 +364,20 @@ impl Alerting {
         evaluated: Vec<(String, String, Vec<String>)>,
         now: i64,
     ) {
+        let any = rules
+            .receivers
+            .values()
+            .any(|r| matches!(r, config::Receiver::Alertmanager { .. }));
+        if !any {
+            return;
+        }
         let st = lock(&self.state);
         let mut resent = lock(&self.resent);
         for (group, rule, receivers) in evaluated {
             let firing: Vec<engine::Alarm> = st
                 .engine
-                .list(false)
-                .filter(|a| {
-                    a.group == group
-                        && a.rule == rule
-                        && a.state == AlarmState::Firing
-                        && a.notified > 0
-                })
+                .of_rule(&group, &rule)
+                .filter(|a| a.state == AlarmState::Firing && a.notified > 0)
                 .cloned()
                 .collect();
             if firing.is_empty() {
@@ -459,7 +514,7 @@ impl Alerting {
     pub fn reload(&self) -> Result<(), config::Error> {
         match Rules::load(&self.opts.policies) {
             Ok(rules) => {
-                warn_unsupported(&rules);
+                warn_unsupported(&rules, self.writer.is_some());
                 lock(&self.state).engine.retain_configured(&rules.groups);
                 *lock(&self.rules) = Arc::new(rules);
                 self.metrics.reload_ok.set(1);
@@ -486,16 +541,27 @@ impl Alerting {
     }
 }
 
-fn warn_unsupported(rules: &Rules) {
+fn warn_unsupported(rules: &Rules, writing: bool) {
     let recording = rules
         .groups
         .iter()
         .flat_map(|g| &g.rules)
         .filter(|r| r.record)
         .count();
-    if recording > 0 {
-        warn!(recording, "recording rules are validated but not evaluated: writing their results back is not built yet");
+    if recording > 0 && !writing {
+        warn!(
+            recording,
+            "recording rules are not evaluated without --remote-write-url"
+        );
     }
+}
+
+/// A recording rule's labels (not templated in Prometheus: rendered as plain text).
+fn static_labels(r: &config::Rule) -> Vec<(String, String)> {
+    r.labels
+        .iter()
+        .map(|(k, t)| (k.clone(), t.render(&BTreeMap::new(), 0.0)))
+        .collect()
 }
 
 fn receiver_type(r: &config::Receiver) -> &'static str {

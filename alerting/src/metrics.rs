@@ -23,6 +23,9 @@ pub const QUERY_UP: &str = "telltale_alerting_query_api_up";
 /// 1 if the last policy reload succeeded.
 pub const RELOAD_OK: &str = "telltale_alerting_config_last_reload_successful";
 
+/// Remote writes of rule results that failed.
+pub const WRITE_FAILED: &str = "telltale_alerting_remote_write_failures_total";
+
 /// Receiver types, pre-registered at 0.
 pub const RECEIVER_TYPES: &[&str] = &["email", "webhook", "alertmanager"];
 
@@ -49,6 +52,8 @@ pub struct Metrics {
     pub reload_ok: IntGauge,
     /// Cycles run (for tests and the self-alarm).
     pub cycles: IntCounter,
+    /// See [`WRITE_FAILED`].
+    pub write_failed: IntCounter,
 }
 
 impl Metrics {
@@ -89,6 +94,10 @@ impl Metrics {
                 "telltale_alerting_evaluation_cycles_total",
                 "Evaluation cycles run.",
             )?,
+            write_failed: IntCounter::new(
+                WRITE_FAILED,
+                "Remote writes of rule results that failed.",
+            )?,
         };
         r.register(Box::new(m.evaluations.clone()))?;
         r.register(Box::new(m.cycle.clone()))?;
@@ -100,6 +109,7 @@ impl Metrics {
         r.register(Box::new(m.query_up.clone()))?;
         r.register(Box::new(m.reload_ok.clone()))?;
         r.register(Box::new(m.cycles.clone()))?;
+        r.register(Box::new(m.write_failed.clone()))?;
         for result in ["ok", "query_error", "apply_error"] {
             m.evaluations.with_label_values(&[result]);
         }

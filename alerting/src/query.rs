@@ -92,53 +92,68 @@ fn refusal(expr: &str, body: &[u8]) -> Error {
     }
 }
 
+/// A `/api/v1/query` answer, read straight into typed fields (no intermediate JSON tree:
+/// an evaluation cycle parses every alarm's series).
+#[derive(serde::Deserialize)]
+struct Answer {
+    status: String,
+    data: Option<Data>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Vector(Vec<VectorSample>),
+    Scalar((f64, String)),
+    Matrix(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(serde::Deserialize)]
+struct VectorSample {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
 /// Parses a `/api/v1/query` answer.
 pub fn parse(expr: &str, body: &[u8]) -> Result<Vec<Sample>, Error> {
-    let bad = |message: &str| Error::Answer {
+    let bad = |message: String| Error::Answer {
         expr: expr.to_owned(),
-        message: message.to_owned(),
+        message,
     };
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| bad(&format!("not JSON: {e}")))?;
-    if v["status"] != "success" {
+    let answer: Answer = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("not a query API answer (JSON): {e}")))?;
+    if answer.status != "success" {
         return Err(refusal(expr, body));
     }
-    let data = &v["data"];
-    let value = |pair: &serde_json::Value| -> Result<f64, Error> {
-        let s = pair[1]
-            .as_str()
-            .ok_or_else(|| bad("value is not [time, \"string\"]"))?;
-        parse_value(s).ok_or_else(|| bad(&format!("{s:?} is not a number")))
-    };
-    match data["resultType"].as_str() {
-        Some("vector") => data["result"]
-            .as_array()
-            .ok_or_else(|| bad("result is not a list"))?
-            .iter()
-            .map(|s| {
-                let labels = s["metric"]
-                    .as_object()
-                    .ok_or_else(|| bad("metric is not an object"))?
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect();
-                Ok(Sample {
-                    labels,
-                    value: value(&s["value"])?,
+    let value = |s: &str| parse_value(s).ok_or_else(|| bad(format!("{s:?} is not a number")));
+    let kind = match answer.data {
+        None => return Err(bad("no data".into())),
+        Some(Data::Vector(samples)) => {
+            return samples
+                .into_iter()
+                .map(|s| {
+                    Ok(Sample {
+                        value: value(&s.value.1)?,
+                        labels: s.metric,
+                    })
                 })
-            })
-            .collect(),
-        Some("scalar") => Ok(vec![Sample {
-            labels: BTreeMap::new(),
-            value: value(&data["result"])?,
-        }]),
-        Some(other) => Err(Error::Refused {
-            expr: expr.to_owned(),
-            kind: "bad_data".into(),
-            message: format!("rule result is a {other}, not a vector or scalar"),
-        }),
-        None => Err(bad("no data.resultType")),
-    }
+                .collect()
+        }
+        Some(Data::Scalar((_, v))) => {
+            return Ok(vec![Sample {
+                labels: BTreeMap::new(),
+                value: value(&v)?,
+            }])
+        }
+        Some(Data::Matrix(_)) => "matrix",
+        Some(Data::String(_)) => "string",
+    };
+    Err(Error::Refused {
+        expr: expr.to_owned(),
+        kind: "bad_data".into(),
+        message: format!("rule result is a {kind}, not a vector or scalar"),
+    })
 }
 
 /// A Prometheus sample value: a decimal, `+Inf`, `-Inf` or `NaN`.
@@ -205,7 +220,7 @@ mod tests {
         assert!(parse("x", b"<html>")
             .unwrap_err()
             .to_string()
-            .contains("not JSON"));
+            .contains("not a query API answer"));
     }
 
     #[test]
