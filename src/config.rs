@@ -383,6 +383,11 @@ pub fn alerting(cli: AlertingArgs, m: &ArgMatches) -> Result<AlertingConfig, Con
             message: format!("{} does not exist", policies.display()),
         });
     }
+    // Checked here so a bad policy file is a configuration error (exit 2), named.
+    telltale_alerting::config::Rules::load(&policies).map_err(|e| ConfigError::Invalid {
+        key: "policies",
+        message: e.to_string(),
+    })?;
     if !(a.query_url.starts_with("http://") || a.query_url.starts_with("https://")) {
         return Err(ConfigError::Invalid {
             key: "query-url",

@@ -561,6 +561,7 @@ impl Rules {
         if period < Duration::from_secs(1) {
             return Err(bad("period", "must be at least 1s".into()));
         }
+        bounded(period).map_err(|m| bad("period", m))?;
         let condition = p
             .condition
             .as_deref()
@@ -651,12 +652,18 @@ impl Rules {
         let repeat = match p.repeat.as_deref().unwrap_or("1h") {
             "once" => Repeat::Once,
             "exponential" => Repeat::Exponential,
-            d => Repeat::Every(humantime::parse_duration(d).map_err(|_| {
-                bad(
-                    "repeat",
-                    format!("{d:?} is not once, exponential or a duration"),
-                )
-            })?),
+            d => {
+                let every = humantime::parse_duration(d).map_err(|_| {
+                    bad(
+                        "repeat",
+                        format!("{d:?} is not once, exponential or a duration"),
+                    )
+                })?;
+                if every < Duration::from_secs(1) {
+                    return Err(bad("repeat", "must be at least 1s (or once)".into()));
+                }
+                Repeat::Every(bounded(every).map_err(|m| bad("repeat", m))?)
+            }
         };
         if p.receivers.is_empty() {
             return Err(bad(
@@ -725,6 +732,21 @@ impl Rules {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         for g in f.groups {
+            // As in Prometheus, no interval (or 0) is the default.
+            let interval = match g.interval {
+                None => GROUP_INTERVAL,
+                Some(d) if d.is_zero() => GROUP_INTERVAL,
+                Some(d) if d < Duration::from_secs(1) => {
+                    return Err(invalid(
+                        file,
+                        format!("group {:?}", g.name),
+                        "interval",
+                        "must be at least 1s".into(),
+                    ))
+                }
+                Some(d) => bounded(d)
+                    .map_err(|m| invalid(file, format!("group {:?}", g.name), "interval", m))?,
+            };
             let mut rules = Vec::new();
             for (i, r) in g.rules.into_iter().enumerate() {
                 let what = format!(
@@ -781,9 +803,10 @@ impl Rules {
                     record,
                     condition: None,
                     filter: Vec::new(),
-                    for_: r.for_.unwrap_or_default(),
+                    for_: bounded(r.for_.unwrap_or_default()).map_err(|m| bad("for", m))?,
                     consecutive: 1,
-                    keep_firing_for: r.keep_firing_for.unwrap_or_default(),
+                    keep_firing_for: bounded(r.keep_firing_for.unwrap_or_default())
+                        .map_err(|m| bad("keep_firing_for", m))?,
                     no_data: false,
                     labels: template(r.labels, "labels")?,
                     annotations: template(r.annotations, "annotations")?,
@@ -799,7 +822,7 @@ impl Rules {
             }
             self.groups.push(Group {
                 id: format!("{stem}/{}", g.name),
-                interval: g.interval.unwrap_or(GROUP_INTERVAL),
+                interval,
                 limit: g.limit,
                 rules,
             });
@@ -890,6 +913,19 @@ fn parse_silence(s: &SilenceSpec) -> std::result::Result<Silence, String> {
         from: minute(&s.from, 0, "from")?,
         to: minute(&s.to, 1440, "to")?,
     })
+}
+
+/// The longest duration a policy or rule may give (a year): beyond it, time arithmetic in
+/// milliseconds would be meaningless.
+fn bounded(d: Duration) -> std::result::Result<Duration, String> {
+    if d > Duration::from_secs(366 * 86_400) {
+        Err(format!(
+            "{} is longer than a year",
+            humantime::format_duration(d)
+        ))
+    } else {
+        Ok(d)
+    }
 }
 
 /// The step of a policy's subquery: about four points per period, 15 s to 5 m.

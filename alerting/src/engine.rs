@@ -278,9 +278,8 @@ impl Engine {
             }) = breaching.remove(&k.2)
             {
                 if a.state == AlarmState::Resolved {
-                    // A new episode.
+                    // A new episode (its transition is recorded below).
                     *a = new_alarm(group, rule, a.labels.clone(), annotations, value, t);
-                    out.transitions.push(transition(a, "resolved", "pending"));
                 } else {
                     a.value = value;
                     a.annotations = annotations;
@@ -318,11 +317,13 @@ impl Engine {
             } else if t - a.resolved_at.unwrap_or(t) > RESOLVED_RETENTION_MS && !a.recovery_owed {
                 forget.push(k.clone());
             }
-            if a.state == AlarmState::Pending && fires(rule, a, t) {
+            // A pending alarm that just went away is forgotten, not fired.
+            let leaving = forget.last() == Some(k);
+            if a.state == AlarmState::Pending && !leaving && fires(rule, a, t) {
                 a.state = AlarmState::Firing;
                 a.fired_at = Some(t);
             }
-            if a.state != before {
+            if a.state != before && !leaving {
                 out.transitions
                     .push(transition(a, before.as_str(), a.state.as_str()));
             }

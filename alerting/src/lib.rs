@@ -240,6 +240,12 @@ impl Alerting {
         let mut answered = false;
         {
             let mut st = lock(&self.state);
+            if !Arc::ptr_eq(&rules, &lock(&self.rules)) {
+                // Reloaded while querying: these results may belong to rules that are
+                // gone. The groups stay due and are evaluated again with the new set.
+                info!("policies changed during the evaluation; its results are dropped");
+                return Cycle::default();
+            }
             let route = |l: &BTreeMap<String, String>| rules.route(l);
             for (i, t, outs) in results {
                 let group = &rules.groups[i];
@@ -374,21 +380,23 @@ impl Alerting {
         let st = lock(&self.state);
         let mut resent = lock(&self.resent);
         for (group, rule, receivers) in evaluated {
-            let firing: Vec<engine::Alarm> = st
+            // Each firing alarm goes to its own receivers (routes match per alarm).
+            let mut by_receiver: BTreeMap<String, Vec<engine::Alarm>> = BTreeMap::new();
+            for a in st
                 .engine
                 .of_rule(&group, &rule)
                 .filter(|a| a.state == AlarmState::Firing && a.notified > 0)
-                .cloned()
-                .collect();
-            if firing.is_empty() {
-                continue;
+            {
+                let names = if receivers.is_empty() {
+                    rules.route(&a.labels)
+                } else {
+                    receivers.clone()
+                };
+                for name in names {
+                    by_receiver.entry(name).or_default().push(a.clone());
+                }
             }
-            let names = if receivers.is_empty() {
-                rules.route(&firing[0].labels)
-            } else {
-                receivers
-            };
-            for name in names {
+            for (name, firing) in by_receiver {
                 let Some(config::Receiver::Alertmanager { url, timeout }) =
                     rules.receivers.get(&name)
                 else {
@@ -420,78 +428,79 @@ impl Alerting {
         }
     }
 
-    /// Tries every delivery due at `now` once; returns how many were attempted.
+    /// Tries every delivery due at `now` once; returns how many were attempted. Each
+    /// outcome is settled and saved as soon as it is known, so a crash repeats at most
+    /// the sends in flight (up to 8), not the round.
     pub async fn deliver_due(&self, now: i64) -> usize {
         let due = outbox::due(&lock(&self.state), now);
         if due.is_empty() {
             return 0;
         }
         let rules = lock(&self.rules).clone();
-        let attempts: Vec<(store::Delivery, Result<(), notify::Failed>)> =
-            futures::stream::iter(due)
-                .map(|d| {
-                    let rules = rules.clone();
-                    async move {
-                        let result = match rules.receivers.get(&d.receiver) {
-                            Some(r) => self.senders.deliver(r, &d.notification, now).await,
-                            None => Err(notify::Failed {
-                                message: format!(
-                                    "receiver {:?} is no longer configured",
-                                    d.receiver
-                                ),
-                                retryable: false,
-                            }),
-                        };
-                        (d, result)
-                    }
-                })
-                .buffer_unordered(8)
-                .collect()
-                .await;
-        let n = attempts.len();
-        let mut history = Vec::new();
-        {
-            let mut st = lock(&self.state);
-            for (d, result) in &attempts {
-                let kind = rules
-                    .receivers
-                    .get(&d.receiver)
-                    .map(receiver_type)
-                    .unwrap_or("email");
-                let Some(settled) = outbox::settle(&mut st, &d.id, result, now) else {
+        let mut attempts = futures::stream::iter(due)
+            .map(|d| {
+                let rules = rules.clone();
+                async move {
+                    let result = match rules.receivers.get(&d.receiver) {
+                        Some(r) => self.senders.deliver(r, &d.notification, now).await,
+                        None => Err(notify::Failed {
+                            message: format!("receiver {:?} is no longer configured", d.receiver),
+                            retryable: false,
+                        }),
+                    };
+                    (d, result)
+                }
+            })
+            .buffer_unordered(8);
+        let mut n = 0;
+        while let Some((d, result)) = attempts.next().await {
+            n += 1;
+            let kind = rules
+                .receivers
+                .get(&d.receiver)
+                .map(receiver_type)
+                .unwrap_or("email");
+            let record = {
+                let mut st = lock(&self.state);
+                let Some(settled) = outbox::settle(&mut st, &d.id, &result, now) else {
                     continue;
                 };
-                let event = match settled {
-                    outbox::Settled::Delivered => {
-                        self.metrics.sent.with_label_values(&[kind]).inc();
-                        info!(id = %d.id, rule = %d.notification.rule, kind = ?d.notification.kind, "notification delivered");
-                        "delivered"
-                    }
-                    outbox::Settled::Retry(_) => {
-                        self.metrics.failed.with_label_values(&[kind]).inc();
-                        warn!(id = %d.id, attempt = d.attempts + 1, error = %result.as_ref().err().map(|e| e.message.as_str()).unwrap_or(""), "notification not delivered; will retry");
-                        "retry"
-                    }
-                    outbox::Settled::Dropped => {
-                        self.metrics.failed.with_label_values(&[kind]).inc();
-                        self.metrics.dropped.with_label_values(&[kind]).inc();
-                        tracing::error!(id = %d.id, error = %result.as_ref().err().map(|e| e.message.as_str()).unwrap_or(""), "notification given up");
-                        "dropped"
-                    }
-                };
-                history.push(serde_json::json!({
-                    "type": "notification", "at": rfc3339(now), "event": event, "id": d.id,
-                    "receiver": d.receiver, "kind": d.notification.kind, "rule": d.notification.rule,
-                    "alarms": d.notification.alarms.len(), "attempts": d.attempts + 1,
-                    "error": result.as_ref().err().map(|e| e.message.clone()),
-                }));
-            }
-            if let Err(e) = lock(&self.store).save(&st) {
-                tracing::error!(error = %e, "cannot save the outbox; delivered notifications may repeat after a restart");
-            }
+                if let Err(e) = lock(&self.store).save(&st) {
+                    tracing::error!(error = %e, "cannot save the outbox; delivered notifications may repeat after a restart");
+                }
+                settled
+            };
+            let error = result
+                .as_ref()
+                .err()
+                .map(|e| e.message.as_str())
+                .unwrap_or("");
+            let event = match record {
+                outbox::Settled::Delivered => {
+                    self.metrics.sent.with_label_values(&[kind]).inc();
+                    info!(id = %d.id, rule = %d.notification.rule, kind = ?d.notification.kind, "notification delivered");
+                    "delivered"
+                }
+                outbox::Settled::Retry(_) => {
+                    self.metrics.failed.with_label_values(&[kind]).inc();
+                    warn!(id = %d.id, attempt = d.attempts + 1, error, "notification not delivered; will retry");
+                    "retry"
+                }
+                outbox::Settled::Dropped => {
+                    self.metrics.failed.with_label_values(&[kind]).inc();
+                    self.metrics.dropped.with_label_values(&[kind]).inc();
+                    tracing::error!(id = %d.id, error, "notification given up");
+                    "dropped"
+                }
+            };
+            lock(&self.store).record(&[serde_json::json!({
+                "type": "notification", "at": rfc3339(now), "event": event, "id": d.id,
+                "receiver": d.receiver, "kind": d.notification.kind, "rule": d.notification.rule,
+                "alarms": d.notification.alarms.len(), "attempts": d.attempts + 1,
+                "error": result.as_ref().err().map(|e| e.message.clone()),
+            })]);
+            self.update_gauges();
         }
-        lock(&self.store).record(&history);
-        self.update_gauges();
         n
     }
 
@@ -515,8 +524,11 @@ impl Alerting {
         match Rules::load(&self.opts.policies) {
             Ok(rules) => {
                 warn_unsupported(&rules, self.writer.is_some());
+                let rules = Arc::new(rules);
+                // Swapped first: a cycle still holding the old rules sees the change
+                // and drops its results (see `cycle`); then the state follows.
+                *lock(&self.rules) = rules.clone();
                 lock(&self.state).engine.retain_configured(&rules.groups);
-                *lock(&self.rules) = Arc::new(rules);
                 self.metrics.reload_ok.set(1);
                 info!(path = %self.opts.policies.display(), "policies reloaded");
                 Ok(())

@@ -3,6 +3,7 @@
 //! to [`MAX_BACKOFF`]); a receiver that refuses for good (a 4xx, a permanent SMTP error)
 //! or a notification older than [`GIVE_UP_AFTER`] is dropped and recorded in the history.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::engine::Notification;
@@ -24,17 +25,37 @@ pub fn enqueue(state: &mut State, n: &Notification, now: i64) {
             notification: n.clone(),
             attempts: 0,
             next_attempt: now,
+            queued_at: now,
             last_error: None,
         });
     }
 }
 
-/// The deliveries due at `now`, oldest first.
+/// The deliveries due at `now`, oldest first. A delivery waits while an older one for
+/// the same receiver and rule is still queued, so a recovery never overtakes its firing
+/// notification after an outage.
 pub fn due(state: &State, now: i64) -> Vec<Delivery> {
+    let mut oldest: HashMap<(&str, &str, &str), i64> = HashMap::new();
+    for d in state.outbox.values() {
+        let k = (
+            d.receiver.as_str(),
+            d.notification.group.as_str(),
+            d.notification.rule.as_str(),
+        );
+        let at = oldest.entry(k).or_insert(d.notification.at);
+        *at = (*at).min(d.notification.at);
+    }
     let mut d: Vec<Delivery> = state
         .outbox
         .values()
-        .filter(|d| d.next_attempt <= now)
+        .filter(|d| {
+            let k = (
+                d.receiver.as_str(),
+                d.notification.group.as_str(),
+                d.notification.rule.as_str(),
+            );
+            d.next_attempt <= now && oldest.get(&k) == Some(&d.notification.at)
+        })
         .cloned()
         .collect();
     d.sort_by_key(|d| (d.notification.at, d.id.clone()));
@@ -70,7 +91,7 @@ pub fn settle(
         Ok(()) => Settled::Delivered,
         Err(f) => {
             d.last_error = Some(f.message.clone());
-            let age = now - d.notification.at;
+            let age = now - d.queued_at;
             if !f.retryable || age > GIVE_UP_AFTER.as_millis() as i64 {
                 Settled::Dropped
             } else {
@@ -148,6 +169,31 @@ mod tests {
             "gone once delivered"
         );
         assert_eq!(s.outbox.len(), 1);
+    }
+
+    #[test]
+    fn a_later_notification_waits_for_an_older_one_of_the_same_rule() {
+        let mut s = State::default();
+        let mut firing = n("f", 0);
+        firing.receivers = vec!["mail".into()];
+        enqueue(&mut s, &firing, 0);
+        let down = Err(Failed {
+            message: "down".into(),
+            retryable: true,
+        });
+        // The firing notification backs off, its next attempt at 90 s...
+        settle(&mut s, "f/mail", &down, 0);
+        s.outbox.get_mut("f/mail").unwrap().next_attempt = 90_000;
+        // ...and the recovery, queued later, is not sent before it.
+        let mut resolved = n("r", 60_000);
+        resolved.kind = Kind::Resolved;
+        resolved.receivers = vec!["mail".into()];
+        enqueue(&mut s, &resolved, 60_000);
+        let ids = |s: &State, now| due(s, now).iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        assert!(ids(&s, 60_000).is_empty(), "{:?}", ids(&s, 60_000));
+        assert_eq!(ids(&s, 100_000), ["f/mail"]);
+        settle(&mut s, "f/mail", &Ok(()), 100_000);
+        assert_eq!(ids(&s, 100_000), ["r/mail"]);
     }
 
     #[test]

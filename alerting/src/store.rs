@@ -56,6 +56,8 @@ pub struct Delivery {
     pub attempts: u32,
     /// Not before this time (ms).
     pub next_attempt: i64,
+    /// When it was queued (ms): what the give-up age counts from.
+    pub queued_at: i64,
     /// The last failure.
     pub last_error: Option<String>,
 }

@@ -194,6 +194,9 @@ fn check_format(fmt: &str) -> Result<(), String> {
     }
 }
 
+/// The most decimals a printf verb may ask for (Rust's formatter panics past 65,535).
+const MAX_PRECISION: usize = 100;
+
 #[derive(Debug, Clone, Copy)]
 struct Verb {
     start: usize,
@@ -224,10 +227,15 @@ fn fmt_verbs(fmt: &str) -> impl Iterator<Item = Result<Verb, String>> + '_ {
                 while bytes.get(i).is_some_and(u8::is_ascii_digit) {
                     i += 1;
                 }
-                precision = Some(fmt[digits..i].parse().unwrap_or(0));
+                precision = Some(fmt[digits..i].parse().unwrap_or(usize::MAX));
             }
             let kind = bytes.get(i).map(|&b| b as char).unwrap_or('?');
             i += 1;
+            if precision.is_some_and(|p| p > MAX_PRECISION) {
+                return Some(Err(format!(
+                    "printf precision in {fmt:?} is above {MAX_PRECISION}"
+                )));
+            }
             return Some(if matches!(kind, 'f' | 'g' | 'e' | 'v') {
                 Ok(Verb {
                     start,
@@ -533,6 +541,7 @@ mod tests {
             ("{{ printf \"%d\" $value }}", "%d"),
             ("{{ printf \"%.2f %.2f\" $value }}", "more than one verb"),
             ("{{ $labels.a-b }}", "does not name a label"),
+            ("{{ printf \"%.70000f\" $value }}", "precision"),
         ] {
             let e = Template::parse(text).unwrap_err();
             assert!(e.to_string().contains(says), "{text}: {e}");

@@ -2,7 +2,8 @@
 """A real SMTP server (aiosmtpd, from PyPI) for black-box tests of the alerting email.
 
     python3 smtp_server.py --port 0 --tls none|starttls|implicit [--cert PEM --key PEM]
-                           [--auth USER:PASS] --out DIR [--fail-first N]
+                           [--auth USER:PASS [--auth-mechanism PLAIN|LOGIN]]
+                           --out DIR [--fail-first N]
 
 Listens on 127.0.0.1, prints one line "ready PORT" on stdout once it accepts connections,
 and runs until SIGTERM or SIGINT. Each accepted message is written to DIR as NNNNNN.eml
@@ -17,6 +18,8 @@ and runs until SIGTERM or SIGINT. Each accepted message is written to DIR as NNN
                 (530 otherwise); wrong credentials get 535. AUTH is offered (EHLO) and
                 allowed over plain text with --tls none, and after the TLS handshake
                 in the other modes.
+--auth-mechanism M  offers only AUTH M (PLAIN or LOGIN); both without it. The mechanism
+                a client used is recorded as "auth_mechanism".
 --fail-first N  answers the first N messages (after their DATA) with 451, a temporary
                 failure, to test that the client retries.
 """
@@ -69,10 +72,12 @@ class Handler:
         auth_user = None
         if session.authenticated and isinstance(session.auth_data, LoginPassword):
             auth_user = session.auth_data.login.decode("utf-8", "replace")
+        auth_mechanism = getattr(session, "telltale_auth_mechanism", None)
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "auth_user": auth_user,
+            "auth_mechanism": auth_mechanism,
             "tls": tls,
             "subject": str(msg["Subject"]) if "Subject" in msg else None,
             "message_id": str(msg["Message-ID"]) if "Message-ID" in msg else None,
@@ -113,6 +118,8 @@ def main() -> None:
     p.add_argument("--cert", help="PEM certificate (chain), for starttls/implicit")
     p.add_argument("--key", help="PEM private key, for starttls/implicit")
     p.add_argument("--auth", metavar="USER:PASS", help="require AUTH with these")
+    p.add_argument("--auth-mechanism", choices=["PLAIN", "LOGIN"],
+                   help="offer only this AUTH mechanism")
     p.add_argument("--out", required=True, help="directory for received mail")
     p.add_argument("--fail-first", type=int, default=0, metavar="N",
                    help="answer the first N messages with 451")
@@ -153,6 +160,8 @@ async def serve(a: argparse.Namespace) -> None:
             ok = (isinstance(data, LoginPassword)
                   and hmac.compare_digest(data.login, user)
                   and hmac.compare_digest(data.password, password))
+            if ok:
+                session.telltale_auth_mechanism = mechanism
             return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 
     def factory() -> SMTP:
@@ -171,6 +180,9 @@ async def serve(a: argparse.Namespace) -> None:
             auth_require_tls=a.tls == "starttls",
             auth_required=a.auth is not None,
             authenticator=authenticator,
+            auth_exclude_mechanism=(
+                [m for m in ("PLAIN", "LOGIN") if m != a.auth_mechanism]
+                if a.auth_mechanism else None),
             enable_SMTPUTF8=True,  # as most real servers: accept MAIL ... SMTPUTF8
             loop=loop,
         )

@@ -138,7 +138,11 @@ impl Smtp {
             cmd.arg("--cert").arg(&c.cert).arg("--key").arg(&c.key);
         }
         if let Some(a) = auth {
-            cmd.args(["--auth", a]);
+            let (creds, mechanism) = a.split_once(' ').unwrap_or((a, ""));
+            cmd.args(["--auth", creds]);
+            if !mechanism.is_empty() {
+                cmd.args(["--auth-mechanism", mechanism]);
+            }
         }
         let mut child = cmd
             .stdout(Stdio::piped())

@@ -108,6 +108,11 @@ fn errors_name_the_file_the_policy_and_the_key() {
             "expr: up\n    silence: [{ from: '25:00' }]",
             r#"policy "p": silence: from: "25:00" is not HH:MM"#,
         ),
+        (
+            "expr: up\n    repeat: 0s",
+            r#"policy "p": repeat: must be at least 1s"#,
+        ),
+        ("expr: up\n    period: 400d", r#"policy "p": period: "#),
     ] {
         let receivers = if policy.contains("receivers") {
             ""
@@ -165,6 +170,10 @@ groups:
         (
             "alert: A\n        expr: up\n        fore: 1m",
             "unknown field `fore`",
+        ),
+        (
+            "alert: A\n        expr: up\n        for: 500000000y",
+            r#"group "g" rule "A": for: "#,
         ),
     ] {
         let e = load_one(&format!(

@@ -331,3 +331,38 @@ fn rule_file_alarms_follow_routes() {
     let out = e.apply(&g, &r, &[s("a", 2.0)], 0, &route).unwrap();
     assert_eq!(out.notifications[0].receivers, ["pager"]);
 }
+
+#[test]
+fn transitions_are_recorded_once_each() {
+    let r = rule_file_rule(60, 0);
+    let g = group(r.clone());
+    let mut e = Engine::default();
+    let mut log = Vec::new();
+    for (i, result) in [
+        vec![s("a", 2.0)],
+        vec![], // pending, for elapsed at this step, but gone: forgotten
+        vec![s("a", 2.0)],
+        vec![s("a", 2.0)], // fires
+        vec![],            // resolves
+        vec![s("a", 2.0)], // back within the retention: a new episode
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = e.apply(&g, &r, result, i as i64 * MIN, &no_route).unwrap();
+        for t in out.transitions {
+            log.push(format!("{}:{}->{}", i, t.from, t.to));
+        }
+    }
+    assert_eq!(
+        log,
+        [
+            "0:inactive->pending",
+            "1:pending->inactive",
+            "2:inactive->pending",
+            "3:pending->firing",
+            "4:firing->resolved",
+            "5:resolved->pending"
+        ]
+    );
+}
