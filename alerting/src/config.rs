@@ -228,7 +228,8 @@ pub struct Rule {
     pub consecutive: u32,
     /// Stays firing this long after the condition clears.
     pub keep_firing_for: Duration,
-    /// A label set that disappears is `no_data` (policies) rather than resolved (rules).
+    /// A label set that disappears is `no_data` (policies with a `condition`) rather than
+    /// resolved (rule files, and policies whose expression is the condition).
     pub no_data: bool,
     /// Labels added to each alarm (templated).
     pub labels: Vec<(String, Template)>,
@@ -710,7 +711,9 @@ impl Rules {
                 for_: Duration::ZERO,
                 consecutive: p.consecutive.unwrap_or(1).max(1),
                 keep_firing_for: Duration::ZERO,
-                no_data: true,
+                // With a condition, a series that stops answering is missing data; when
+                // the expression is the condition, its absence is the recovery.
+                no_data: condition.is_some(),
                 labels,
                 annotations,
                 notify: Notify {

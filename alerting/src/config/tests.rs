@@ -67,6 +67,7 @@ routes:
             threshold: 0.8
         })
     );
+    assert!(r.no_data, "a series without data is not a recovery");
     let page: BTreeMap<String, String> = [("severity".to_owned(), "page".to_owned())].into();
     assert_eq!(rules.route(&page), vec!["mail"]);
     assert_eq!(rules.route(&BTreeMap::new()), vec!["hook"]);
@@ -204,6 +205,9 @@ fn a_directory_loads_every_yaml_file_and_receivers_cross_files() {
     let rules = Rules::load(dir.path()).unwrap();
     let ids: Vec<&str> = rules.groups.iter().map(|g| g.id.as_str()).collect();
     assert_eq!(ids, ["c.rules.yml/g", "policy/up"]);
+    // `expr: up == 0` is its own condition: when it stops returning a series, that
+    // series has recovered (as a Prometheus alert resolves).
+    assert!(!rules.groups[1].rules[0].no_data);
     write(
         dir.path(),
         "d.yml",
