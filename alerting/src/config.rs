@@ -773,6 +773,12 @@ impl Rules {
                         "must not be empty".into(),
                     ));
                 }
+                if record && !is_metric_name(&name) {
+                    return Err(bad(
+                        "record",
+                        format!("{name:?} is not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
+                    ));
+                }
                 check_promql(&r.expr).map_err(|m| bad("expr", m))?;
                 if record
                     && (r.for_.is_some()
@@ -788,6 +794,14 @@ impl Rules {
                     pairs
                         .into_iter()
                         .map(|(k, v)| {
+                            if !is_label_name(&k) {
+                                return Err(bad(
+                                    key,
+                                    format!(
+                                        "{k:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                                    ),
+                                ));
+                            }
                             Template::parse(&v)
                                 .map(|t| (k, t))
                                 .map_err(|e| bad(key, e.to_string()))
@@ -916,6 +930,24 @@ fn parse_silence(s: &SilenceSpec) -> std::result::Result<Silence, String> {
         from: minute(&s.from, 0, "from")?,
         to: minute(&s.to, 1440, "to")?,
     })
+}
+
+/// Prometheus's label name syntax.
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Prometheus's metric name syntax (label name syntax plus `:`).
+fn is_metric_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 /// The longest duration a policy or rule may give (a year): beyond it, time arithmetic in

@@ -176,6 +176,18 @@ groups:
             "alert: A\n        expr: up\n        for: 500000000y",
             r#"group "g" rule "A": for: "#,
         ),
+        (
+            "alert: A\n        expr: up\n        labels: { team-name: x }",
+            r#"group "g" rule "A": labels: "team-name" is not a valid label name"#,
+        ),
+        (
+            "alert: A\n        expr: up\n        annotations: { 1st: x }",
+            r#"group "g" rule "A": annotations: "1st" is not a valid label name"#,
+        ),
+        (
+            "record: job-rate\n        expr: up",
+            r#"group "g" rule "job-rate": record: "job-rate" is not a valid metric name"#,
+        ),
     ] {
         let e = load_one(&format!(
             "groups:\n  - name: g\n    rules:\n      - {rule}\n"
