@@ -97,33 +97,14 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
         }
         Command::Alerting(args) => {
             let cfg = config::alerting(args, &sub).map_err(Failure::Usage)?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::Runtime(e.into()))?;
-            rt.block_on(async {
-                let cancel = CancellationToken::new();
-                tokio::spawn(stop_on_signal(cancel.clone()));
-                telltale_alerting::run(cfg.opts, cfg.listen, cancel, |_| {}).await
-            })
-            .map_err(|e| Failure::Runtime(e.into()))
+            serve(|cancel| telltale_alerting::run(cfg.opts, cfg.listen, cancel, |_| {}))
         }
         Command::Import(args) => import(args),
         Command::Billing(config::BillingCommand::Report(args)) => billing_report(args),
         Command::Aggregator(args) => {
             let cfg = config::aggregator(args, &sub).map_err(Failure::Usage)?;
             // Ingest decodes and validates on every core; the WAL has its own thread.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::Runtime(e.into()))?;
-            rt.block_on(async {
-                let cancel = CancellationToken::new();
-                tokio::spawn(stop_on_signal(cancel.clone()));
-                telltale_aggregator::run(cfg.opts, cfg.listen, cancel, |_| {}).await
-            })
-            .map_err(|e| Failure::Runtime(e.into()))
+            serve(|cancel| telltale_aggregator::run(cfg.opts, cfg.listen, cancel, |_| {}))
         }
     }
 }
@@ -258,6 +239,24 @@ fn import(args: config::ImportArgs) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// Runs a role's server on a runtime with a worker per core until SIGTERM or Ctrl-C.
+fn serve<E, F>(run: impl FnOnce(CancellationToken) -> F) -> Result<(), Failure>
+where
+    E: std::error::Error + 'static,
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(stop_on_signal(cancel.clone()));
+        run(cancel).await
+    })
+    .map_err(|e| Failure::Runtime(e.into()))
 }
 
 /// Cancels `cancel` on SIGTERM or Ctrl-C.

@@ -185,8 +185,9 @@ impl Default for Client {
     }
 }
 
-/// An error with its causes, `a: b: c` (hyper's top-level message alone says little).
-fn source_chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, `a: b: c` (hyper's and lettre's top-level messages alone
+/// say little).
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -188,20 +188,9 @@ impl Smtp {
             .map(|_| ())
             .map_err(|e| Failed {
                 retryable: !e.is_permanent(),
-                message: format!("SMTP {}: {}", self.describe, chain(&e)),
+                message: format!("SMTP {}: {}", self.describe, http::source_chain(&e)),
             })
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn percent_decode(s: &str) -> String {
