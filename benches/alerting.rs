@@ -19,10 +19,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{free_port, Killed};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 fn env(name: &str, default: usize) -> usize {
@@ -37,37 +38,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
-fn start_ours(data: &Path) -> (Killed, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
-        .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    common::wait_ready(&format!("{url}/readyz"));
-    (Killed(child), url)
 }
 
 /// Writes `series` series, values spread over [0, 1), at `t`.
@@ -185,7 +155,7 @@ fn main() {
     // Samples a minute back, so the five cycles (now .. now + 4 min) all see them.
     let t = now_ms() - 60_000;
     let t0 = now_ms() - now_ms() % 60_000;
-    let (ours, ours_url) = start_ours(&dir.path().join("data"));
+    let (ours, ours_url) = common::start_aggregator(&dir.path().join("data"));
     let load_start = Instant::now();
     load(&format!("{ours_url}/api/v1/write"), series, slices, t);
     println!("  loaded the aggregator in {:.1?}", load_start.elapsed());

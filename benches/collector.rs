@@ -19,7 +19,9 @@ use telltale_collector::fixture::{self, Driver, Runtime, Version};
 use telltale_collector::{Collector, Options};
 
 mod common;
-use common::{fixture_dir, process_cpu, status_kib, thread_cpu, thread_user_system, wait_ready};
+use common::{
+    fixture_dir, free_port, process_cpu, status_kib, thread_cpu, thread_user_system, wait_ready,
+};
 
 const PODS: usize = 110;
 const CONTAINERS: usize = 250;
@@ -138,14 +140,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn get(url: &str) -> String {

@@ -25,14 +25,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use telltale_aggregator::head::{SeriesKey, DAY_MS};
 use telltale_aggregator::partition;
 
 mod common;
-use common::{dir_bytes, wait_ready};
+use common::{dir_bytes, free_port, wait_ready, Killed};
 
 const COUNTERS: usize = 9_000;
 const NAMESPACES: usize = 50;
@@ -152,36 +152,10 @@ fn write_text(path: &Path, specs: &[Spec], day: i64) {
     w.flush().unwrap();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_ours(data: &Path) -> (Killed, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
-        .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/readyz"));
-    wait_idle(child.id());
-    (Killed(child), url)
+    let (ours, url) = common::start_aggregator(data);
+    wait_idle(ours.0.id());
+    (ours, url)
 }
 
 /// Waits until process `pid` has used under 5% of a core for a second (the aggregator

@@ -76,6 +76,42 @@ pub fn dir_bytes(dir: &Path) -> (u64, usize) {
     (bytes, files.len())
 }
 
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `telltale aggregator` on a free port with `data`, once it answers `/readyz`; its URL.
+pub fn start_aggregator(data: &Path) -> (Killed, String) {
+    use std::process::{Command, Stdio};
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
+        .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the aggregator");
+    let killed = Killed(child);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/readyz"));
+    (killed, url)
+}
+
 /// Waits until `url` answers (up to 30 s).
 pub fn wait_ready(url: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
