@@ -679,7 +679,7 @@ fn bad_policies_are_refused_with_file_policy_and_key() {
 
 /// An instant query's vector: (labels, value) per series.
 fn instant(base: &str, q: &str) -> Vec<(serde_json::Value, f64)> {
-    let url = format!("{base}/api/v1/query?query={}", urlencode(q));
+    let url = format!("{base}/api/v1/query?query={}", common::urlencode(q));
     let v = json(&url);
     v["data"]["result"]
         .as_array()
@@ -691,17 +691,6 @@ fn instant(base: &str, q: &str) -> Vec<(serde_json::Value, f64)> {
                 s["metric"].clone(),
                 s["value"][1].as_str().unwrap().parse().unwrap(),
             )
-        })
-        .collect()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
         })
         .collect()
 }

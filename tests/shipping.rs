@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::receiver::{Got, Receiver};
-use common::{eventually, get, sample, spawn, tool, Running};
+use common::{eventually, get, sample, spawn, Running};
 use telltale_collector::fixture::{self, Driver, Node, Runtime, Usage, Version};
 
 fn fixture_node() -> (tempfile::TempDir, Node, Vec<String>) {
@@ -434,87 +434,14 @@ fn a_400_is_dropped_and_counted_without_retry_and_a_500_is_retried() {
     }
 }
 
-/// A CA, and a certificate it signed for `name` (PEM files in `dir`), made by openssl.
-fn certs(openssl: &std::path::Path, dir: &std::path::Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=telltale-test-ca",
-    ]);
-    run(&ca);
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        let mut req = vec!["req"];
-        req.extend(ec);
-        let (key, csr, pem, extf) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=telltale-test"]);
-        run(&req);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            &extf,
-        ]);
-    }
-}
-
 #[test]
 fn mutual_tls_with_a_custom_ca_and_a_token_reread_on_change() {
-    let Some(openssl) = tool("openssl") else {
-        return;
-    };
     let (d, node, _) = fixture_node();
     let pki = d.path().join("pki");
     std::fs::create_dir(&pki).unwrap();
-    certs(&openssl, &pki);
+    if common::peers::certs(&pki).is_none() {
+        return;
+    }
     let rx = Receiver::start_tls(
         &pki.join("server.pem"),
         &pki.join("server.key"),

@@ -256,20 +256,24 @@ impl Prometheus {
 
     /// An instant query's JSON answer (Null while Prometheus is not answering yet).
     pub fn query(&self, q: &str) -> serde_json::Value {
-        let enc: String = q
-            .bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
+        let enc = urlencode(q);
         try_get(&format!("{}/api/v1/query?query={enc}", self.url))
             .ok()
             .and_then(|(_, body)| serde_json::from_str(&body).ok())
             .unwrap_or_default()
     }
+}
+
+/// `s` percent-encoded as a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Runs `sql` in DuckDB (Python package, installed by the test command); rows as

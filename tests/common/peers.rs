@@ -19,7 +19,8 @@ pub struct Certs {
     pub key: PathBuf,
 }
 
-/// Makes a CA and a server certificate with openssl; None when openssl is missing.
+/// Makes a CA, a server certificate and a client certificate (`client.pem`,
+/// `client.key`) in `dir` with openssl; None when openssl is missing.
 pub fn certs(dir: &Path) -> Option<Certs> {
     let openssl = tool("openssl")?;
     let run = |args: &[&str]| {
@@ -60,41 +61,57 @@ pub fn certs(dir: &Path) -> Option<Certs> {
         ],
     ]
     .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
+    // A server certificate for localhost and 127.0.0.1, and a client certificate (mutual
+    // TLS), both signed by the CA.
+    for (name, cn, usage) in [
+        (
+            "server",
             "/CN=localhost",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .expect("write server.ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ]);
+            "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        ),
+        (
+            "client",
+            "/CN=telltale-test",
+            "extendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        let (key, csr, pem, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
+        run(&[
+            &["req"][..],
+            &ec,
+            &["-keyout", &key, "-out", &csr, "-subj", cn],
+        ]
+        .concat());
+        std::fs::write(
+            dir.join(&ext),
+            format!(
+                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n{usage}"
+            ),
+        )
+        .expect("write the extensions file");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
     Some(Certs {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
