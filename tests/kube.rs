@@ -8,11 +8,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::cluster;
 use common::kube_api::{pod, FakeApi};
 use common::{eventually, get, spawn, Running};
-use telltale_collector::fixture::{self, container_id, pod_uid, Driver, Node, Runtime, Version};
-
-const NODE: &str = "node-1";
+use telltale_collector::fixture::{self, container_id, Driver, Node, Runtime, Version};
 
 /// A fixture node with 4 pods (3, 3, 2 and 2 containers; each pod's first container is its
 /// sandbox), and the API's view of them: pod p is `shop/web-p` with containers `app1`...
@@ -20,46 +19,14 @@ fn cluster() -> (tempfile::TempDir, Node, Vec<serde_json::Value>) {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::new(dir.path(), Version::V2, Driver::Systemd).unwrap();
     fixture::populate(&node, 4, 10, Runtime::Containerd).unwrap();
-    let mut pods = Vec::new();
-    let mut next = 0;
-    for p in 0..4 {
-        let count = if p < 2 { 3 } else { 2 };
-        let ids: Vec<String> = (next..next + count).map(container_id).collect();
-        next += count;
-        let apps: Vec<(String, String, String)> = ids[1..]
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                (
-                    format!("app{}", i + 1),
-                    format!("registry.example/app:1.{}", i + 1),
-                    id.clone(),
-                )
-            })
-            .collect();
-        let refs: Vec<(&str, &str, &str)> = apps
-            .iter()
-            .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-            .collect();
-        pods.push(pod("shop", &format!("web-{p}"), &pod_uid(p), NODE, &refs));
-    }
-    (dir, node, pods)
+    (dir, node, cluster::web_pods())
 }
 
 /// The collector on `node` against the API of `kubeconfig`; `extra` must set `--interval`.
 fn start_with(node: &Node, kubeconfig: &std::path::Path, extra: &[&str]) -> Running {
-    let k = kubeconfig.display().to_string();
-    let (p, s, r) = (node.proc_root(), node.sys_root(), node.rootfs());
-    let mut args = vec!["collector", "--node-name", NODE, "--kubeconfig", &k];
-    args.extend([
-        "--proc-root",
-        p.to_str().unwrap(),
-        "--sys-root",
-        s.to_str().unwrap(),
-        "--rootfs",
-        r.to_str().unwrap(),
-    ]);
-    args.extend_from_slice(extra);
+    let mut args = cluster::collector_args(node, kubeconfig);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     spawn(&args)
 }
 

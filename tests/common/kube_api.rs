@@ -2,7 +2,9 @@
 //! watcher makes (`GET /api/v1/pods` as a list, then with `watch=true` as a chunked stream of
 //! events) in the API's JSON shapes: `PodList`, `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK`
 //! events, and a 410 `Expired` status that makes the client list again. So the real kube
-//! client code runs end to end; no Kubernetes is needed.
+//! client code runs end to end; no Kubernetes is needed. Other collections (nodes,
+//! deployments, ...) list what [`FakeApi::set_objects`] gave them; their watches stay
+//! open without events.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +31,8 @@ struct ApiState {
     resource_version: u64,
     /// While set, every request fails with this status.
     failing: Option<u16>,
-    watches: Vec<Watch>,
+    /// Open watches, with the collection each watches.
+    watches: Vec<(String, Watch)>,
     requests: Vec<String>,
 }
 
@@ -52,7 +55,7 @@ impl FakeApi {
             ..Default::default()
         }));
         let app = Router::new()
-            .route("/api/v1/pods", get(pods))
+            .fallback(get(collection))
             .with_state(state.clone());
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -151,13 +154,39 @@ fn broadcast(s: &mut ApiState, event: &Value) {
     let mut line = serde_json::to_vec(event).expect("json");
     line.push(b'\n');
     let line = Bytes::from(line);
-    s.watches.retain(|w| w.send(Ok(line.clone())).is_ok());
+    s.watches
+        .retain(|(path, w)| path != PODS || w.send(Ok(line.clone())).is_ok());
 }
 
-async fn pods(
+/// `NodeList` for `/api/v1/nodes`, `DeploymentList` for `/apis/apps/v1/deployments`...
+fn list_kind(path: &str) -> String {
+    let plural = path.rsplit('/').next().unwrap_or_default();
+    let singular = plural
+        .strip_suffix("sses")
+        .map(|s| format!("{s}ss"))
+        .or_else(|| plural.strip_suffix('s').map(str::to_owned))
+        .unwrap_or_else(|| plural.to_owned());
+    let mut kind: Vec<char> = singular.chars().collect();
+    if let Some(c) = kind.first_mut() {
+        *c = c.to_ascii_uppercase();
+    }
+    let kind: String = kind.into_iter().collect();
+    let kind = match kind.as_str() {
+        "Replicaset" => "ReplicaSet".to_owned(),
+        "Daemonset" => "DaemonSet".to_owned(),
+        "Statefulset" => "StatefulSet".to_owned(),
+        "Cronjob" => "CronJob".to_owned(),
+        _ => kind,
+    };
+    format!("{kind}List")
+}
+
+async fn collection(
     State(state): State<Arc<Mutex<ApiState>>>,
+    uri: axum::http::Uri,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let path = uri.path().to_owned();
     let mut s = state.lock().expect("state");
     let mut keys: Vec<_> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
     keys.sort();
@@ -180,7 +209,7 @@ async fn pods(
     let on_node = |p: &&Value| node.as_deref().is_none_or(|n| p["spec"]["nodeName"] == n);
     if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) {
         let (tx, rx) = mpsc::unbounded_channel();
-        s.watches.push(tx);
+        s.watches.push((path, tx));
         let stream = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
@@ -191,15 +220,15 @@ async fn pods(
     }
     let items: Vec<Value> = s
         .objects
-        .get(PODS)
+        .get(&path)
         .into_iter()
         .flatten()
         .filter(on_node)
         .cloned()
         .collect();
     axum::Json(json!({
-        "kind": "PodList",
-        "apiVersion": "v1",
+        "kind": list_kind(&path),
+        "apiVersion": if path.starts_with("/apis/") { path.split('/').skip(2).take(2).collect::<Vec<_>>().join("/") } else { "v1".to_owned() },
         "metadata": {"resourceVersion": s.resource_version.to_string()},
         "items": items,
     }))

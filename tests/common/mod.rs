@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod kube_api;
 pub mod peers;
 pub mod receiver;
@@ -90,9 +91,14 @@ pub fn spawn(args: &[&str]) -> Running {
 }
 
 /// [`spawn`] for a prepared `telltale` command (environment, arguments).
-pub fn spawn_cmd(mut cmd: Command) -> Running {
+pub fn spawn_cmd(cmd: Command) -> Running {
+    spawn_on(cmd, "127.0.0.1:0")
+}
+
+/// [`spawn_cmd`] listening on `listen` (to restart a server where its clients expect it).
+pub fn spawn_on(mut cmd: Command, listen: &str) -> Running {
     let child = cmd
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -194,10 +200,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The value of the first sample line starting with `series ` in a text exposition.
+/// The value of the first sample in a text exposition named as `series` (`name` or
+/// `name{a="b",...}`) with at least the labels `series` gives.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    let (name, want) = series_parts(series);
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (s, value) = l.rsplit_once(' ')?;
+        let (n, have) = series_parts(s);
+        (n == name && want.iter().all(|w| have.contains(w)))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
+
+/// `name{a="1",b="2"}` as (`name`, [`a="1`, `b="2`]).
+fn series_parts(series: &str) -> (&str, Vec<&str>) {
+    match series.split_once('{') {
+        Some((name, rest)) => {
+            let rest = rest.strip_suffix('}').unwrap_or(rest);
+            let labels = rest
+                .split("\",")
+                .map(|l| l.trim_end_matches('"'))
+                .filter(|l| !l.is_empty())
+                .collect();
+            (name, labels)
+        }
+        None => (series, Vec::new()),
+    }
 }
 
 /// Families (distinct `# TYPE` names) in a text exposition.
