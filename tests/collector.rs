@@ -141,10 +141,15 @@ fn once_on_fixture_nodes_exports_every_container_family() {
         // 10 containers + 4 pods + 3 QoS levels + system.slice and its 5 services
         assert_eq!(ws, 10 + 4 + 3 + 6, "{version:?}");
         assert!(text.contains(&format!("id=\"{}\"", rels[0])));
+        // Own metrics too, with the node: many collectors ship to one aggregator.
         assert!(text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.starts_with("telltale_"))
+            .filter(|l| !l.starts_with('#'))
             .all(|l| l.contains("cluster=\"prod\"")));
+        assert!(text
+            .lines()
+            .filter(|l| l.starts_with("telltale_"))
+            .all(|l| l.contains("node=\"")));
         assert_eq!(
             sample(&text, "telltale_collector_errors_total{source=\"cgroup\"}"),
             Some(0.0)

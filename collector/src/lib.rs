@@ -61,10 +61,21 @@ pub enum Error {
     Ship(#[from] ship::Error),
 }
 
+/// The registry of the collector's own metrics. They carry `cluster` and `node` like every
+/// other series, so those of many collectors stay apart when shipped to one aggregator.
+fn own_registry(opts: &Options) -> Registry {
+    let labels = [
+        ("cluster".to_owned(), opts.cluster.clone()),
+        ("node".to_owned(), opts.node_name.clone()),
+    ];
+    // Refused only for invalid label names, and these two are valid.
+    Registry::new_custom(None, Some(labels.into_iter().collect())).unwrap_or_default()
+}
+
 /// Collects one snapshot (`--once`). With Kubernetes, waits up to 10 s for the first lists
 /// of pods so that series carry their names.
 pub async fn once(opts: &Options) -> Result<Snapshot, Error> {
-    let mut c = Collector::new(opts, Registry::new())?;
+    let mut c = Collector::new(opts, own_registry(opts))?;
     let cancel = CancellationToken::new();
     let views = start_kube(opts, &mut c, &cancel).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -119,7 +130,7 @@ pub async fn run(
     cancel: CancellationToken,
     on_listen: impl FnOnce(SocketAddr),
 ) -> Result<(), Error> {
-    let registry = Registry::new();
+    let registry = own_registry(&opts);
     let mut collector = Collector::new(&opts, registry.clone())?;
     let shipper = Arc::new(ship::Shipper::start(
         &opts.remote,
