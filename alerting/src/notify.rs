@@ -433,9 +433,11 @@ impl Senders {
         match receiver {
             Receiver::Email { to } => match &self.smtp {
                 Some(smtp) => smtp.send(n, to, &self.links).await,
+                // Nothing can change without a restart: dropped (counted and logged) rather
+                // than retried for a day.
                 None => Err(Failed {
                     message: "no mail server configured (--smtp-url)".into(),
-                    retryable: true,
+                    retryable: false,
                 }),
             },
             Receiver::Webhook { url, timeout } => {
@@ -544,6 +546,28 @@ mod tests {
         let r = notification(Kind::Resolved);
         assert!(subject(&r).starts_with("[RESOLVED] pod-cpu-high"));
         assert!(text_body(&r, &links).contains("resolved: 2023-11-14T22:23:20Z"));
+    }
+
+    #[tokio::test]
+    async fn email_without_a_mail_server_is_refused_for_good() {
+        let senders = Senders {
+            smtp: None,
+            http: http::Client::new(),
+            links: Links {
+                dashboard: String::new(),
+                alerting: String::new(),
+            },
+            resend_for: Duration::from_secs(240),
+        };
+        let to = Receiver::Email {
+            to: vec!["ops@example.com".into()],
+        };
+        let err = senders
+            .deliver(&to, &notification(Kind::Firing), 0)
+            .await
+            .unwrap_err();
+        assert!(!err.retryable);
+        assert!(err.message.contains("--smtp-url"), "{}", err.message);
     }
 
     #[test]
