@@ -60,6 +60,9 @@ pub enum Command {
     /// Alarm policies and Prometheus rules evaluated against a query API; email, webhook
     /// and Alertmanager notifications.
     Alerting(AlertingArgs),
+    /// Collector (this host, no Kubernetes), aggregator and alerting in one process: the
+    /// first run on a laptop.
+    Standalone(StandaloneArgs),
     /// Backfill Prometheus text or OpenMetrics files (with timestamps) into a data directory.
     Import(ImportArgs),
     /// Pay-as-you-go billing reports.
@@ -424,6 +427,159 @@ pub fn alerting(cli: AlertingArgs, m: &ArgMatches) -> Result<AlertingConfig, Con
             reload_interval: a.reload_interval,
             remote_write: a.remote_write_url,
         },
+    })
+}
+
+/// `telltale standalone` flags: where things live and listen. Every other setting is the
+/// role's default (the roles' own `TELLTALE_*` variables still apply).
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    /// Samples (WAL, Parquet, billing) here; the collector's queue in `buffer/` and the
+    /// alarm state in `alerting/` below it.
+    #[arg(long, default_value = "./telltale-data")]
+    pub data_dir: PathBuf,
+
+    /// Alarm policies or Prometheus rule files: a file or a directory.
+    #[arg(long, default_value = "examples/policies.yml")]
+    pub policies: PathBuf,
+
+    /// Price table; billing.md's example table when the file does not exist.
+    #[arg(long, default_value = "examples/prices.yml")]
+    pub prices: PathBuf,
+
+    /// The collector's `/metrics`.
+    #[arg(long, default_value = "127.0.0.1:9101")]
+    pub collector_listen: SocketAddr,
+
+    /// The aggregator: remote write and the Prometheus query API.
+    #[arg(long, default_value = "127.0.0.1:9201")]
+    pub aggregator_listen: SocketAddr,
+
+    /// Alerting's API.
+    #[arg(long, default_value = "127.0.0.1:9301")]
+    pub alerting_listen: SocketAddr,
+
+    /// Collection interval.
+    #[arg(long, default_value = "15s")]
+    pub interval: String,
+
+    /// Mail server for alarm emails (as `telltale alerting --smtp-url`); without it emails
+    /// are not sent and alarms are only listed.
+    #[arg(long)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of alarm emails.
+    #[arg(long, default_value = "telltale@localhost")]
+    pub smtp_from: String,
+
+    /// File holding the SMTP password.
+    #[arg(long)]
+    pub smtp_password_file: Option<PathBuf>,
+
+    /// Grafana's URL, for links in emails.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub dashboard_url: String,
+}
+
+/// The three roles of `telltale standalone`, each configured as if run on its own.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    /// This host, no Kubernetes, shipping to the aggregator.
+    pub collector: CollectorConfig,
+    /// Data in `--data-dir`.
+    pub aggregator: AggregatorConfig,
+    /// Querying and writing to the aggregator.
+    pub alerting: AlertingConfig,
+}
+
+/// Builds each role's configuration from the command line it would have, so every check
+/// and default of the role applies unchanged.
+pub fn standalone(a: &StandaloneArgs) -> Result<StandaloneConfig, ConfigError> {
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    // The others reach the aggregator on loopback when it listens on every address.
+    let local = |addr: SocketAddr| match addr.ip().is_unspecified() {
+        true => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        false => addr,
+    };
+    let aggregator_url = format!("http://{}", local(a.aggregator_listen));
+    let mut aggregator = vec![
+        "aggregator".to_owned(),
+        "--listen".into(),
+        a.aggregator_listen.to_string(),
+        "--data-dir".into(),
+        path(&a.data_dir),
+    ];
+    if a.prices.is_file() {
+        aggregator.extend(["--prices".into(), path(&a.prices)]);
+    }
+    let collector = vec![
+        "collector".to_owned(),
+        "--no-kube".into(),
+        "--listen".into(),
+        a.collector_listen.to_string(),
+        "--interval".into(),
+        a.interval.clone(),
+        "--remote-write".into(),
+        format!("{aggregator_url}/api/v1/write"),
+        "--buffer-dir".into(),
+        path(&a.data_dir.join("buffer")),
+    ];
+    let mut alerting = vec![
+        "alerting".to_owned(),
+        "--listen".into(),
+        a.alerting_listen.to_string(),
+        "--policies".into(),
+        path(&a.policies),
+        "--query-url".into(),
+        aggregator_url.clone(),
+        "--remote-write-url".into(),
+        format!("{aggregator_url}/api/v1/write"),
+        "--state-dir".into(),
+        path(&a.data_dir.join("alerting")),
+        "--external-url".into(),
+        format!("http://{}", local(a.alerting_listen)),
+        "--dashboard-url".into(),
+        a.dashboard_url.clone(),
+        "--smtp-from".into(),
+        a.smtp_from.clone(),
+    ];
+    if let Some(url) = &a.smtp_url {
+        alerting.extend(["--smtp-url".into(), url.clone()]);
+    }
+    if let Some(file) = &a.smtp_password_file {
+        alerting.extend(["--smtp-password-file".into(), path(file)]);
+    }
+    let parse = |args: Vec<String>| -> Result<(Command, ArgMatches), ConfigError> {
+        let invalid = |e: clap::Error| ConfigError::Invalid {
+            key: "standalone",
+            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+        };
+        let argv = std::iter::once("telltale".to_owned()).chain(args);
+        let m = Cli::command().try_get_matches_from(argv).map_err(invalid)?;
+        let cli = Cli::from_arg_matches(&m).map_err(invalid)?;
+        let sub = m.subcommand().map(|(_, s)| s.clone()).unwrap_or_default();
+        Ok((cli.command, sub))
+    };
+    let mismatch = || ConfigError::Invalid {
+        key: "standalone",
+        message: "a role's command line parsed as another role".into(),
+    };
+    let collector = match parse(collector)? {
+        (Command::Collector(c), m) => self::collector(*c, &m)?,
+        _ => return Err(mismatch()),
+    };
+    let aggregator = match parse(aggregator)? {
+        (Command::Aggregator(c), m) => self::aggregator(c, &m)?,
+        _ => return Err(mismatch()),
+    };
+    let alerting = match parse(alerting)? {
+        (Command::Alerting(c), m) => self::alerting(c, &m)?,
+        _ => return Err(mismatch()),
+    };
+    Ok(StandaloneConfig {
+        collector,
+        aggregator,
+        alerting,
     })
 }
 

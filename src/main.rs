@@ -99,6 +99,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             let cfg = config::alerting(args, &sub).map_err(Failure::Usage)?;
             serve(|cancel| telltale_alerting::run(cfg.opts, cfg.listen, cancel, |_| {}))
         }
+        Command::Standalone(args) => standalone(args),
         Command::Import(args) => import(args),
         Command::Billing(config::BillingCommand::Report(args)) => billing_report(args),
         Command::Aggregator(args) => {
@@ -107,6 +108,115 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             serve(|cancel| telltale_aggregator::run(cfg.opts, cfg.listen, cancel, |_| {}))
         }
     }
+}
+
+/// `telltale standalone`: the aggregator first, then the collector shipping to it and
+/// alerting querying it, on one runtime; the URLs on stdout once all three listen. On
+/// SIGTERM or Ctrl-C the collector and alerting stop first, then the aggregator flushes.
+/// A role that fails stops the others.
+fn standalone(args: config::StandaloneArgs) -> Result<(), Failure> {
+    use tokio::sync::oneshot;
+    let cfg = config::standalone(&args).map_err(Failure::Usage)?;
+    serve(|cancel| async move {
+        let aggregator_cancel = CancellationToken::new();
+        let (aggregator_up, aggregator_listening) = oneshot::channel();
+        let aggregator = role(
+            "aggregator",
+            &cancel,
+            telltale_aggregator::run(
+                cfg.aggregator.opts,
+                cfg.aggregator.listen,
+                aggregator_cancel.clone(),
+                |a| {
+                    let _ = aggregator_up.send(a);
+                },
+            ),
+        );
+        let others = async {
+            let Ok(aggregator_addr) = aggregator_listening.await else {
+                return Ok(());
+            };
+            let (collector_up, collector_listening) = oneshot::channel();
+            let (alerting_up, alerting_listening) = oneshot::channel();
+            let collector = role(
+                "collector",
+                &cancel,
+                telltale_collector::run(
+                    cfg.collector.options(),
+                    cfg.collector.listen,
+                    cancel.clone(),
+                    |a| {
+                        let _ = collector_up.send(a);
+                    },
+                ),
+            );
+            let alerting = role(
+                "alerting",
+                &cancel,
+                telltale_alerting::run(
+                    cfg.alerting.opts,
+                    cfg.alerting.listen,
+                    cancel.clone(),
+                    |a| {
+                        let _ = alerting_up.send(a);
+                    },
+                ),
+            );
+            let urls = async {
+                if let (Ok(c), Ok(l)) = (collector_listening.await, alerting_listening.await) {
+                    print_urls(&args.data_dir, c, aggregator_addr, l);
+                }
+            };
+            let (c, l, ()) = tokio::join!(collector, alerting, urls);
+            aggregator_cancel.cancel();
+            c.and(l)
+        };
+        let (a, o) = tokio::join!(aggregator, others);
+        a.and(o)
+    })
+}
+
+/// A role of `telltale standalone` that stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{role}: {message}")]
+struct RoleFailed {
+    role: &'static str,
+    message: String,
+}
+
+/// Runs one role; its failure cancels the others.
+async fn role<E: std::fmt::Display>(
+    name: &'static str,
+    cancel: &CancellationToken,
+    run: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), RoleFailed> {
+    let result = run.await.map_err(|e| RoleFailed {
+        role: name,
+        message: e.to_string(),
+    });
+    if result.is_err() {
+        cancel.cancel();
+    }
+    result
+}
+
+fn print_urls(
+    data_dir: &std::path::Path,
+    collector: std::net::SocketAddr,
+    aggregator: std::net::SocketAddr,
+    alerting: std::net::SocketAddr,
+) {
+    println!(
+        "Telltale is running (Ctrl-C stops it; data in {}):",
+        data_dir.display()
+    );
+    println!("  this host's metrics      http://{collector}/metrics");
+    println!("  Prometheus query API     http://{aggregator}  (Grafana: a Prometheus data source with this URL)");
+    println!("  try a query              http://{aggregator}/api/v1/query?query=node_load1");
+    println!("  alarms                   http://{alerting}/api/v1/alerts");
+    println!(
+        "  bill of the last hour    telltale billing report --url http://{aggregator} --start $(date -d -1hour +%s) --end $(date +%s)"
+    );
 }
 
 /// `telltale billing report`: from the files of a data directory, or from an aggregator's
