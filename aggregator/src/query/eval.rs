@@ -1487,7 +1487,9 @@ pub fn range_query(
     };
     ev.precompute(expr, steps);
     ev.check_deadline()?;
-    let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
+    // Every step hashes each output series' labels again: a fast hasher.
+    let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>, crate::head::Hash> =
+        HashMap::default();
     let mut points = 0usize;
     let mut t = start;
     while t <= end {

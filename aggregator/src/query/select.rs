@@ -238,7 +238,9 @@ fn exact_name(matchers: &[Matcher]) -> Option<&str> {
         .map(|m| m.value.as_str())
 }
 
-/// Adds what the files of every day partition touching `[mint, maxt]` hold.
+/// Adds what the files of every day partition touching `[mint, maxt]` hold. Every file is
+/// planned first (which rows of which row groups), then the planned rows of all files are
+/// read at once, shared among the cores.
 pub fn from_files(
     data_dir: &Path,
     cache: &FileCache,
@@ -248,6 +250,7 @@ pub fn from_files(
     found: &mut Found,
 ) -> Result<(), partition::Error> {
     let (first, last) = (mint.div_euclid(DAY_MS), maxt.div_euclid(DAY_MS));
+    let mut reads = Vec::new();
     for day in partition::days(data_dir) {
         if day < first || day > last {
             continue;
@@ -256,10 +259,12 @@ pub fn from_files(
         let files = partition::files(&dir);
         cache.forget_gone(&dir, &files);
         for path in files {
-            from_file(&path, cache, matchers, mint, maxt, found)?;
+            if let Some(read) = from_file(path, cache, matchers, mint, maxt, found)? {
+                reads.push(read);
+            }
         }
     }
-    Ok(())
+    read_all(&reads, mint, maxt, found)
 }
 
 /// Row groups of a file that may hold rows of `name` (when given) in `[mint, maxt]`.
@@ -294,9 +299,42 @@ fn row_groups(
         .collect()
 }
 
+/// What to read of one file with a series table: its plans, in row order.
+struct FileRead {
+    path: std::path::PathBuf,
+    index: Arc<FileIndex>,
+    plans: Vec<Plan>,
+}
+
+/// The planned read of a file with a series table (None when it holds nothing wanted);
+/// a file written before series tables existed is read here, whole row groups.
 fn from_file(
-    path: &Path,
+    path: std::path::PathBuf,
     cache: &FileCache,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+    found: &mut Found,
+) -> Result<Option<FileRead>, partition::Error> {
+    let (index, candidates) = cache.index(&path, matchers)?;
+    let groups = row_groups(index.meta.metadata(), exact_name(matchers), mint, maxt);
+    if groups.is_empty() {
+        return Ok(None);
+    }
+    if let Some(table) = &index.series {
+        let wanted = wanted_rows(candidates, &index, table, matchers, found);
+        let plans = plan(index.meta.metadata(), &groups, &wanted);
+        return Ok((!plans.is_empty()).then_some(FileRead { path, index, plans }));
+    }
+    from_untabled(&path, &index, groups, matchers, mint, maxt, found)?;
+    Ok(None)
+}
+
+/// Reads the row groups `groups` of a file without a series table, every column.
+fn from_untabled(
+    path: &Path,
+    index: &FileIndex,
+    groups: Vec<usize>,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
@@ -306,15 +344,6 @@ fn from_file(
         path: path.to_owned(),
         message,
     };
-    let (index, candidates) = cache.index(path, matchers)?;
-    let groups = row_groups(index.meta.metadata(), exact_name(matchers), mint, maxt);
-    if groups.is_empty() {
-        return Ok(());
-    }
-    if let Some(table) = &index.series {
-        let wanted = wanted_rows(candidates, &index, table, matchers, found);
-        return from_table(path, &index.meta, &groups, table, wanted, mint, maxt, found);
-    }
     let file = partition::open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, index.meta.clone());
     let reader = builder
@@ -352,24 +381,16 @@ fn from_file(
     Ok(())
 }
 
-/// Reads only the rows of the series that pass `matchers`, found from the file's series
-/// table, and of them only the `timestamp` and `value` columns; row groups are shared
-/// among the cores.
-#[allow(clippy::too_many_arguments)]
-fn from_table(
-    path: &Path,
-    arrow_meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+/// The rows of `groups` to read for the `wanted` series (from the file's series table,
+/// in row order): per row group, a row selection and the series runs it selects.
+fn plan(
+    meta: &parquet::file::metadata::ParquetMetaData,
     groups: &[usize],
-    table: &[TableRow],
-    wanted: Vec<(u64, u64, usize)>,
-    mint: i64,
-    maxt: i64,
-    found: &mut Found,
-) -> Result<(), partition::Error> {
+    wanted: &[(u64, u64, usize)],
+) -> Vec<Plan> {
     if wanted.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
-    let meta = arrow_meta.metadata();
     let mut starts = Vec::with_capacity(meta.num_row_groups());
     let mut row = 0u64;
     for g in 0..meta.num_row_groups() {
@@ -406,46 +427,67 @@ fn from_table(
         }
         plans.push(plan);
     }
-    // Share the groups among the cores by rows to read.
+    plans
+}
+
+/// A share of the reading: (file, its plans `from..to`) in order.
+type Share = Vec<(usize, std::ops::Range<usize>)>;
+
+/// What a share read: per (file, its plans), the series runs' points.
+type ShareRead = Result<Vec<(usize, Vec<RunPoints>)>, partition::Error>;
+
+/// Reads the planned rows of every file, only the `timestamp` and `value` columns, the
+/// plans shared among the cores by rows to read (a single series over a week reads its
+/// seven days two or more at a time), and adds the points to `found`.
+fn read_all(
+    reads: &[FileRead],
+    mint: i64,
+    maxt: i64,
+    found: &mut Found,
+) -> Result<(), partition::Error> {
+    let total: usize = reads.iter().flat_map(|r| &r.plans).map(|p| p.rows).sum();
+    let plans: usize = reads.iter().map(|r| r.plans.len()).sum();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let total: usize = plans.iter().map(|p| p.rows).sum();
-    let parts = cores.min(plans.len()).max(1);
-    let mut chunks: Vec<&[Plan]> = Vec::with_capacity(parts);
-    let mut rest: &[Plan] = &plans;
-    let mut share = 0;
+    let parts = cores.min(plans).max(1);
+    let mut shares: Vec<Share> = vec![Vec::new(); parts];
     let mut taken = 0;
-    for part in 1..parts {
-        let goal = total * part / parts;
-        let mut n = 0;
-        while n < rest.len() && taken + share < goal {
-            share += rest[n].rows;
-            n += 1;
+    for (f, read) in reads.iter().enumerate() {
+        for (p, plan) in read.plans.iter().enumerate() {
+            // The share this plan's first row falls in.
+            let part = (taken * parts / total.max(1)).min(parts - 1);
+            taken += plan.rows;
+            let share = &mut shares[part];
+            match share.last_mut() {
+                Some((file, range)) if *file == f && range.end == p => range.end = p + 1,
+                _ => share.push((f, p..p + 1)),
+            }
         }
-        let (chunk, tail) = rest.split_at(n);
-        chunks.push(chunk);
-        rest = tail;
-        taken += share;
-        share = 0;
     }
-    chunks.push(rest);
-    let results: Vec<Result<Vec<RunPoints>, partition::Error>> = if chunks.len() == 1 {
-        vec![read_plans(path, arrow_meta.clone(), chunks[0], mint, maxt)]
+    let read_share = |share: &Share| -> ShareRead {
+        share
+            .iter()
+            .map(|(f, range)| {
+                let r = &reads[*f];
+                let meta = r.index.meta.clone();
+                read_plans(&r.path, meta, &r.plans[range.clone()], mint, maxt).map(|p| (*f, p))
+            })
+            .collect()
+    };
+    let results: Vec<ShareRead> = if shares.len() == 1 {
+        vec![read_share(&shares[0])]
     } else {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
+            let handles: Vec<_> = shares
                 .iter()
-                .filter(|c| !c.is_empty())
-                .map(|chunk| {
-                    let meta = arrow_meta.clone();
-                    scope.spawn(move || read_plans(path, meta, chunk, mint, maxt))
-                })
+                .filter(|s| !s.is_empty())
+                .map(|share| scope.spawn(|| read_share(share)))
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
                     h.join().unwrap_or_else(|_| {
                         Err(partition::Error::Format {
-                            path: path.to_owned(),
+                            path: reads[0].path.clone(),
                             message: "a reading thread failed".into(),
                         })
                     })
@@ -454,9 +496,14 @@ fn from_table(
         })
     };
     for part in results {
-        for (i, points) in part? {
-            let (key, labels, _, _) = &table[i];
-            found.points(key, labels.clone()).extend(points);
+        for (f, runs) in part? {
+            let Some(table) = &reads[f].index.series else {
+                continue;
+            };
+            for (i, points) in runs {
+                let (key, labels, _, _) = &table[i];
+                found.points(key, labels.clone()).extend(points);
+            }
         }
     }
     Ok(())

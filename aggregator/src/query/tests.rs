@@ -308,6 +308,55 @@ fn the_series_table_finds_rows_across_row_groups() {
 }
 
 #[test]
+fn a_series_over_many_files_is_read_whole_in_order_and_the_first_file_wins_a_tie() {
+    use crate::head::{SeriesKey, DAY_MS};
+    let dir = tempfile::tempdir().unwrap();
+    let key = |s: &str| SeriesKey {
+        metric: "m".into(),
+        labels: format!(r#"{{"s":"{s}"}}"#).into(),
+    };
+    let first = 20_000;
+    // Five days, each with series "a" (a point an hour) and "b"; day 2 has a second file
+    // repeating one of "a"'s timestamps with another value.
+    for day in first..first + 5 {
+        let t0 = day * DAY_MS;
+        let points = |base: f64| -> Vec<(i64, u64)> {
+            (0..24)
+                .map(|h| (t0 + h * 3_600_000, (base + h as f64).to_bits()))
+                .collect()
+        };
+        let series = vec![
+            (key("a"), points(day as f64 * 100.0)),
+            (key("b"), points(-1.0)),
+        ];
+        crate::partition::write_day(dir.path(), day, series, "part-1-0.parquet").unwrap();
+    }
+    let tie = (first + 2) * DAY_MS + 3_600_000;
+    crate::partition::write_day(
+        dir.path(),
+        first + 2,
+        vec![(key("a"), vec![(tie, (-7.0f64).to_bits())])],
+        "part-2-0.parquet",
+    )
+    .unwrap();
+    let m = vec![Matcher::new(promql_parser::label::MatchOp::Equal, "s", "a")];
+    let mut found = super::select::Found::default();
+    let (mint, maxt) = (first * DAY_MS, (first + 5) * DAY_MS);
+    super::select::from_files(dir.path(), &Default::default(), &m, mint, maxt, &mut found).unwrap();
+    let got = found.finish();
+    assert_eq!(got.len(), 1);
+    let want: Vec<(i64, f64)> = (first..first + 5)
+        .flat_map(|day| {
+            (0..24).map(move |h| (day * DAY_MS + h * 3_600_000, day as f64 * 100.0 + h as f64))
+        })
+        .collect();
+    assert_eq!(got[0].points, want);
+    assert!(got[0]
+        .points
+        .contains(&(tie, (first + 2) as f64 * 100.0 + 1.0)));
+}
+
+#[test]
 fn limits_give_clear_errors() {
     let src = Memory(
         (0..10)
