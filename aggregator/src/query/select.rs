@@ -240,7 +240,8 @@ fn exact_name(matchers: &[Matcher]) -> Option<&str> {
 
 /// Adds what the files of every day partition touching `[mint, maxt]` hold. Every file is
 /// planned first (which rows of which row groups), then the planned rows of all files are
-/// read at once, shared among the cores.
+/// read at once, shared among the cores. A file compacted away between the two is planned
+/// again from the files that replaced it (once: a second miss is an error).
 pub fn from_files(
     data_dir: &Path,
     cache: &FileCache,
@@ -250,21 +251,31 @@ pub fn from_files(
     found: &mut Found,
 ) -> Result<(), partition::Error> {
     let (first, last) = (mint.div_euclid(DAY_MS), maxt.div_euclid(DAY_MS));
-    let mut reads = Vec::new();
-    for day in partition::days(data_dir) {
-        if day < first || day > last {
-            continue;
-        }
-        let dir = partition::day_dir(data_dir, day);
-        let files = partition::files(&dir);
-        cache.forget_gone(&dir, &files);
-        for path in files {
-            if let Some(read) = from_file(path, cache, matchers, mint, maxt, found)? {
-                reads.push(read);
+    let once = |found: &mut Found| -> Result<(), partition::Error> {
+        let mut reads = Vec::new();
+        for day in partition::days(data_dir) {
+            if day < first || day > last {
+                continue;
+            }
+            let dir = partition::day_dir(data_dir, day);
+            let files = partition::files(&dir);
+            cache.forget_gone(&dir, &files);
+            for path in files {
+                if let Some(read) = from_file(path, cache, matchers, mint, maxt, found)? {
+                    reads.push(read);
+                }
             }
         }
+        read_all(&reads, mint, maxt, found)
+    };
+    match once(found) {
+        Err(partition::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            once(found)
+        }
+        done => done,
     }
-    read_all(&reads, mint, maxt, found)
 }
 
 /// Row groups of a file that may hold rows of `name` (when given) in `[mint, maxt]`.
@@ -300,7 +311,7 @@ fn row_groups(
 }
 
 /// What to read of one file with a series table: its plans, in row order.
-struct FileRead {
+pub(crate) struct FileRead {
     path: std::path::PathBuf,
     index: Arc<FileIndex>,
     plans: Vec<Plan>,
@@ -308,7 +319,7 @@ struct FileRead {
 
 /// The planned read of a file with a series table (None when it holds nothing wanted);
 /// a file written before series tables existed is read here, whole row groups.
-fn from_file(
+pub(crate) fn from_file(
     path: std::path::PathBuf,
     cache: &FileCache,
     matchers: &[Matcher],
@@ -439,7 +450,7 @@ type ShareRead = Result<Vec<(usize, Vec<RunPoints>)>, partition::Error>;
 /// Reads the planned rows of every file, only the `timestamp` and `value` columns, the
 /// plans shared among the cores by rows to read (a single series over a week reads its
 /// seven days two or more at a time), and adds the points to `found`.
-fn read_all(
+pub(crate) fn read_all(
     reads: &[FileRead],
     mint: i64,
     maxt: i64,
@@ -495,15 +506,15 @@ fn read_all(
                 .collect()
         })
     };
-    for part in results {
-        for (f, runs) in part? {
-            let Some(table) = &reads[f].index.series else {
-                continue;
-            };
-            for (i, points) in runs {
-                let (key, labels, _, _) = &table[i];
-                found.points(key, labels.clone()).extend(points);
-            }
+    // All or nothing, so a caller may plan and read again after an error.
+    let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    for (f, runs) in results.into_iter().flatten() {
+        let Some(table) = &reads[f].index.series else {
+            continue;
+        };
+        for (i, points) in runs {
+            let (key, labels, _, _) = &table[i];
+            found.points(key, labels.clone()).extend(points);
         }
     }
     Ok(())

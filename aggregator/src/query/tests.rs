@@ -357,6 +357,47 @@ fn a_series_over_many_files_is_read_whole_in_order_and_the_first_file_wins_a_tie
 }
 
 #[test]
+fn a_file_compacted_away_after_planning_fails_the_read_whole_and_is_planned_again() {
+    use crate::head::{SeriesKey, DAY_MS};
+    let dir = tempfile::tempdir().unwrap();
+    let day = 20_000;
+    let t0 = day * DAY_MS;
+    let key = SeriesKey {
+        metric: "m".into(),
+        labels: r#"{"s":"a"}"#.into(),
+    };
+    for (name, t) in [("part-1-0.parquet", t0), ("part-2-0.parquet", t0 + 60_000)] {
+        let points = vec![(t, 1f64.to_bits())];
+        crate::partition::write_day(dir.path(), day, vec![(key.clone(), points)], name).unwrap();
+    }
+    let m = vec![Matcher::new(promql_parser::label::MatchOp::Equal, "s", "a")];
+    let cache = super::select::FileCache::default();
+    let files = crate::partition::files(&crate::partition::day_dir(dir.path(), day));
+    let mut found = super::select::Found::default();
+    let reads: Vec<_> = files
+        .into_iter()
+        .filter_map(|p| {
+            super::select::from_file(p, &cache, &m, t0, t0 + DAY_MS, &mut found).unwrap()
+        })
+        .collect();
+    assert_eq!(reads.len(), 2);
+    // Compaction merges the two and deletes them between planning and reading.
+    assert_eq!(crate::partition::compact(dir.path()).merged, 2);
+    let err = super::select::read_all(&reads, t0, t0 + DAY_MS, &mut found).unwrap_err();
+    assert!(
+        matches!(&err, crate::partition::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+    assert!(found.finish().is_empty(), "nothing added by a failed read");
+    let mut found = super::select::Found::default();
+    super::select::from_files(dir.path(), &cache, &m, t0, t0 + DAY_MS, &mut found).unwrap();
+    assert_eq!(
+        found.finish()[0].points,
+        vec![(t0, 1.0), (t0 + 60_000, 1.0)]
+    );
+}
+
+#[test]
 fn limits_give_clear_errors() {
     let src = Memory(
         (0..10)
