@@ -430,54 +430,77 @@ pub fn alerting(cli: AlertingArgs, m: &ArgMatches) -> Result<AlertingConfig, Con
     })
 }
 
-/// `telltale standalone` flags: where things live and listen. Every other setting is the
-/// role's default (the roles' own `TELLTALE_*` variables still apply).
+/// `telltale standalone` flags: where things live and listen, each also settable by
+/// `TELLTALE_<FLAG>`. Every other setting is the role's default, or the role's own
+/// `TELLTALE_*` variable where one is set (`TELLTALE_RETENTION=30d`); `TELLTALE_CONFIG`
+/// does not apply (the three roles' files differ).
 #[derive(Debug, Clone, Args)]
 pub struct StandaloneArgs {
     /// Samples (WAL, Parquet, billing) here; the collector's queue in `buffer/` and the
     /// alarm state in `alerting/` below it.
-    #[arg(long, default_value = "./telltale-data")]
+    #[arg(long, env = "TELLTALE_DATA_DIR", default_value = "./telltale-data")]
     pub data_dir: PathBuf,
 
     /// Alarm policies or Prometheus rule files: a file or a directory.
-    #[arg(long, default_value = "examples/policies.yml")]
+    #[arg(
+        long,
+        env = "TELLTALE_POLICIES",
+        default_value = "examples/policies.yml"
+    )]
     pub policies: PathBuf,
 
-    /// Price table; billing.md's example table when the file does not exist.
-    #[arg(long, default_value = "examples/prices.yml")]
+    /// Price table; when left at its default and the file does not exist, billing.md's
+    /// example table.
+    #[arg(long, env = "TELLTALE_PRICES", default_value = "examples/prices.yml")]
     pub prices: PathBuf,
 
     /// The collector's `/metrics`.
-    #[arg(long, default_value = "127.0.0.1:9101")]
+    #[arg(
+        long,
+        env = "TELLTALE_COLLECTOR_LISTEN",
+        default_value = "127.0.0.1:9101"
+    )]
     pub collector_listen: SocketAddr,
 
     /// The aggregator: remote write and the Prometheus query API.
-    #[arg(long, default_value = "127.0.0.1:9201")]
+    #[arg(
+        long,
+        env = "TELLTALE_AGGREGATOR_LISTEN",
+        default_value = "127.0.0.1:9201"
+    )]
     pub aggregator_listen: SocketAddr,
 
     /// Alerting's API.
-    #[arg(long, default_value = "127.0.0.1:9301")]
+    #[arg(
+        long,
+        env = "TELLTALE_ALERTING_LISTEN",
+        default_value = "127.0.0.1:9301"
+    )]
     pub alerting_listen: SocketAddr,
 
     /// Collection interval.
-    #[arg(long, default_value = "15s")]
+    #[arg(long, env = "TELLTALE_INTERVAL", default_value = "15s")]
     pub interval: String,
 
     /// Mail server for alarm emails (as `telltale alerting --smtp-url`); without it emails
     /// are not sent and alarms are only listed.
-    #[arg(long)]
+    #[arg(long, env = "TELLTALE_SMTP_URL")]
     pub smtp_url: Option<String>,
 
     /// Sender of alarm emails.
-    #[arg(long, default_value = "telltale@localhost")]
+    #[arg(long, env = "TELLTALE_SMTP_FROM", default_value = "telltale@localhost")]
     pub smtp_from: String,
 
     /// File holding the SMTP password.
-    #[arg(long)]
+    #[arg(long, env = "TELLTALE_SMTP_PASSWORD_FILE")]
     pub smtp_password_file: Option<PathBuf>,
 
     /// Grafana's URL, for links in emails.
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    #[arg(
+        long,
+        env = "TELLTALE_DASHBOARD_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
     pub dashboard_url: String,
 }
 
@@ -493,9 +516,22 @@ pub struct StandaloneConfig {
 }
 
 /// Builds each role's configuration from the command line it would have, so every check
-/// and default of the role applies unchanged.
-pub fn standalone(a: &StandaloneArgs) -> Result<StandaloneConfig, ConfigError> {
+/// and default of the role applies unchanged. `m` records where `a`'s values came from.
+pub fn standalone(a: &StandaloneArgs, m: &ArgMatches) -> Result<StandaloneConfig, ConfigError> {
     let path = |p: &Path| p.to_string_lossy().into_owned();
+    // The others are told the aggregator's and alerting's addresses before they listen.
+    for (key, addr) in [
+        ("collector-listen", a.collector_listen),
+        ("aggregator-listen", a.aggregator_listen),
+        ("alerting-listen", a.alerting_listen),
+    ] {
+        if addr.port() == 0 {
+            return Err(ConfigError::Invalid {
+                key,
+                message: "standalone needs a fixed port (the roles are told each other's)".into(),
+            });
+        }
+    }
     // The others reach the aggregator on loopback when it listens on every address.
     let local = |addr: SocketAddr| match addr.ip().is_unspecified() {
         true => SocketAddr::from(([127, 0, 0, 1], addr.port())),
@@ -509,7 +545,9 @@ pub fn standalone(a: &StandaloneArgs) -> Result<StandaloneConfig, ConfigError> {
         "--data-dir".into(),
         path(&a.data_dir),
     ];
-    if a.prices.is_file() {
+    // The default names the repository's example, and billing.md's table stands in
+    // where it is missing; a file named by the user must exist.
+    if a.prices.is_file() || explicit(m, "prices") {
         aggregator.extend(["--prices".into(), path(&a.prices)]);
     }
     let collector = vec![
@@ -555,7 +593,13 @@ pub fn standalone(a: &StandaloneArgs) -> Result<StandaloneConfig, ConfigError> {
             message: e.to_string().lines().next().unwrap_or_default().to_owned(),
         };
         let argv = std::iter::once("telltale".to_owned()).chain(args);
-        let m = Cli::command().try_get_matches_from(argv).map_err(invalid)?;
+        // No role reads TELLTALE_CONFIG here; what standalone passes beats the
+        // environment as any command line does.
+        let role = argv.clone().nth(1).unwrap_or_default();
+        let m = Cli::command()
+            .mut_subcommand(role, |c| c.mut_args(|arg| arg.env(None)))
+            .try_get_matches_from(argv)
+            .map_err(invalid)?;
         let cli = Cli::from_arg_matches(&m).map_err(invalid)?;
         let sub = m.subcommand().map(|(_, s)| s.clone()).unwrap_or_default();
         Ok((cli.command, sub))

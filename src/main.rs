@@ -99,7 +99,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
             let cfg = config::alerting(args, &sub).map_err(Failure::Usage)?;
             serve(|cancel| telltale_alerting::run(cfg.opts, cfg.listen, cancel, |_| {}))
         }
-        Command::Standalone(args) => standalone(args),
+        Command::Standalone(args) => standalone(args, &sub),
         Command::Import(args) => import(args),
         Command::Billing(config::BillingCommand::Report(args)) => billing_report(args),
         Command::Aggregator(args) => {
@@ -114,9 +114,9 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> Result<(), Failure> {
 /// alerting querying it, on one runtime; the URLs on stdout once all three listen. On
 /// SIGTERM or Ctrl-C the collector and alerting stop first, then the aggregator flushes.
 /// A role that fails stops the others.
-fn standalone(args: config::StandaloneArgs) -> Result<(), Failure> {
+fn standalone(args: config::StandaloneArgs, m: &clap::ArgMatches) -> Result<(), Failure> {
     use tokio::sync::oneshot;
-    let cfg = config::standalone(&args).map_err(Failure::Usage)?;
+    let cfg = config::standalone(&args, m).map_err(Failure::Usage)?;
     serve(|cancel| async move {
         let aggregator_cancel = CancellationToken::new();
         let (aggregator_up, aggregator_listening) = oneshot::channel();

@@ -111,7 +111,7 @@ impl Standalone {
         .unwrap();
         let status = eventually(Duration::from_secs(60), || self.child.try_wait().unwrap())
             .expect("exits within a minute of SIGTERM");
-        (status, self.stderr.try_iter().collect())
+        (status, self.stderr.iter().collect())
     }
 }
 
@@ -203,7 +203,7 @@ fn a_bad_policy_file_is_a_usage_error_naming_it() {
     let mut s = Standalone::start(dir.path(), ports, &["--policies", "p.yml"]);
     let status = eventually(Duration::from_secs(30), || s.child.try_wait().unwrap()).unwrap();
     assert_eq!(status.code(), Some(2));
-    let err: Vec<String> = s.stderr.try_iter().collect();
+    let err: Vec<String> = s.stderr.iter().collect();
     let err = err.join("\n");
     assert!(err.contains("policies") && err.contains("p.yml"), "{err}");
 }
@@ -217,7 +217,31 @@ fn a_port_in_use_stops_every_role_and_names_the_one_that_failed() {
     let status = eventually(Duration::from_secs(30), || s.child.try_wait().unwrap())
         .expect("exits when a role cannot start");
     assert_eq!(status.code(), Some(1));
-    let err: Vec<String> = s.stderr.try_iter().collect();
+    let err: Vec<String> = s.stderr.iter().collect();
     let err = err.join("\n");
     assert!(err.contains("alerting:"), "{err}");
+}
+
+#[test]
+fn a_missing_price_table_or_a_port_0_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, names) in [
+        (vec!["--prices", "nope.yml"], "nope.yml"),
+        (
+            vec!["--aggregator-listen", "127.0.0.1:0"],
+            "aggregator-listen",
+        ),
+    ] {
+        let out = telltale()
+            .current_dir(dir.path())
+            .arg("standalone")
+            .arg("--policies")
+            .arg(examples().join("policies.yml"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
 }
