@@ -30,8 +30,11 @@ RUN apt-get update \
         --shell /usr/sbin/nologin telltale \
     && install -d -o 65532 -g 65532 -m 0750 /var/lib/telltale
 COPY --from=build /out/telltale /usr/local/bin/telltale
-# Example policies and price table, and the Grafana dashboards, for `standalone` and for
-# copying into ConfigMaps.
+# Example policies and price table, and the Grafana dashboards, for copying into
+# ConfigMaps, and for standalone in a container:
+#   docker run -p 9201:9201 ghcr.io/telltale/telltale standalone \
+#     --policies /usr/share/telltale/examples/policies.yml \
+#     --prices /usr/share/telltale/examples/prices.yml --aggregator-listen 0.0.0.0:9201
 COPY examples/ /usr/share/telltale/examples/
 COPY dashboards/ /usr/share/telltale/dashboards/
 USER 65532:65532

@@ -2,8 +2,9 @@
 //! JSON, unique uids, the datasource only as `${datasource}`, every panel described with a
 //! unit and a legend), and every panel query, variables filled, parses and returns data
 //! from an aggregator fed by a collector reading fixture cgroups and a stand-in Kubernetes
-//! API, with Prometheus scraping Telltale's own metrics into it and alerting writing
-//! `ALERTS` to it, as `deploy/prometheus.yml` and `deploy/alerting.yaml` set it up.
+//! API (its own `telltale_collector_*` series included), with Prometheus scraping the
+//! aggregator's and alerting's own metrics into it and alerting writing `ALERTS` to it, as
+//! the manifests in `deploy/` set it up.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -254,7 +255,7 @@ fn every_panel_query_parses_and_nearly_all_return_data() {
     let api = FakeApi::start();
     cluster::populate(&api, &node, Vec::new());
     let kubeconfig = api.kubeconfig(d.path());
-    let collector = {
+    let _collector = {
         let mut args = cluster::collector_args(&node, &kubeconfig);
         args.extend(
             [
@@ -290,14 +291,15 @@ fn every_panel_query_parses_and_nearly_all_return_data() {
         "--state-dir",
         d.path().join("alerting").to_str().unwrap(),
     ]);
-    // Prometheus scrapes Telltale's own metrics into the aggregator (the collector's
-    // node and container series arrive by its own remote write, so only `telltale_*`).
+    // Prometheus scrapes the aggregator's and alerting's own metrics into the aggregator;
+    // the collector ships its own with its samples (deploy/prometheus.yml drops the
+    // collectors from its remote write for that reason).
     let Some(_prometheus) = Prometheus::start(
         d.path(),
         |_| {
             format!(
-                "global: {{scrape_interval: 1s}}\nscrape_configs:\n- job_name: telltale\n  static_configs: [{{targets: ['{}', '{}'], labels: {{cluster: prod}}}}]\n- job_name: telltale-collector\n  static_configs: [{{targets: ['{}'], labels: {{cluster: prod}}}}]\n  metric_relabel_configs: [{{source_labels: [__name__], regex: 'telltale_.*', action: keep}}]\nremote_write: [{{url: '{write}'}}]\n",
-                aggregator.addr, alerting.addr, collector.addr
+                "global: {{scrape_interval: 1s}}\nscrape_configs:\n- job_name: telltale\n  static_configs: [{{targets: ['{}', '{}'], labels: {{cluster: prod}}}}]\nremote_write: [{{url: '{write}'}}]\n",
+                aggregator.addr, alerting.addr
             )
         },
         &[],

@@ -433,8 +433,9 @@ impl Senders {
         match receiver {
             Receiver::Email { to } => match &self.smtp {
                 Some(smtp) => smtp.send(n, to, &self.links).await,
-                // Nothing can change without a restart: dropped (counted and logged) rather
-                // than retried for a day.
+                // The mail server is a start-up setting: an email with none is dropped
+                // (counted, logged) rather than held for a day on the chance of a restart
+                // with one.
                 None => Err(Failed {
                     message: "no mail server configured (--smtp-url)".into(),
                     retryable: false,
