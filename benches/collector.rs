@@ -39,19 +39,6 @@ fn bench_node(version: Version) -> (tempfile::TempDir, fixture::Node) {
     (dir, node)
 }
 
-/// `--proc-root`, `--sys-root` and `--rootfs` flags pointing at `node`.
-fn root_flags(node: &fixture::Node) -> Vec<String> {
-    let path = |p: std::path::PathBuf| p.to_str().expect("utf-8 path").to_owned();
-    vec![
-        "--proc-root".into(),
-        path(node.proc_root()),
-        "--sys-root".into(),
-        path(node.sys_root()),
-        "--rootfs".into(),
-        path(node.rootfs()),
-    ]
-}
-
 fn options(node: &fixture::Node) -> Options {
     node.options("bench", "node-1")
 }
@@ -172,7 +159,7 @@ fn spawn_collector(args: &[&str], port: u16) -> Proc {
 fn rss_after_100_cycles() {
     let (_dir, node) = bench_node(Version::V2);
     let port = free_port();
-    let flags = root_flags(&node);
+    let flags = node.root_flags();
     let mut args = vec!["--interval", "100ms"];
     args.extend(flags.iter().map(String::as_str));
     let c = spawn_collector(&args, port);
@@ -238,7 +225,7 @@ fn versus_node_exporter() {
     // scrape pays for one collection, as node_exporter's does. First on this machine, then on
     // the 110-pod / 250-container fixture node.
     let (_dir, node) = bench_node(Version::V2);
-    let flags = root_flags(&node);
+    let flags = node.root_flags();
     let on_fixture: Vec<&str> = flags.iter().map(String::as_str).collect();
     for (what, extra) in [
         ("this machine", &[][..]),

@@ -20,17 +20,6 @@ fn fixture_node(version: Version) -> (tempfile::TempDir, Node, Vec<String>) {
     (dir, node, rels)
 }
 
-fn fixture_args(node: &Node) -> Vec<String> {
-    vec![
-        "--proc-root".into(),
-        node.proc_root().display().to_string(),
-        "--sys-root".into(),
-        node.sys_root().display().to_string(),
-        "--rootfs".into(),
-        node.rootfs().display().to_string(),
-    ]
-}
-
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -91,7 +80,7 @@ fn once_on_this_machine_passes_promtool() {
 fn once_on_fixture_nodes_exports_every_container_family() {
     for version in [Version::V1, Version::Hybrid, Version::V2] {
         let (_d, node, rels) = fixture_node(version);
-        let args = fixture_args(&node);
+        let args = node.root_flags();
         let text = run_ok(
             telltale()
                 .args(["collector", "--once", "--cluster", "prod"])
@@ -160,7 +149,7 @@ fn once_on_fixture_nodes_exports_every_container_family() {
 #[test]
 fn endpoints_and_a_scrape_never_triggers_a_collection() {
     let (_d, node, _) = fixture_node(Version::V2);
-    let args = fixture_args(&node);
+    let args = node.root_flags();
     let mut all = vec!["collector", "--no-kube", "--interval", "1h"];
     all.extend(strs(&args));
     let c = spawn(&all);
@@ -189,7 +178,7 @@ fn endpoints_and_a_scrape_never_triggers_a_collection() {
 #[test]
 fn vanished_containers_leave_the_exposition() {
     let (_d, node, rels) = fixture_node(Version::V1);
-    let args = fixture_args(&node);
+    let args = node.root_flags();
     let mut all = vec!["collector", "--no-kube", "--interval", "200ms"];
     all.extend(strs(&args));
     let c = spawn(&all);
@@ -233,7 +222,7 @@ fn vanished_containers_leave_the_exposition() {
 #[test]
 fn sigterm_stops_cleanly() {
     let (_d, node, _) = fixture_node(Version::V2);
-    let args = fixture_args(&node);
+    let args = node.root_flags();
     let mut all = vec!["collector", "--no-kube"];
     all.extend(strs(&args));
     let mut c = spawn(&all);
@@ -326,7 +315,7 @@ fn bad_usage_and_config_exit_2_naming_what_is_wrong() {
 #[test]
 fn flags_beat_env_beat_file_beat_defaults() {
     let (_d, node, _) = fixture_node(Version::V2);
-    let args = fixture_args(&node);
+    let args = node.root_flags();
     let cfg = _d.path().join("c.yaml");
     std::fs::write(&cfg, "cluster: from-file\nnode-name: file-node\n").unwrap();
     let cfg = cfg.display().to_string();
@@ -416,7 +405,7 @@ fn bump_cpu0_user(node: &Node, ticks: u64) {
 #[test]
 fn prometheus_scrapes_the_collector() {
     let (d, node, rels) = fixture_node(Version::V2);
-    let args = fixture_args(&node);
+    let args = node.root_flags();
     let mut all = vec![
         "collector",
         "--no-kube",

@@ -21,11 +21,6 @@ fn fixture_node() -> (tempfile::TempDir, Node, Vec<String>) {
 
 /// A collector on the fixture node every second, shipping to `url`, queueing in `buffer`.
 fn collector(node: &Node, url: &str, buffer: &std::path::Path, extra: &[&str]) -> Running {
-    let (p, s, r) = (
-        node.proc_root().display().to_string(),
-        node.sys_root().display().to_string(),
-        node.rootfs().display().to_string(),
-    );
     let b = buffer.display().to_string();
     let mut args = vec![
         "collector",
@@ -36,12 +31,6 @@ fn collector(node: &Node, url: &str, buffer: &std::path::Path, extra: &[&str]) -
         "ship",
         "--node-name",
         "edge-1",
-        "--proc-root",
-        &p,
-        "--sys-root",
-        &s,
-        "--rootfs",
-        &r,
         "--remote-write",
         url,
         "--buffer-dir",
@@ -49,6 +38,8 @@ fn collector(node: &Node, url: &str, buffer: &std::path::Path, extra: &[&str]) -
         "--remote-write-max-backoff",
         "500ms",
     ];
+    let roots = node.root_flags();
+    args.extend(roots.iter().map(String::as_str));
     args.extend_from_slice(extra);
     spawn(&args)
 }

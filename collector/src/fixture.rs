@@ -238,6 +238,19 @@ impl Node {
         self.root.join("rootfs")
     }
 
+    /// `--proc-root`, `--sys-root` and `--rootfs` flags reading this node.
+    pub fn root_flags(&self) -> Vec<String> {
+        let path = |p: PathBuf| p.display().to_string();
+        vec![
+            "--proc-root".into(),
+            path(self.proc_root()),
+            "--sys-root".into(),
+            path(self.sys_root()),
+            "--rootfs".into(),
+            path(self.rootfs()),
+        ]
+    }
+
     /// Collector options reading this node (15 s interval, no Kubernetes).
     pub fn options(&self, cluster: &str, node_name: &str) -> crate::Options {
         crate::Options {

@@ -102,20 +102,15 @@ pub fn web_pods() -> Vec<Value> {
 /// `telltale collector` arguments reading the fixture `node` as node-1, against the API
 /// server of `kubeconfig`.
 pub fn collector_args(node: &Node, kubeconfig: &Path) -> Vec<String> {
-    let path = |p: std::path::PathBuf| p.display().to_string();
-    vec![
+    let mut args = vec![
         "collector".into(),
         "--node-name".into(),
         NODE.into(),
         "--kubeconfig".into(),
         kubeconfig.display().to_string(),
-        "--proc-root".into(),
-        path(node.proc_root()),
-        "--sys-root".into(),
-        path(node.sys_root()),
-        "--rootfs".into(),
-        path(node.rootfs()),
-    ]
+    ];
+    args.extend(node.root_flags());
+    args
 }
 
 /// A pod of `namespace` on another node that ran from `start` to `finish` (unix seconds)
