@@ -12,11 +12,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::cluster;
 use common::kube_api::FakeApi;
-use common::{eventually, get, spawn, urlencode, Prometheus};
+use common::{eventually, get, now_seconds, spawn, urlencode, Prometheus};
 use serde_json::{json, Value};
 use telltale_collector::fixture::{Driver, Node, Version};
 
@@ -218,16 +218,9 @@ fn provisioning_points_grafana_at_the_aggregator_and_the_dashboards() {
     assert!(provider["options"]["path"].as_str().is_some());
 }
 
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// The `result` of `q` as a range query over the last five minutes, or the error.
 fn range(base: &str, q: &str) -> Result<Vec<Value>, String> {
-    let end = now();
+    let end = now_seconds();
     let url = format!(
         "{base}/api/v1/query_range?query={}&start={}&end={end}&step=15",
         urlencode(q),
@@ -255,24 +248,21 @@ fn every_panel_query_parses_and_nearly_all_return_data() {
     let api = FakeApi::start();
     cluster::populate(&api, &node, Vec::new());
     let kubeconfig = api.kubeconfig(d.path());
-    let _collector = {
-        let mut args = cluster::collector_args(&node, &kubeconfig);
-        args.extend(
-            [
-                "--cluster-state",
-                "--cluster",
-                "prod",
-                "--interval",
-                "1s",
-                "--remote-write",
-                &write,
-                "--buffer-dir",
-                d.path().join("buffer").to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
-        spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
+    let _collector = cluster::spawn_collector(
+        &node,
+        &kubeconfig,
+        &[
+            "--cluster-state",
+            "--cluster",
+            "prod",
+            "--interval",
+            "1s",
+            "--remote-write",
+            &write,
+            "--buffer-dir",
+            d.path().join("buffer").to_str().unwrap(),
+        ],
+    );
     // An alarm that always fires, so the alarms dashboard has ALERTS to show.
     let rules = d.path().join("rules.yml");
     std::fs::write(

@@ -11,24 +11,19 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::cluster::{self, finished_pod, NODE};
 use common::kube_api::FakeApi;
 use common::peers::{self, Smtp};
-use common::{eventually, free_port, get, spawn, spawn_cmd, spawn_on, telltale, urlencode};
+use common::{
+    eventually, free_port, get, now_seconds, spawn, spawn_cmd, spawn_on, telltale, urlencode,
+};
 use common::{Prometheus, Running};
 use serde_json::Value;
 use telltale_collector::fixture::{Driver, Node, Version};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// An instant query's `result` from any Prometheus API (empty while it cannot answer).
 fn query(base: &str, q: &str, time: f64) -> Vec<Value> {
@@ -101,7 +96,7 @@ fn collectors_to_aggregator_to_alarm_email_bill_and_prometheus() {
     // Finished pods of `batch` on node-2, seen by the cluster-state collector: three of
     // 2 cores / 4 GiB for 240 s and one with nothing set (the price table's default pod,
     // 1 core / 2 GiB) for 30 s.
-    let t0 = now() as i64;
+    let t0 = now_seconds() as i64;
     let mut batch: Vec<Value> = (0..3)
         .map(|i| {
             finished_pod(
@@ -118,22 +113,19 @@ fn collectors_to_aggregator_to_alarm_email_bill_and_prometheus() {
     let api = FakeApi::start();
     cluster::populate(&api, &node, batch);
     let kubeconfig = api.kubeconfig(d.path());
-    let node1 = {
-        let mut args = cluster::collector_args(&node, &kubeconfig);
-        args.extend(
-            [
-                "--cluster-state",
-                "--interval",
-                "1s",
-                "--remote-write",
-                &write,
-                "--buffer-dir",
-                d.path().join("buffer-1").to_str().unwrap(),
-            ]
-            .map(String::from),
-        );
-        spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    };
+    let node1 = cluster::spawn_collector(
+        &node,
+        &kubeconfig,
+        &[
+            "--cluster-state",
+            "--interval",
+            "1s",
+            "--remote-write",
+            &write,
+            "--buffer-dir",
+            d.path().join("buffer-1").to_str().unwrap(),
+        ],
+    );
     let node2 = spawn(&[
         "collector",
         "--no-kube",
@@ -244,7 +236,7 @@ fn collectors_to_aggregator_to_alarm_email_bill_and_prometheus() {
             .collect()
     };
     eventually(WAIT, || {
-        compare(now() - 3.0)
+        compare(now_seconds() - 3.0)
             .iter()
             .all(|(ours, theirs)| ours.len() >= 2 && ours == theirs)
             .then_some(())
@@ -252,14 +244,14 @@ fn collectors_to_aggregator_to_alarm_email_bill_and_prometheus() {
     .unwrap_or_else(|| {
         panic!(
             "Prometheus and the aggregator disagree on {agree:?}:\n{:#?}",
-            compare(now() - 3.0)
+            compare(now_seconds() - 3.0)
         )
     });
 
     // SIGKILL the aggregator: what it accepted survives, and what the collectors collected
     // while it was down arrives from their queues once it is back.
     let count = |t: f64| by(&query(&base, "count_over_time(node_load1[1h])", t), "node");
-    let before_kill = now().floor() - 1.5;
+    let before_kill = now_seconds().floor() - 1.5;
     // Until every sample up to then has been shipped (the count stops moving).
     let accepted = eventually(WAIT, || {
         let a = count(before_kill);
@@ -269,7 +261,7 @@ fn collectors_to_aggregator_to_alarm_email_bill_and_prometheus() {
     .expect("samples of both nodes");
     agg.child.kill().unwrap();
     agg.child.wait().unwrap();
-    let killed_at = now().floor();
+    let killed_at = now_seconds().floor();
     std::thread::sleep(Duration::from_secs(5));
     let _agg = aggregator(d.path(), &listen);
     let after = count(before_kill);
@@ -310,7 +302,7 @@ fn collectors_to_aggregator_to_alarm_email_bill_and_prometheus() {
     let mut last = Ok(());
     eventually(WAIT, || {
         last = check();
-        (now() > end + 2.0 && last.is_ok()).then_some(())
+        (now_seconds() > end + 2.0 && last.is_ok()).then_some(())
     })
     .unwrap_or_else(|| panic!("the outage's samples: {last:?}"));
 }

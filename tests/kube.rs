@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::cluster;
 use common::kube_api::{pod, FakeApi};
-use common::{eventually, get, spawn, Running};
+use common::{eventually, get, Running};
 use telltale_collector::fixture::{self, container_id, Driver, Node, Runtime, Version};
 
 /// A fixture node with 4 pods (3, 3, 2 and 2 containers; each pod's first container is its
@@ -22,16 +22,8 @@ fn cluster() -> (tempfile::TempDir, Node, Vec<serde_json::Value>) {
     (dir, node, cluster::web_pods())
 }
 
-/// The collector on `node` against the API of `kubeconfig`; `extra` must set `--interval`.
-fn start_with(node: &Node, kubeconfig: &std::path::Path, extra: &[&str]) -> Running {
-    let mut args = cluster::collector_args(node, kubeconfig);
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    spawn(&args)
-}
-
 fn start(node: &Node, kubeconfig: &std::path::Path) -> Running {
-    start_with(node, kubeconfig, &["--interval", "200ms"])
+    cluster::spawn_collector(node, kubeconfig, &["--interval", "200ms"])
 }
 
 /// The `container_memory_usage_bytes` line of the cgroup whose `name` (runtime id) is `id`.
@@ -230,7 +222,7 @@ fn cluster_state_exports_every_pod_of_the_cluster() {
         vec![serde_json::json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "6"},
             "spec": {"replicas": 4, "selector": {}, "template": {}}, "status": {"availableReplicas": 4}})],
     );
-    let c = start_with(
+    let c = cluster::spawn_collector(
         &node,
         &api.kubeconfig(d.path()),
         &[
@@ -276,7 +268,7 @@ fn a_pod_that_lived_three_seconds_between_cycles_is_seen_once_then_goes() {
     let (d, node, pods) = cluster();
     let api = FakeApi::start();
     api.set_pods(pods);
-    let c = start_with(
+    let c = cluster::spawn_collector(
         &node,
         &api.kubeconfig(d.path()),
         &["--cluster-state", "--interval", "1s"],

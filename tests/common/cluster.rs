@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use telltale_collector::fixture::{self, container_id, pod_uid, Node, Runtime};
 
 use super::kube_api::{pod, FakeApi};
+use super::{spawn, Running};
 
 /// The fixture node's name.
 pub const NODE: &str = "node-1";
@@ -99,18 +100,19 @@ pub fn web_pods() -> Vec<Value> {
     pods
 }
 
-/// `telltale collector` arguments reading the fixture `node` as node-1, against the API
-/// server of `kubeconfig`.
-pub fn collector_args(node: &Node, kubeconfig: &Path) -> Vec<String> {
+/// `telltale collector` reading the fixture `node` as node-1, against the API server of
+/// `kubeconfig`, with `extra` flags (which should set `--interval`).
+pub fn spawn_collector(node: &Node, kubeconfig: &Path, extra: &[&str]) -> Running {
     let mut args = vec![
-        "collector".into(),
+        "collector".to_owned(),
         "--node-name".into(),
         NODE.into(),
         "--kubeconfig".into(),
         kubeconfig.display().to_string(),
     ];
     args.extend(node.root_flags());
-    args
+    args.extend(extra.iter().map(|a| a.to_string()));
+    spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// A pod of `namespace` on another node that ran from `start` to `finish` (unix seconds)

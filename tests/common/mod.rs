@@ -191,6 +191,14 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// Seconds since the Unix epoch, as the query API's `time` parameters take them.
+pub fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
 /// A free TCP port on loopback (for peers that cannot report an ephemeral one).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
