@@ -81,7 +81,7 @@ fn accepted_samples_are_durable_exactly_and_bad_requests_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let a = aggregator(dir.path(), &[]);
     let url = a.url("/api/v1/write");
-    let stale = f64::from_bits(telltale_model::remote::STALE_NAN_BITS);
+    let stale = f64::from_bits(telltale_model::prom::STALE_NAN_BITS);
     let good = WriteRequest {
         timeseries: vec![
             TimeSeries::new(
@@ -388,7 +388,7 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
         telltale_aggregator::head::day_name(now / day),
         telltale_aggregator::head::day_name(now / day - 30),
     );
-    let stale = f64::from_bits(telltale_model::remote::STALE_NAN_BITS);
+    let stale = f64::from_bits(telltale_model::prom::STALE_NAN_BITS);
     let cpu = [
         ("__name__", "node_load1"),
         ("cluster", "c1"),

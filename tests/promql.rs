@@ -37,7 +37,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
-use telltale_model::remote::{TimeSeries, WriteRequest, STALE_NAN_BITS};
+use telltale_model::prom::STALE_NAN_BITS;
+use telltale_model::remote::{TimeSeries, WriteRequest};
 
 /// Selects what "ours" is: `aggregator` (default) or `prometheus` (self-check).
 const AGAINST_ENV: &str = "TELLTALE_PROMQL_AGAINST";

@@ -12,14 +12,7 @@ pub const CONTENT_ENCODING: &str = "snappy";
 /// `X-Prometheus-Remote-Write-Version` of a 1.0 request.
 pub const VERSION: &str = "0.1.0";
 
-/// The value Prometheus writes when a series disappears (a NaN that is not the NaN
-/// arithmetic produces); compare bits, never values.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
-
-/// True if `v` is a staleness marker.
-pub fn is_stale(v: f64) -> bool {
-    v.to_bits() == STALE_NAN_BITS
-}
+use crate::prom::STALE_NAN_BITS;
 
 /// One request: many series, each with its samples.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -519,6 +512,7 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prom::is_stale;
 
     #[test]
     fn the_borrowing_walk_sees_what_prost_sees() {

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use telltale_model::remote::STALE_NAN_BITS;
+use telltale_model::prom::STALE_NAN_BITS;
 
 /// Record kinds (the first payload byte).
 const DEFS: u8 = 1;

@@ -367,7 +367,7 @@ proptest! {
     }
 }
 
-const STALE: u64 = telltale_model::remote::STALE_NAN_BITS;
+const STALE: u64 = telltale_model::prom::STALE_NAN_BITS;
 
 /// Cuts the newest segment's last record somewhere inside it; false if there is none.
 fn tear_last_record(dir: &Path, frac: u8) -> bool {
