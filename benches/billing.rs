@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use telltale_aggregator::billing::pods::{Gather, Pod, Resources};
 use telltale_aggregator::billing::prices::Prices;
-use telltale_aggregator::billing::settle::{settle, By, HOUR_MS};
+use telltale_aggregator::billing::settle::{settle, By};
 use telltale_aggregator::billing::{records, report_of, Frontier, Ledger, GRACE_MS};
-use telltale_aggregator::head::{SeriesKey, DAY_MS};
+use telltale_aggregator::store::head::SeriesKey;
+use telltale_model::calendar::{DAY_MS, HOUR_MS};
 
 mod common;
 use common::dir_bytes;
@@ -54,7 +55,7 @@ fn key(metric: &str, mut labels: Vec<(String, String)>) -> SeriesKey {
     pairs.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     SeriesKey {
         metric: metric.into(),
-        labels: telltale_aggregator::head::labels_json(&mut pairs).into(),
+        labels: telltale_aggregator::store::head::labels_json(&mut pairs).into(),
     }
 }
 
@@ -102,8 +103,13 @@ fn main() {
     }
     let samples: usize = series.iter().map(|(_, p)| p.len()).sum();
     let day = hour.div_euclid(DAY_MS);
-    telltale_aggregator::partition::write_day(settle_dir.path(), day, series, "part-1.parquet")
-        .unwrap();
+    telltale_aggregator::store::partition::write_day(
+        settle_dir.path(),
+        day,
+        series,
+        "part-1.parquet",
+    )
+    .unwrap();
     let (bytes, _) = dir_bytes(&settle_dir.path().join("data"));
     println!(
         "  settle: one hour of {samples} kube-state samples ({} KB of Parquet) in the day partition",

@@ -28,8 +28,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use telltale_aggregator::head::{SeriesKey, DAY_MS};
-use telltale_aggregator::partition;
+use telltale_aggregator::store::head::SeriesKey;
+use telltale_aggregator::store::partition;
+use telltale_model::calendar::DAY_MS;
 
 mod common;
 use common::{dir_bytes, free_port, wait_ready, Killed};

@@ -224,7 +224,7 @@ fn print_urls(
 fn billing_report(args: config::ReportArgs) -> Result<(), Failure> {
     use telltale_aggregator::billing;
     let time = |key: &'static str, v: &str| {
-        billing::parse_time(v).ok_or(Failure::Usage(ConfigError::Invalid {
+        telltale_model::prom::parse_time(v).ok_or(Failure::Usage(ConfigError::Invalid {
             key,
             message: format!("{v:?} is not a time (unix seconds or RFC 3339)"),
         }))
@@ -331,7 +331,7 @@ fn import(args: config::ImportArgs) -> Result<(), Failure> {
         "imported {} samples into {} files under {}; rejected {}",
         summary.imported,
         summary.files.len(),
-        args.data_dir.join("data").display(),
+        telltale_aggregator::store::layout::days_dir(&args.data_dir).display(),
         summary.rejected
     );
     for p in &summary.problems {

@@ -52,17 +52,20 @@ type Case<'a> = (Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
 /// Every sample in the data directory's WAL.
 fn stored(data: &Path) -> BTreeSet<Stored> {
     let mut out = BTreeSet::new();
-    telltale_aggregator::wal::replay(&telltale_aggregator::wal_dir(data), |body| {
-        let req = WriteRequest::decode_body(body).unwrap();
-        for ts in req.timeseries {
-            let mut l: Vec<(String, String)> =
-                ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
-            l.sort();
-            for s in ts.samples {
-                out.insert((l.clone(), s.timestamp, s.value.to_bits()));
+    telltale_aggregator::store::wal::replay(
+        &telltale_aggregator::store::layout::wal_dir(data),
+        |body| {
+            let req = WriteRequest::decode_body(body).unwrap();
+            for ts in req.timeseries {
+                let mut l: Vec<(String, String)> =
+                    ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+                l.sort();
+                for s in ts.samples {
+                    out.insert((l.clone(), s.timestamp, s.value.to_bits()));
+                }
             }
-        }
-    })
+        },
+    )
     .unwrap();
     out
 }
@@ -385,8 +388,8 @@ fn sigterm_flushes_to_day_partitions_that_duckdb_reads_exactly() {
     // Noon today (UTC), so the day partitions are known.
     let now = wall / day * day + day / 2;
     let (today, late_day) = (
-        telltale_aggregator::head::day_name(now / day),
-        telltale_aggregator::head::day_name(now / day - 30),
+        telltale_model::calendar::day_name(now / day),
+        telltale_model::calendar::day_name(now / day - 30),
     );
     let stale = f64::from_bits(telltale_model::prom::STALE_NAN_BITS);
     let cpu = [
@@ -511,7 +514,7 @@ fn flushes_compact_and_a_corrupt_file_is_moved_aside_while_ingest_goes_on() {
         assert_eq!(post(&url, &body, &[]).unwrap().0, 204);
         std::thread::sleep(Duration::from_millis(1300));
     }
-    let today = telltale_aggregator::head::day_name(wall.div_euclid(86_400_000));
+    let today = telltale_model::calendar::day_name(wall.div_euclid(86_400_000));
     let dir_today = data.join("data").join(format!("day={today}"));
     let one = eventually(Duration::from_secs(20), || {
         let n = std::fs::read_dir(&dir_today).ok()?.count();

@@ -411,7 +411,7 @@ fn cost_so_far_this_month_is_on_metrics_by_namespace() {
         sample(&get(&agg.url("/metrics")).1, series)
     });
     let month = month.expect("the month's cost of namespace live on /metrics");
-    use telltale_aggregator::billing::month_start;
+    use telltale_model::calendar::month_start;
     if month_start(run.0) == month_start(run.1) {
         // 30 s x (1 x 0.000004976 + 1 x 0.000002073)
         assert!((month - 0.00021147).abs() < 1e-12, "{month}");

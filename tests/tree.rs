@@ -14,7 +14,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The workspace's crates: (directory of `src/`, its root file).
-const CRATES: &[&str] = &["src", "model/src", "collector/src", "aggregator/src", "alerting/src"];
+const CRATES: &[&str] = &[
+    "src",
+    "model/src",
+    "collector/src",
+    "aggregator/src",
+    "alerting/src",
+];
 
 /// The module that owns every path under the aggregator's `--data-dir`.
 const LAYOUT: &str = "aggregator/src/store/layout.rs";
@@ -360,7 +366,10 @@ fn nothing_points_outside_the_repository() {
             }
         }
     }
-    assert!(found.is_empty(), "these point outside the repository: {found:?}");
+    assert!(
+        found.is_empty(),
+        "these point outside the repository: {found:?}"
+    );
 }
 
 #[test]
@@ -374,13 +383,19 @@ fn the_checker_sees_a_mutual_import() {
     );
     assert!(p.contains(&"super::eval::Value".to_owned()), "{p:?}");
     assert!(p.contains(&"super::Labels".to_owned()), "{p:?}");
-    assert!(p.contains(&"crate::store::head::Head::new".to_owned()), "{p:?}");
+    assert!(
+        p.contains(&"crate::store::head::Head::new".to_owned()),
+        "{p:?}"
+    );
     let c = Crate {
         src: PathBuf::from("x/src"),
         files: BTreeMap::from([
             (vec![], PathBuf::from("x/src/lib.rs")),
             (vec!["query".into()], PathBuf::from("x/src/query/mod.rs")),
-            (vec!["query".into(), "eval".into()], PathBuf::from("x/src/query/eval.rs")),
+            (
+                vec!["query".into(), "eval".into()],
+                PathBuf::from("x/src/query/eval.rs"),
+            ),
         ]),
     };
     let at = ["query".to_owned(), "eval".to_owned()];

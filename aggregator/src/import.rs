@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use telltale_model::parse::{key_labels, parse_line};
 
-use crate::head::Head;
-use crate::partition;
+use crate::store::head::Head;
+use crate::store::{layout, partition};
 
 /// Samples held before an intermediate write.
 pub const FLUSH_EVERY: usize = 5_000_000;
@@ -61,7 +61,7 @@ fn is_openmetrics(path: &Path) -> std::io::Result<bool> {
 fn write(head: &mut Head, data_dir: &Path, n: &mut usize, out: &mut Summary) -> Result<(), Error> {
     let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
     for (day, series) in head.take() {
-        let name = format!("part-{stamp}-import{n}.parquet");
+        let name = layout::import_file(stamp, *n);
         let (path, _) = partition::write_day(data_dir, day, series, &name)?;
         out.files.push(path);
     }

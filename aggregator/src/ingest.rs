@@ -24,7 +24,7 @@ use telltale_model::remote;
 use tracing::warn;
 
 use crate::metrics::Metrics;
-use crate::Store;
+use crate::store::Store;
 
 /// Longest label name accepted.
 pub const MAX_LABEL_NAME: usize = 1024;

@@ -171,7 +171,7 @@ impl Metrics {
 
     /// Sets the per-partition gauges to `partitions` (day, files, bytes); days no longer
     /// there disappear.
-    pub fn set_partitions(&self, partitions: &[crate::partition::Usage]) {
+    pub fn set_partitions(&self, partitions: &[crate::store::partition::Usage]) {
         self.partition_files.reset();
         self.partition_bytes.reset();
         for p in partitions {

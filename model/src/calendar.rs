@@ -76,6 +76,8 @@ mod tests {
         assert_eq!(day_name(0), "1970-01-01");
         assert_eq!(parse_day("1970-01-01"), Some(0));
         assert_eq!(day_name(-1), "1969-12-31");
+        assert_eq!(day_name(19_723), "2024-01-01");
+        assert_eq!(day_name(20_513), "2026-03-01");
         assert_eq!(day_name(19_782), "2024-02-29");
         for day in (-700_000..2_000_000).step_by(97) {
             assert_eq!(parse_day(&day_name(day)), Some(day), "day {day}");

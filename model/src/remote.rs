@@ -12,8 +12,6 @@ pub const CONTENT_ENCODING: &str = "snappy";
 /// `X-Prometheus-Remote-Write-Version` of a 1.0 request.
 pub const VERSION: &str = "0.1.0";
 
-use crate::prom::STALE_NAN_BITS;
-
 /// One request: many series, each with its samples.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {

@@ -1,18 +1,22 @@
-//! Pay-as-you-go billing (`shared/design/billing.md`): what each pod was configured with,
-//! per second of running time, settled hourly.
+//! Pay-as-you-go billing (the rules users read are in `docs/billing.md`): what each pod was
+//! configured with, per second of running time, settled hourly.
 //!
 //! - [`prices`]: the price table, decimals read exactly as written;
 //! - [`pods`]: each pod's facts from its kube-state series (latest sample of each, in any
 //!   arrival order), its billable size and running interval;
 //! - [`settle`]: hourly records and grouped reports over any window;
 //! - [`records`]: the record files, one per settled hour;
-//! - here: gathering from the files and the head, the [`Ledger`] that settles closed
-//!   hours (and again those late samples touch, marked by [`Frontier`]), and the
-//!   `GET /api/v1/billing` handler.
+//! - [`frontier`]: where settlement stands, and the store's watcher that marks hours late
+//!   samples change;
+//! - [`api`]: the `GET /api/v1/billing` handler;
+//! - here: gathering from the files and the head, and the [`Ledger`] that settles closed
+//!   hours (and again those late samples touch).
 //!
 //! Money and quantities are [`rust_decimal::Decimal`]: a record's cost is its rate times
 //! its seconds (milliseconds kept), and a pod's records sum exactly to its charge.
 
+pub mod api;
+pub mod frontier;
 pub mod pods;
 pub mod prices;
 pub mod records;
@@ -23,18 +27,15 @@ use std::path::Path;
 
 use rust_decimal::Decimal;
 
-use crate::head::{Head, SeriesKey, DAY_MS};
-use crate::partition;
-use pods::Gather;
+use telltale_model::calendar::{month_start, DAY_MS, HOUR_MS};
+
+use crate::store::head::SeriesKey;
+use crate::store::{layout, partition};
+use frontier::{marks_path, read_ms, state_path, write_ms};
+pub use frontier::{saved_frontier, Frontier, LateSamples, GRACE_MS, LATE_MS};
+use pods::{wanted, Gather};
 use prices::Prices;
 use settle::{By, Usage};
-
-/// Whether billing reads this metric.
-pub fn wanted(metric: &str) -> bool {
-    metric.starts_with("kube_pod_")
-        || metric == "kube_replicaset_owner"
-        || metric == "kube_job_owner"
-}
 
 /// Adds one stored series' points to `g` (its labels are the files' JSON object).
 pub fn add_series(g: &mut Gather, key: &SeriesKey, points: &[(i64, u64)]) {
@@ -60,7 +61,7 @@ pub fn gather_files(data_dir: &Path, start: i64, end: i64, g: &mut Gather) {
     let first = start.div_euclid(DAY_MS) - 1;
     let last = end.saturating_sub(1).div_euclid(DAY_MS) + 1;
     for day in first..=last {
-        for file in partition::files(&partition::day_dir(data_dir, day)) {
+        for file in partition::files(&layout::day_dir(data_dir, day)) {
             let read = partition::newest(&file, wanted, |key, at, bits| {
                 add_series(g, key, &[(at, bits)]);
             });
@@ -71,117 +72,10 @@ pub fn gather_files(data_dir: &Path, start: i64, end: i64, g: &mut Gather) {
     }
 }
 
-/// Adds the head's (not yet flushed) billing series to `g`.
-pub fn gather_head(head: &Head, g: &mut Gather) {
-    head.visit(|key, points| add_series(g, key, points));
-}
-
-/// An hour is settled this long after it ends, so the samples of its last collection
-/// cycles have arrived.
-pub const GRACE_MS: i64 = 10 * 60 * 1000;
-
-/// A billing sample this close after the settled frontier (or before it) is late: the
-/// hours it may change are settled again. Below [`GRACE_MS`], so samples arriving on time
-/// are not.
-pub const LATE_MS: i64 = 5 * 60 * 1000;
-
-/// Where settlement stands: the first hour not yet settled (ms), and the earliest hour
-/// late samples ask to settle again. Shared by ingest (which marks) and the ledger.
-#[derive(Debug)]
-pub struct Frontier {
-    next: std::sync::atomic::AtomicI64,
-    resettle: std::sync::atomic::AtomicI64,
-    /// Woken when a late sample marks an hour.
-    pub marked: tokio::sync::Notify,
-}
-
-impl Frontier {
-    /// Nothing settled yet (the ledger sets the frontier when it starts).
-    pub fn new() -> Frontier {
-        Frontier {
-            next: std::sync::atomic::AtomicI64::new(i64::MIN),
-            resettle: std::sync::atomic::AtomicI64::new(i64::MAX),
-            marked: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// Notes a billing sample at `ts` (ms); true if it marked hours to settle again.
-    pub fn sample(&self, ts: i64) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let next = self.next.load(Relaxed);
-        if next == i64::MIN || ts >= next.saturating_add(LATE_MS) {
-            return false;
-        }
-        // A final sample can report a stop up to a cycle before it, in the hour before.
-        let from = (ts.div_euclid(settle::HOUR_MS) - 1) * settle::HOUR_MS;
-        self.resettle.fetch_min(from, Relaxed) > from
-    }
-
-    /// The first hour not yet settled (`i64::MIN` before the ledger starts).
-    pub fn next(&self) -> i64 {
-        self.next.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Hours before this are settled and not marked: their files are the record.
-    pub fn settled_below(&self) -> i64 {
-        self.next().min(self.resettle())
-    }
-
-    /// The earliest hour marked to settle again (`i64::MAX` for none).
-    pub fn resettle(&self) -> i64 {
-        self.resettle.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-impl Default for Frontier {
-    fn default() -> Self {
-        Frontier::new()
-    }
-}
-
 /// Settles closed hours into record files, and settles again what late samples mark.
 pub struct Ledger {
     data_dir: std::path::PathBuf,
     prices: std::sync::Arc<Prices>,
-}
-
-fn state_path(data_dir: &Path) -> std::path::PathBuf {
-    records::billing_dir(data_dir).join("settled")
-}
-
-fn marks_path(data_dir: &Path) -> std::path::PathBuf {
-    records::billing_dir(data_dir).join("resettle-from")
-}
-
-fn read_ms(path: &Path) -> Option<i64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// Writes `v` to `path` durably (temporary file, fsync, rename).
-fn write_ms(path: &Path, v: i64) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(".state.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    writeln!(f, "{v}")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
-/// Keeps the marks of late samples across a flush: the WAL that would replay them is
-/// about to go, so they are written down first.
-pub fn persist_marks(data_dir: &Path, frontier: &Frontier) -> std::io::Result<()> {
-    let mark = frontier.resettle();
-    if mark == i64::MAX {
-        return Ok(());
-    }
-    let path = marks_path(data_dir);
-    match read_ms(&path) {
-        Some(old) if old <= mark => Ok(()),
-        _ => write_ms(&path, mark),
-    }
 }
 
 impl Ledger {
@@ -196,7 +90,7 @@ impl Ledger {
     /// Where settlement starts: the saved frontier, else the first day with data, else
     /// the hour closing now.
     pub fn start(&self, frontier: &Frontier, now: i64) {
-        let closed = (now - GRACE_MS).div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let closed = (now - GRACE_MS).div_euclid(HOUR_MS) * HOUR_MS;
         let next = read_ms(&state_path(&self.data_dir))
             .or_else(|| partition::first_day(&self.data_dir).map(|d| d * DAY_MS))
             .unwrap_or(closed)
@@ -220,7 +114,7 @@ impl Ledger {
         now: i64,
     ) -> Result<usize, partition::Error> {
         use std::sync::atomic::Ordering::Relaxed;
-        let upto = (now - GRACE_MS).div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let upto = (now - GRACE_MS).div_euclid(HOUR_MS) * HOUR_MS;
         let saved_mark = read_ms(&marks_path(&self.data_dir));
         let marked = frontier.resettle.swap(i64::MAX, Relaxed);
         let from = frontier
@@ -262,10 +156,10 @@ impl Ledger {
                 gather_files(&self.data_dir, lo, hi, &mut g);
                 head(&mut g);
                 let mut hours: BTreeMap<i64, Vec<settle::Record>> = BTreeMap::new();
-                let mut h = lo.div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+                let mut h = lo.div_euclid(HOUR_MS) * HOUR_MS;
                 while h < hi {
                     hours.insert(h, Vec::new());
-                    h += settle::HOUR_MS;
+                    h += HOUR_MS;
                 }
                 for pod in g.pods() {
                     for r in settle::settle(&pod, &self.prices, now) {
@@ -286,12 +180,6 @@ impl Ledger {
 }
 
 /// The start of the UTC month holding `ms`.
-pub fn month_start(ms: i64) -> i64 {
-    let name = crate::head::day_name(ms.div_euclid(DAY_MS));
-    let first = format!("{}-01", &name[..7]);
-    crate::retention::parse_day(&first).map_or(ms, |d| d * DAY_MS)
-}
-
 impl Ledger {
     /// This hour's and this month's cost by namespace, as of `now`.
     pub fn costs(
@@ -301,7 +189,7 @@ impl Ledger {
         now: i64,
     ) -> Result<(Report, Report), partition::Error> {
         let month = month_start(now);
-        let hour = now.div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let hour = now.div_euclid(HOUR_MS) * HOUR_MS;
         let of = |window| {
             report_of(
                 &self.data_dir,
@@ -314,86 +202,6 @@ impl Ledger {
             )
         };
         Ok((of((hour, now))?, of((month, now))?))
-    }
-}
-
-/// A time as the Prometheus API takes it: unix seconds (fractions allowed) or RFC 3339.
-pub fn parse_time(s: &str) -> Option<i64> {
-    if let Ok(secs) = s.trim().parse::<f64>() {
-        return (secs.is_finite() && secs.abs() < 1e13).then(|| (secs * 1000.0).round() as i64);
-    }
-    let t = humantime::parse_rfc3339_weak(s.trim()).ok()?;
-    Some(telltale_model::time::to_millis(t))
-}
-
-/// What the billing endpoint needs.
-#[derive(Clone)]
-pub struct Api {
-    /// The store (its files and head).
-    pub store: std::sync::Arc<crate::Store>,
-    /// The price table.
-    pub prices: std::sync::Arc<Prices>,
-}
-
-/// `GET /api/v1/billing?start=&end=&by=`: the report as JSON; 400 with Prometheus's error
-/// shape for a bad parameter.
-pub async fn handler(
-    axum::extract::State(api): axum::extract::State<Api>,
-    axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let bad = |message: String| {
-        (
-            axum::http::StatusCode::BAD_REQUEST,
-            axum::Json(
-                serde_json::json!({"status": "error", "errorType": "bad_data", "error": message}),
-            ),
-        )
-            .into_response()
-    };
-    let time = |name: &str| match q.get(name) {
-        None => Err(format!("{name} is required (unix seconds or RFC 3339)")),
-        Some(v) => parse_time(v)
-            .ok_or_else(|| format!("{name}={v:?} is not a time (unix seconds or RFC 3339)")),
-    };
-    let (start, end) = match (time("start"), time("end")) {
-        (Ok(s), Ok(e)) if s < e => (s, e),
-        (Ok(_), Ok(_)) => return bad("end must be after start".into()),
-        (Err(e), _) | (_, Err(e)) => return bad(e),
-    };
-    let by_text = q.get("by").map_or("namespace", String::as_str);
-    let by: By = match by_text.parse() {
-        Ok(b) => b,
-        Err(e) => return bad(e),
-    };
-    let (store, prices, by) = (api.store.clone(), api.prices.clone(), by.clone());
-    let report = tokio::task::spawn_blocking(move || {
-        let now = telltale_model::time::to_millis(store.clock.now());
-        let head = |g: &mut Gather| gather_head(&store.head(), g);
-        let frontier = store.billing.settled_below();
-        report_of(
-            &store.data_dir,
-            &prices,
-            frontier,
-            Some(&head),
-            (start, end),
-            now,
-            &by,
-        )
-    })
-    .await;
-    match report {
-        Ok(Ok(r)) => axum::Json(r.json(start, end, by_text)).into_response(),
-        Ok(Err(e)) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(serde_json::json!({"status": "error", "errorType": "internal", "error": e.to_string()})),
-        )
-            .into_response(),
-        Err(e) => (
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            format!("billing task failed: {e}\n"),
-        )
-            .into_response(),
     }
 }
 
@@ -456,22 +264,13 @@ pub fn report_of(
         if let Some(head) = head {
             head(&mut g);
         }
-        let hour = from.div_euclid(settle::HOUR_MS) * settle::HOUR_MS;
+        let hour = from.div_euclid(HOUR_MS) * HOUR_MS;
         let live = live_records(&g, prices, now, hour);
         for (group, u) in settle::report(&live, from, end, by) {
             *groups.entry(group).or_default() += u;
         }
     }
     Ok(report(groups, prices))
-}
-
-/// The saved frontier of a data directory, marked hours excluded (`i64::MIN`: nothing
-/// settled).
-pub fn saved_frontier(data_dir: &Path) -> i64 {
-    let marked = read_ms(&marks_path(data_dir)).unwrap_or(i64::MAX);
-    read_ms(&state_path(data_dir))
-        .unwrap_or(i64::MIN)
-        .min(marked)
 }
 
 impl Report {

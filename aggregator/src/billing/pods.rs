@@ -10,6 +10,13 @@ use rust_decimal::Decimal;
 
 use super::prices::{from_f64, gib, quantity_decimal, Prices, Size};
 
+/// Whether billing reads this metric.
+pub fn wanted(metric: &str) -> bool {
+    metric.starts_with("kube_pod_")
+        || metric == "kube_replicaset_owner"
+        || metric == "kube_job_owner"
+}
+
 /// The annotations that set a pod's size (TKE's serverless mode), as the collector's
 /// `kube_pod_annotations` names them (`annotation_` left off).
 pub const CPU_ANNOTATION: &str = "eks_tke_cloud_tencent_com_cpu";

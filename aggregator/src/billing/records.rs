@@ -19,7 +19,7 @@
 //! WHERE hour >= ... GROUP BY namespace`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{Decimal128Builder, StringBuilder, TimestampMillisecondBuilder};
@@ -31,9 +31,11 @@ use parquet::arrow::ArrowWriter;
 use rust_decimal::Decimal;
 
 use super::prices::Size;
-use super::settle::{By, Record, Usage, HOUR_MS};
-use crate::head::{day_name, DAY_MS};
-use crate::partition::Error;
+use telltale_model::calendar::HOUR_MS;
+
+use super::settle::{By, Record, Usage};
+use crate::store::layout;
+use crate::store::partition::{self, Error};
 
 /// The string columns, in order (`gpu` comes after the size; see the table above).
 const TEXT: [&str; 7] = [
@@ -48,21 +50,6 @@ const TEXT: [&str; 7] = [
 
 /// Decimal places kept in the files.
 pub const SCALE: u32 = 18;
-
-/// The billing directory under a data directory.
-pub fn billing_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("billing")
-}
-
-/// The file of one hour (ms since the epoch, on the hour).
-pub fn hour_path(data_dir: &Path, hour: i64) -> PathBuf {
-    billing_dir(data_dir)
-        .join(format!("day={}", day_name(hour.div_euclid(DAY_MS))))
-        .join(format!(
-            "hour={:02}.parquet",
-            hour.rem_euclid(DAY_MS) / HOUR_MS
-        ))
-}
 
 fn schema() -> Arc<Schema> {
     let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
@@ -100,7 +87,7 @@ pub fn to_i128(d: Decimal) -> i128 {
 
 /// Writes (or replaces) the file of `hour` with `records`; no records removes it.
 pub fn write_hour(data_dir: &Path, hour: i64, records: &[Record]) -> Result<(), Error> {
-    let path = hour_path(data_dir, hour);
+    let path = layout::billing_hour_file(data_dir, hour);
     let io = |source| Error::Io {
         path: path.clone(),
         source,
@@ -186,14 +173,13 @@ pub fn write_hour(data_dir: &Path, hour: i64, records: &[Record]) -> Result<(), 
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| format(e.to_string()))?;
     let dir = path.parent().unwrap_or(data_dir);
     std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = layout::temporary(dir, &name);
     let file = std::fs::File::create(&tmp).map_err(io)?;
-    let mut w = ArrowWriter::try_new(file, schema(), Some(crate::partition::properties()))
+    let mut w = ArrowWriter::try_new(file, schema(), Some(partition::properties()))
         .map_err(|e| format(e.to_string()))?;
     w.write(&batch).map_err(|e| format(e.to_string()))?;
     let file = w.into_inner().map_err(|e| format(e.to_string()))?;
@@ -210,7 +196,7 @@ pub fn read_hours(data_dir: &Path, start: i64, end: i64) -> Result<Vec<Record>, 
     let mut out = Vec::new();
     let mut hour = start.div_euclid(HOUR_MS) * HOUR_MS;
     while hour < end {
-        let path = hour_path(data_dir, hour);
+        let path = layout::billing_hour_file(data_dir, hour);
         if path.exists() {
             read_file(&path, &mut out)?;
         }
@@ -241,7 +227,7 @@ pub fn sum_hours(
     let mut files = Vec::new();
     let mut hour = start.div_euclid(HOUR_MS) * HOUR_MS;
     while hour < end {
-        let path = hour_path(data_dir, hour);
+        let path = layout::billing_hour_file(data_dir, hour);
         if path.exists() {
             files.push((path, hour >= start && hour + HOUR_MS <= end));
         }
@@ -268,7 +254,7 @@ pub fn sum_hours(
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
                     Err(Error::Format {
-                        path: billing_dir(data_dir),
+                        path: layout::billing_dir(data_dir),
                         message: "a billing report worker panicked".into(),
                     })
                 })
@@ -317,13 +303,13 @@ fn sum_file(
     group_columns: &[&str],
     sums: &mut Sums,
 ) -> Result<(), Error> {
-    use crate::partition::column;
+    use partition::column;
     let path = path.to_owned();
     let mut wanted: Vec<&str> = STORED.iter().chain(group_columns).copied().collect();
     if !inside {
         wanted.extend(EDGE);
     }
-    for batch in crate::partition::batches_of(&path, Some(&wanted))? {
+    for batch in partition::batches_of(&path, Some(&wanted))? {
         let batch = batch?;
         let dec = |name| column::<Decimal128Array>(&path, &batch, name);
         let group: Vec<StringArray> = group_columns
@@ -419,12 +405,12 @@ fn from_scaled(mut v: i128) -> Decimal {
 }
 
 fn read_file(path: &Path, out: &mut Vec<Record>) -> Result<(), Error> {
-    use crate::partition::column;
+    use partition::column;
     let format = |message: String| Error::Format {
         path: path.to_owned(),
         message,
     };
-    for batch in crate::partition::batches(path)? {
+    for batch in partition::batches(path)? {
         let batch = batch?;
         let ts = |name| column::<TimestampMillisecondArray>(path, &batch, name);
         let text = |name| column::<StringArray>(path, &batch, name);

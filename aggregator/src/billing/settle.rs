@@ -12,10 +12,9 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 
 use super::pods::Pod;
-use super::prices::{Prices, Size};
+use telltale_model::calendar::HOUR_MS;
 
-/// Milliseconds in an hour.
-pub const HOUR_MS: i64 = 3_600_000;
+use super::prices::{Prices, Size};
 
 /// One pod's use within one UTC hour.
 #[derive(Debug, Clone, PartialEq)]

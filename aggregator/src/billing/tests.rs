@@ -8,7 +8,8 @@ use rust_decimal::Decimal;
 
 use super::pods::{Gather, Pod, Resources};
 use super::prices::{Prices, Size};
-use super::settle::{report, settle, By, Usage, HOUR_MS};
+use super::settle::{report, settle, By, Usage};
+use telltale_model::calendar::HOUR_MS;
 
 fn d(s: &str) -> Decimal {
     Decimal::from_str(s).unwrap()

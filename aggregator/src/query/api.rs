@@ -94,7 +94,7 @@ impl Params {
     fn time(&self, name: &str, default: i64) -> Result<i64, Error> {
         match self.get(name) {
             None | Some("") => Ok(default),
-            Some(v) => crate::billing::parse_time(v).ok_or_else(|| {
+            Some(v) => telltale_model::prom::parse_time(v).ok_or_else(|| {
                 Error::BadData(format!(
                     "invalid parameter {name:?}: cannot parse {v:?} to a valid timestamp"
                 ))

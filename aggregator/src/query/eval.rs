@@ -1488,7 +1488,7 @@ pub fn range_query(
     ev.precompute(expr, steps);
     ev.check_deadline()?;
     // Every step hashes each output series' labels again: a fast hasher.
-    let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>, crate::head::Hash> =
+    let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>, foldhash::fast::RandomState> =
         HashMap::default();
     let mut points = 0usize;
     let mut t = start;

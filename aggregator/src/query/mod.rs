@@ -13,7 +13,6 @@
 pub mod api;
 pub mod eval;
 mod functions;
-pub mod select;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,7 +172,7 @@ pub enum Error {
     Timeout(&'static str),
     /// Reading the store failed (500, `internal`); retryable.
     #[error("reading the store: {0}")]
-    Storage(#[from] crate::partition::Error),
+    Storage(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// `Result` of this module.

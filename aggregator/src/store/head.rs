@@ -15,8 +15,7 @@ use telltale_model::remote::{self, SeriesRef, WriteRequest};
 /// the byte-at-a-time FNV it replaced was most of the ingest profile).
 pub type Hash = foldhash::fast::RandomState;
 
-/// Milliseconds in a day.
-pub const DAY_MS: i64 = 86_400_000;
+use telltale_model::calendar::DAY_MS;
 
 /// A series' identity in the files.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -323,22 +322,6 @@ impl Head {
     }
 }
 
-/// `YYYY-MM-DD` of a day number (days since 1970-01-01, UTC).
-pub fn day_name(day: i64) -> String {
-    // Howard Hinnant's days_from_civil, inverted.
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,15 +358,6 @@ mod tests {
                 (r#"{"ns":"ns1","pod":"p7"}"#.to_owned(), 1)
             ]
         );
-    }
-
-    #[test]
-    fn days_are_named_in_utc() {
-        assert_eq!(day_name(0), "1970-01-01");
-        assert_eq!(day_name(-1), "1969-12-31");
-        assert_eq!(day_name(19_723), "2024-01-01");
-        assert_eq!(day_name(20_513), "2026-03-01");
-        assert_eq!(day_name(19_782), "2024-02-29");
     }
 
     #[test]

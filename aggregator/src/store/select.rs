@@ -15,9 +15,11 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelector}
 use parquet::file::statistics::Statistics;
 use promql_parser::label::{MatchOp, Matcher};
 
-use super::{Labels, Series, NAME};
-use crate::head::{Head, SeriesKey, DAY_MS};
-use crate::partition::{self, column};
+use telltale_model::calendar::DAY_MS;
+
+use super::head::{Hash, Head, SeriesKey, Sorted};
+use super::partition::{self, column};
+use crate::query::{Labels, Series, NAME};
 
 /// What a query needs of a file before reading rows: its footer and its series table with
 /// each series' labels parsed, kept between queries (files are immutable; a compacted
@@ -30,11 +32,11 @@ pub struct FileCache {
 
 #[derive(Default)]
 struct CacheInner {
-    files: HashMap<std::path::PathBuf, Arc<FileIndex>, crate::head::Hash>,
-    labels: HashMap<SeriesKey, Arc<Labels>, crate::head::Hash>,
+    files: HashMap<std::path::PathBuf, Arc<FileIndex>, Hash>,
+    labels: HashMap<SeriesKey, Arc<Labels>, Hash>,
     /// The label sets holding each (name, value) pair: what an equality matcher looks up
     /// instead of trying every series of a file.
-    postings: HashMap<(String, String), Vec<Arc<Labels>>, crate::head::Hash>,
+    postings: HashMap<(String, String), Vec<Arc<Labels>>, Hash>,
 }
 
 /// A file's index and the candidate label sets of a query's matchers.
@@ -71,7 +73,7 @@ pub struct FileIndex {
     /// before the table existed.
     series: Option<Vec<TableRow>>,
     /// Table index by labels address.
-    rows: HashMap<usize, usize, crate::head::Hash>,
+    rows: HashMap<usize, usize, Hash>,
 }
 
 impl FileCache {
@@ -148,11 +150,11 @@ type Points = (Arc<Labels>, Vec<(i64, f64)>);
 /// Series found so far, by key, with their points in any order.
 #[derive(Default)]
 pub struct Found {
-    series: HashMap<SeriesKey, Points, crate::head::Hash>,
+    series: HashMap<SeriesKey, Points, Hash>,
     /// Decisions on keys already seen (`None`: the matchers reject it).
-    seen: HashMap<SeriesKey, Option<Arc<Labels>>, crate::head::Hash>,
+    seen: HashMap<SeriesKey, Option<Arc<Labels>>, Hash>,
     /// Decisions on cached label sets, by address (the cache holds them).
-    decided: HashMap<usize, bool, crate::head::Hash>,
+    decided: HashMap<usize, bool, Hash>,
 }
 
 impl Found {
@@ -257,7 +259,7 @@ pub fn from_files(
             if day < first || day > last {
                 continue;
             }
-            let dir = partition::day_dir(data_dir, day);
+            let dir = super::layout::day_dir(data_dir, day);
             let files = partition::files(&dir);
             cache.forget_gone(&dir, &files);
             for path in files {
@@ -634,7 +636,7 @@ fn read_plans(
 
 /// Adds what a flush has taken from the head and not yet written.
 pub fn from_taken(
-    days: &std::collections::BTreeMap<i64, crate::head::Sorted>,
+    days: &std::collections::BTreeMap<i64, Sorted>,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use telltale_model::time::{to_millis, Clock};
 use tracing::{info, warn};
 
-use crate::head::DAY_MS;
+use telltale_model::calendar::DAY_MS;
+
+use super::layout;
 
 /// The oldest timestamp (ms) still within retention at `now`.
 pub fn cutoff(clock: &dyn Clock, retention: Duration) -> i64 {
@@ -19,19 +21,11 @@ pub fn cutoff(clock: &dyn Clock, retention: Duration) -> i64 {
 /// cutoff; returns them.
 pub fn enforce(data_dir: &Path, clock: &dyn Clock, retention: Duration) -> Vec<PathBuf> {
     let cut = cutoff(clock, retention);
-    let root = data_dir.join("data");
-    let Ok(entries) = std::fs::read_dir(&root) else {
-        return Vec::new();
-    };
     let mut gone = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(day) = name.strip_prefix("day=").and_then(parse_day) else {
-            continue;
-        };
+    for (day, path) in layout::day_dirs(data_dir) {
+        let name = layout::day_dir_name(day);
         // The partition ends at the start of the next day.
         if (day + 1) * DAY_MS <= cut {
-            let path = e.path();
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => {
                     info!(partition = %name, "deleted a partition past retention");
@@ -47,24 +41,6 @@ pub fn enforce(data_dir: &Path, clock: &dyn Clock, retention: Duration) -> Vec<P
     gone
 }
 
-/// Days since 1970-01-01 of `YYYY-MM-DD`.
-pub fn parse_day(s: &str) -> Option<i64> {
-    let mut it = s.split('-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let d: i64 = it.next()?.parse().ok()?;
-    if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -73,17 +49,9 @@ mod tests {
 
     use telltale_model::time::MockClock;
 
-    use super::*;
-    use crate::head::day_name;
+    use telltale_model::calendar::parse_day;
 
-    #[test]
-    fn day_names_parse_back() {
-        for day in [-1, 0, 19_782, 20_512, 20_513, 30_000] {
-            assert_eq!(parse_day(&day_name(day)), Some(day));
-        }
-        assert_eq!(parse_day("2026-13-01"), None);
-        assert_eq!(parse_day("nonsense"), None);
-    }
+    use super::*;
 
     #[test]
     fn only_days_wholly_past_retention_go() {

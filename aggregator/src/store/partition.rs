@@ -1,5 +1,5 @@
-//! Day partitions of immutable Parquet files:
-//! `<data-dir>/data/day=YYYY-MM-DD/part-<first flush ms>-<n>.parquet`.
+//! Day partitions of immutable Parquet files (`data/day=YYYY-MM-DD/part-*.parquet`, named
+//! in [`super::layout`]).
 //!
 //! Schema (one row per sample, rows sorted by series, then time):
 //!
@@ -36,7 +36,8 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-use crate::head::{day_name, Day, SeriesKey};
+use super::head::{Day, SeriesKey};
+use super::layout;
 
 /// Errors writing a file.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +58,6 @@ pub enum Error {
         /// Why.
         message: String,
     },
-}
-
-/// The directory of a day partition.
-pub fn day_dir(data_dir: &Path, day: i64) -> PathBuf {
-    data_dir.join("data").join(format!("day={}", day_name(day)))
 }
 
 /// The files' schema, as readers see it (the table above).
@@ -154,7 +150,7 @@ pub fn write_day(
     series: impl IntoIterator<Item = (impl Borrow<SeriesKey>, impl AsRef<[(i64, u64)]>)>,
     name: &str,
 ) -> Result<(PathBuf, usize), Error> {
-    let dir = day_dir(data_dir, day);
+    let dir = layout::day_dir(data_dir, day);
     let path = dir.join(name);
     let io = |source| Error::Io {
         path: path.clone(),
@@ -224,7 +220,7 @@ pub fn write_day(
         ],
     )
     .map_err(format_err)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = layout::temporary(&dir, name);
     let file = std::fs::File::create(&tmp).map_err(io)?;
     let format = |e: parquet::errors::ParquetError| Error::Format {
         path: path.clone(),
@@ -457,7 +453,7 @@ pub fn read_file(path: &Path, into: &mut Day) -> Result<usize, Error> {
         let (Some(m), Some(l), Some(t), Some(v)) = (m, l, t, v) else {
             return Err(format("columns are not of the Telltale schema".into()));
         };
-        let mut last: Option<(usize, crate::head::SeriesKey)> = None;
+        let mut last: Option<(usize, super::head::SeriesKey)> = None;
         for i in 0..batch.num_rows() {
             if m.is_null(i) || l.is_null(i) || t.is_null(i) || v.is_null(i) {
                 return Err(format(format!("null in row {i}")));
@@ -465,7 +461,7 @@ pub fn read_file(path: &Path, into: &mut Day) -> Result<usize, Error> {
             // Rows of a series are adjacent: reuse its key.
             let key = match &last {
                 Some((_, k)) if &*k.metric == m.value(i) && &*k.labels == l.value(i) => k.clone(),
-                _ => crate::head::SeriesKey {
+                _ => super::head::SeriesKey {
                     metric: m.value(i).into(),
                     labels: l.value(i).into(),
                 },
@@ -499,7 +495,7 @@ pub struct Compacted {
 /// Moves an unreadable file to `<data-dir>/corrupt/<partition>/`, with an ERROR line.
 pub fn quarantine(data_dir: &Path, path: &Path, why: &str) -> Option<PathBuf> {
     let part = path.parent()?.file_name()?;
-    let dir = data_dir.join("corrupt").join(part);
+    let dir = layout::quarantine_dir(data_dir, part);
     let to = dir.join(path.file_name()?);
     let moved = std::fs::create_dir_all(&dir).and_then(|()| std::fs::rename(path, &to));
     match moved {
@@ -516,21 +512,7 @@ pub fn quarantine(data_dir: &Path, path: &Path, why: &str) -> Option<PathBuf> {
 
 /// The Parquet files of one partition directory, oldest name first.
 pub fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|e| e == "parquet")
-                        && !p
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    layout::parquet_files(dir)
 }
 
 /// Merges the small files of every partition (two or more) into one, dropping exact
@@ -539,20 +521,11 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 /// next compaction drops).
 pub fn compact(data_dir: &Path) -> Compacted {
     let mut out = Compacted::default();
-    let Ok(parts) = std::fs::read_dir(data_dir.join("data")) else {
-        return out;
-    };
-    for part in parts.flatten() {
-        let name = part.file_name().to_string_lossy().into_owned();
-        let Some(day) = name
-            .strip_prefix("day=")
-            .and_then(crate::retention::parse_day)
-        else {
-            continue;
-        };
+    for (day, part) in layout::day_dirs(data_dir) {
+        let name = layout::day_dir_name(day);
         let mut small = Vec::new();
         let mut total = 0;
-        for f in files(&part.path()) {
+        for f in files(&part) {
             let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
             if len < SMALL_FILE && total + len <= COMPACT_INPUT {
                 total += len;
@@ -578,7 +551,7 @@ pub fn compact(data_dir: &Path) -> Compacted {
             continue;
         }
         let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
-        let merged_name = format!("part-{stamp}-c{}.parquet", read.len());
+        let merged_name = layout::compacted_file(stamp, read.len());
         match write_day(data_dir, day, day_data, &merged_name) {
             Ok(_) => {
                 for f in &read {
@@ -604,29 +577,18 @@ pub fn first_day(data_dir: &Path) -> Option<i64> {
 
 /// The day partitions present (days since the epoch), in order.
 pub fn days(data_dir: &Path) -> Vec<i64> {
-    let mut out: Vec<i64> = std::fs::read_dir(data_dir.join("data"))
-        .map(|r| {
-            r.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name();
-                    crate::retention::parse_day(name.to_str()?.strip_prefix("day=")?)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort_unstable();
-    out
+    layout::day_dirs(data_dir)
+        .into_iter()
+        .map(|(day, _)| day)
+        .collect()
 }
 
 /// Checks every file's footer; unreadable ones are moved aside. Returns them.
 pub fn scan(data_dir: &Path) -> Vec<PathBuf> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let mut moved = Vec::new();
-    let Ok(parts) = std::fs::read_dir(data_dir.join("data")) else {
-        return moved;
-    };
-    for part in parts.flatten() {
-        for f in files(&part.path()) {
+    for (_, part) in layout::day_dirs(data_dir) {
+        for f in files(&part) {
             let ok = std::fs::File::open(&f)
                 .map_err(|e| e.to_string())
                 .and_then(|file| SerializedFileReader::new(file).map_err(|e| e.to_string()))
@@ -654,29 +616,22 @@ pub struct Usage {
 
 /// Files and bytes of every day partition, by day.
 pub fn usage(data_dir: &Path) -> Vec<Usage> {
-    let Ok(parts) = std::fs::read_dir(data_dir.join("data")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Usage> = parts
-        .flatten()
-        .filter_map(|part| {
-            let name = part.file_name();
-            let day = name.to_str()?.strip_prefix("day=")?.to_string();
-            let files = files(&part.path());
+    layout::day_dirs(data_dir)
+        .into_iter()
+        .map(|(day, part)| {
+            let files = files(&part);
             let bytes = files
                 .iter()
                 .filter_map(|f| f.metadata().ok())
                 .map(|m| m.len())
                 .sum();
-            Some(Usage {
-                day,
+            Usage {
+                day: telltale_model::calendar::day_name(day),
                 files: files.len(),
                 bytes,
-            })
+            }
         })
-        .collect();
-    out.sort_by(|a, b| a.day.cmp(&b.day));
-    out
+        .collect()
 }
 
 #[cfg(test)]
@@ -684,7 +639,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::head::{Head, DAY_MS};
+    use crate::store::head::Head;
+    use crate::store::layout::day_dir;
+    use telltale_model::calendar::DAY_MS;
     use telltale_model::remote::{Label, Sample, TimeSeries, WriteRequest};
 
     fn req(name: &str, points: &[(i64, f64)]) -> WriteRequest {

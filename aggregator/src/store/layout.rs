@@ -1,0 +1,182 @@
+//! Every path under `--data-dir`, named and parsed here and nowhere else:
+//!
+//! ```text
+//! <data-dir>/
+//!   wal/                               write-ahead log segments and their checkpoint
+//!   data/day=YYYY-MM-DD/               one day partition of samples (UTC)
+//!     part-<ms>-<n>.parquet            a flush of the head
+//!     part-<ms>-c<count>.parquet       a compaction of <count> files
+//!     part-<ms>-import<n>.parquet      written by `telltale import`
+//!   corrupt/day=YYYY-MM-DD/            unreadable files moved aside
+//!   billing/day=YYYY-MM-DD/hour=HH.parquet   settled billing records of one hour
+//!   billing/settled, billing/resettle-from   billing's frontier and late-sample marks
+//! ```
+//!
+//! Files are written under a hidden temporary name (`.<name>.tmp`) in their final
+//! directory and renamed into place, so a reader never sees a partial file.
+
+use std::path::{Path, PathBuf};
+
+use telltale_model::calendar::{day_name, parse_day, DAY_MS, HOUR_MS};
+
+/// The write-ahead log's directory.
+pub fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("wal")
+}
+
+/// The directory holding the day partitions of samples.
+pub fn days_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("data")
+}
+
+/// The name of a day's directory (`day=YYYY-MM-DD`), in samples and billing alike.
+pub fn day_dir_name(day: i64) -> String {
+    format!("day={}", day_name(day))
+}
+
+/// The day a directory name (`day=YYYY-MM-DD`) stands for; `None` for anything else.
+pub fn parse_day_dir(name: &str) -> Option<i64> {
+    parse_day(name.strip_prefix("day=")?)
+}
+
+/// The directory of one day partition of samples.
+pub fn day_dir(data_dir: &Path, day: i64) -> PathBuf {
+    days_dir(data_dir).join(day_dir_name(day))
+}
+
+/// The day partitions of samples present, as (day, directory), oldest first.
+pub fn day_dirs(data_dir: &Path) -> Vec<(i64, PathBuf)> {
+    dated_dirs(&days_dir(data_dir))
+}
+
+/// The `day=` directories directly under `dir`, as (day, directory), oldest first; other
+/// entries are left out.
+fn dated_dirs(dir: &Path) -> Vec<(i64, PathBuf)> {
+    let mut out: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| Some((parse_day_dir(e.file_name().to_str()?)?, e.path())))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The Parquet files of one directory (temporary files left out), by name.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "parquet")
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The file a flush writes: `stamp` is the flush's wall-clock ms, `n` its sequence number
+/// in this process.
+pub fn flush_file(stamp: i64, n: u64) -> String {
+    format!("part-{stamp}-{n}.parquet")
+}
+
+/// The file a compaction of `count` files writes.
+pub fn compacted_file(stamp: i64, count: usize) -> String {
+    format!("part-{stamp}-c{count}.parquet")
+}
+
+/// The file `telltale import` writes for its `n`th day.
+pub fn import_file(stamp: i64, n: usize) -> String {
+    format!("part-{stamp}-import{n}.parquet")
+}
+
+/// The hidden name a file is written under before it is renamed to `name` in the same
+/// directory.
+pub fn temporary(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.tmp"))
+}
+
+/// Where an unreadable file is moved: `corrupt/` and the name of the partition it was in.
+pub fn quarantine_dir(data_dir: &Path, partition: &std::ffi::OsStr) -> PathBuf {
+    data_dir.join("corrupt").join(partition)
+}
+
+/// The billing directory.
+pub fn billing_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("billing")
+}
+
+/// The record file of one billing hour (ms since the epoch, on the hour).
+pub fn billing_hour_file(data_dir: &Path, hour: i64) -> PathBuf {
+    billing_dir(data_dir)
+        .join(day_dir_name(hour.div_euclid(DAY_MS)))
+        .join(format!(
+            "hour={:02}.parquet",
+            hour.rem_euclid(DAY_MS) / HOUR_MS
+        ))
+}
+
+/// The billing days present, as (day, directory), oldest first.
+pub fn billing_day_dirs(data_dir: &Path) -> Vec<(i64, PathBuf)> {
+    dated_dirs(&billing_dir(data_dir))
+}
+
+/// Billing's settled frontier (ms): every hour before it is settled.
+pub fn billing_settled(data_dir: &Path) -> PathBuf {
+    billing_dir(data_dir).join("settled")
+}
+
+/// The earliest hour (ms) late samples marked for settling again.
+pub fn billing_marks(data_dir: &Path) -> PathBuf {
+    billing_dir(data_dir).join("resettle-from")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        let dir = Path::new("/d");
+        assert_eq!(day_dir(dir, 0), Path::new("/d/data/day=1970-01-01"));
+        assert_eq!(parse_day_dir("day=1970-01-02"), Some(1));
+        assert_eq!(parse_day_dir("day=x"), None);
+        assert_eq!(parse_day_dir("1970-01-02"), None);
+        assert_eq!(
+            billing_hour_file(dir, DAY_MS + 5 * HOUR_MS),
+            Path::new("/d/billing/day=1970-01-02/hour=05.parquet")
+        );
+        assert_eq!(
+            temporary(Path::new("/x"), "a.parquet"),
+            Path::new("/x/.a.parquet.tmp")
+        );
+    }
+
+    #[test]
+    fn only_day_directories_are_listed() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["day=2026-01-02", "day=2026-01-01", "not-a-day"] {
+            std::fs::create_dir_all(days_dir(d.path()).join(name)).unwrap();
+        }
+        std::fs::write(days_dir(d.path()).join("day=2026-01-03"), b"a file").unwrap();
+        let days: Vec<i64> = day_dirs(d.path()).into_iter().map(|(d, _)| d).collect();
+        assert_eq!(
+            days,
+            vec![
+                parse_day("2026-01-01").unwrap(),
+                parse_day("2026-01-02").unwrap()
+            ]
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! The store: every sample the aggregator accepted, from the write-ahead log to the day
+//! partitions, and the only way anything else reads them.
+//!
+//! - [`layout`]: every path under `--data-dir`;
+//! - [`wal`]: the write-ahead log that makes an acknowledged request durable;
+//! - [`head`]: samples since the last flush, in memory, by day and series;
+//! - [`partition`]: immutable day-partitioned Parquet files, their compaction and the
+//!   quarantine of unreadable ones;
+//! - [`retention`]: whole days past `--retention` deleted;
+//! - [`select`]: a selector's series from the head, a flush in progress and the files,
+//!   with the cache of file footers and series tables;
+//! - here: [`Store`], which keeps the WAL and the head consistent, flushes, and answers
+//!   the query engine through [`crate::query::Source`].
+//!
+//! Promises: [`Store::append`] returns only once the request is in the WAL (fsynced); a
+//! flush makes its files durable before the WAL segments they cover are removed; a sample
+//! is readable from the moment `append` returns until retention deletes its day, whether
+//! it is in the head, in a flush under way or in a file.
+
+pub mod head;
+pub mod layout;
+pub mod partition;
+pub mod retention;
+pub mod select;
+pub mod wal;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use telltale_model::remote::RequestRef;
+use telltale_model::time::{to_millis, Clock};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::metrics::Metrics;
+use crate::query;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The WAL cannot be opened, replayed, written or checkpointed.
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
+    /// A flush could not write its files (the WAL still holds the samples).
+    #[error("flush: {0}")]
+    Flush(#[from] partition::Error),
+    /// A background task died.
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Told about the samples of the metrics it wants as they are accepted (billing marks the
+/// settled hours a late sample changes), and asked to make that durable before the WAL
+/// segments that would replay those samples are removed.
+pub trait Watch: Send + Sync {
+    /// Whether samples of `metric` are of interest.
+    fn wants(&self, metric: &str) -> bool;
+    /// A sample of a wanted metric at `ts` (ms), within retention; true if it changed
+    /// something, then [`Watch::changed`] follows once for its request.
+    fn sample(&self, ts: i64) -> bool;
+    /// Samples of the last request changed something.
+    fn changed(&self);
+    /// Before a flush removes WAL segments: keep what the samples told.
+    fn before_checkpoint(&self) -> std::io::Result<()>;
+}
+
+/// How the store is set up.
+pub struct Config {
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
+    /// Flush when the head holds this many samples.
+    pub flush_samples: usize,
+    /// Where "now" comes from (retention).
+    pub clock: Arc<dyn Clock>,
+    /// How long data is kept.
+    pub retention: Duration,
+    /// Told about accepted samples.
+    pub watch: Arc<dyn Watch>,
+    /// The aggregator's own metrics.
+    pub metrics: Metrics,
+}
+
+/// The WAL and the head, kept consistent: every request is appended to the WAL and
+/// inserted in the head under the same gate a flush closes, so a flush takes exactly the
+/// samples of the WAL segments it then retires.
+pub struct Store {
+    data_dir: PathBuf,
+    wal: wal::Wal,
+    head: Mutex<head::Head>,
+    gate: tokio::sync::RwLock<()>,
+    flushes: AtomicU64,
+    /// Woken when the head is over its size.
+    full: tokio::sync::Notify,
+    flush_samples: usize,
+    metrics: Metrics,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    watch: Arc<dyn Watch>,
+    /// Heads taken by a flush and not yet in files: queries read them meanwhile.
+    flushing: Mutex<Vec<Arc<BTreeMap<i64, head::Sorted>>>>,
+    /// Files' footers and series tables, for queries.
+    files: select::FileCache,
+}
+
+impl Store {
+    /// Replays the WAL into the head, opens the WAL for appending, and moves unreadable
+    /// files aside.
+    pub async fn open(cfg: Config) -> Result<Store, Error> {
+        let dir = layout::wal_dir(&cfg.data_dir);
+        let mut head = head::Head::default();
+        let oldest = retention::cutoff(&*cfg.clock, cfg.retention);
+        let records = wal::replay(&dir, |body| {
+            // Every record was validated before it was logged.
+            let raw = snap::raw::Decoder::new().decompress_vec(body);
+            match raw.as_deref().map(RequestRef::parse) {
+                Ok(Ok(req)) => {
+                    insert(&mut head, &req, oldest, &*cfg.watch);
+                }
+                _ => tracing::warn!("a logged request no longer decodes; it is skipped"),
+            }
+        })?;
+        let (bytes, syncs) = (cfg.metrics.wal_bytes.clone(), cfg.metrics.wal_syncs.clone());
+        let wal = wal::Wal::open(&dir, 64 << 20, move |b, _| {
+            bytes.inc_by(b);
+            syncs.inc();
+        })?;
+        info!(records, samples = head.samples(), dir = %dir.display(), "WAL replayed");
+        cfg.metrics.head_samples.set(head.samples() as i64);
+        cfg.metrics.head_series.set(head.series() as i64);
+        let data = cfg.data_dir.clone();
+        let moved = tokio::task::spawn_blocking(move || partition::scan(&data))
+            .await
+            .unwrap_or_default();
+        cfg.metrics.corrupt_files.inc_by(moved.len() as u64);
+        cfg.metrics.set_partitions(&partition::usage(&cfg.data_dir));
+        Ok(Store {
+            data_dir: cfg.data_dir,
+            wal,
+            head: Mutex::new(head),
+            gate: tokio::sync::RwLock::new(()),
+            flushes: AtomicU64::new(0),
+            full: tokio::sync::Notify::new(),
+            flush_samples: cfg.flush_samples.max(1),
+            metrics: cfg.metrics,
+            clock: cfg.clock,
+            retention: cfg.retention,
+            watch: cfg.watch,
+            flushing: Mutex::new(Vec::new()),
+            files: select::FileCache::default(),
+        })
+    }
+
+    /// `--data-dir`.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Calls `f` with every series the head holds and its points (ms, value bits).
+    pub fn visit_head(&self, f: impl FnMut(&head::SeriesKey, &[(i64, u64)])) {
+        self.head().visit(f);
+    }
+
+    fn head(&self) -> MutexGuard<'_, head::Head> {
+        self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flushing(&self) -> MutexGuard<'_, Vec<Arc<BTreeMap<i64, head::Sorted>>>> {
+        self.flushing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes `body` durable, then adds `req` (it decompressed, validated) to the head.
+    pub async fn append(&self, body: Vec<u8>, req: &RequestRef<'_>) -> Result<(), wal::Error> {
+        let _open = self.gate.read().await;
+        self.wal.append(body).await?;
+        let oldest = retention::cutoff(&*self.clock, self.retention);
+        let mut head = self.head();
+        let skipped = insert(&mut head, req, oldest, &*self.watch);
+        self.metrics.too_old.inc_by(skipped);
+        self.metrics.head_samples.set(head.samples() as i64);
+        self.metrics.head_series.set(head.series() as i64);
+        if head.samples() >= self.flush_samples {
+            self.full.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Writes the head to Parquet and retires the WAL segments it came from. Returns the
+    /// files written.
+    pub async fn flush(&self) -> Result<Vec<PathBuf>, Error> {
+        let start = std::time::Instant::now();
+        let (days, seq) = {
+            let _closed = self.gate.write().await;
+            let seq = self.wal.rotate().await?;
+            let mut head = self.head();
+            let days = Arc::new(head.take());
+            // Visible to queries before the head lets go of them.
+            self.flushing().push(days.clone());
+            drop(head);
+            (days, seq)
+        };
+        self.metrics.head_samples.set(0);
+        self.metrics.head_series.set(0);
+        // The WAL segments that would replay what the watcher was told are about to go.
+        self.watch.before_checkpoint().map_err(|source| {
+            Error::Flush(partition::Error::Io {
+                path: self.data_dir.clone(),
+                source,
+            })
+        })?;
+        let wal_dir = layout::wal_dir(&self.data_dir);
+        if days.is_empty() {
+            wal::checkpoint(&wal_dir, seq)?;
+            return Ok(Vec::new());
+        }
+        let n = self.flushes.fetch_add(1, Ordering::Relaxed);
+        let name = layout::flush_file(to_millis(std::time::SystemTime::now()), n);
+        let data_dir = self.data_dir.clone();
+        let taken = days.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut files = Vec::new();
+            for (day, series) in taken.iter() {
+                let refs = series.iter().map(|(k, p)| (k, p));
+                files.push(partition::write_day(&data_dir, *day, refs, &name)?);
+            }
+            Ok::<_, partition::Error>(files)
+        })
+        .await
+        .map_err(|e| Error::Task(format!("flush task failed: {e}")))??;
+        // In files now (on failure it stays readable until the WAL replays it).
+        self.flushing().retain(|d| !Arc::ptr_eq(d, &days));
+        wal::checkpoint(&wal_dir, seq)?;
+        self.metrics
+            .flush_duration
+            .observe(start.elapsed().as_secs_f64());
+        self.metrics.files_written.inc_by(written.len() as u64);
+        let rows: usize = written.iter().map(|(_, r)| r).sum();
+        info!(files = written.len(), rows, "flushed the head to Parquet");
+        Ok(written.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// Flushes every `interval`, and whenever the head is full, then compacts, until
+    /// `cancel`.
+    pub async fn flush_loop(self: Arc<Self>, interval: Duration, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.full.notified() => {}
+                _ = cancel.cancelled() => return,
+            }
+            if let Err(e) = self.flush().await {
+                tracing::error!(error = %e, "flush failed; the samples stay in the WAL and the next flush retries");
+                continue;
+            }
+            let (dir, m) = (self.data_dir.clone(), self.metrics.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                let start = std::time::Instant::now();
+                let c = partition::compact(&dir);
+                m.compaction_duration.observe(start.elapsed().as_secs_f64());
+                m.corrupt_files.inc_by(c.quarantined.len() as u64);
+                m.set_partitions(&partition::usage(&dir));
+            })
+            .await;
+        }
+    }
+
+    /// Applies retention at start and then every hour, until `cancel`.
+    pub async fn retention_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let s = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                retention::enforce(&s.data_dir, &*s.clock, s.retention);
+                s.metrics.set_partitions(&partition::usage(&s.data_dir));
+            })
+            .await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+}
+
+impl query::Source for Store {
+    fn select(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<query::Series>, query::Error> {
+        let mut found = select::Found::default();
+        // Samples move head -> taken by a flush -> files; reading in that order sees each
+        // in one place or another (twice at worst, and duplicates are dropped).
+        select::from_head(&self.head(), matchers, mint, maxt, &mut found);
+        let flushing = self.flushing().clone();
+        for days in flushing {
+            select::from_taken(&days, matchers, mint, maxt, &mut found);
+        }
+        select::from_files(
+            &self.data_dir,
+            &self.files,
+            matchers,
+            mint,
+            maxt,
+            &mut found,
+        )
+        .map_err(|e| query::Error::Storage(Box::new(e)))?;
+        Ok(found.finish())
+    }
+}
+
+/// Adds a validated request to the head; returns samples left out as older than `oldest`.
+/// Samples of metrics the watcher wants are shown to it.
+fn insert(head: &mut head::Head, req: &RequestRef<'_>, oldest: i64, watch: &dyn Watch) -> u64 {
+    let mut changed = false;
+    let skipped = req
+        .series()
+        .map(|series| {
+            let name = series.labels.iter().find(|l| l.0 == "__name__");
+            if name.is_some_and(|l| watch.wants(l.1)) {
+                for &(ts, _) in series.samples {
+                    changed |= ts >= oldest && watch.sample(ts);
+                }
+            }
+            head.insert_ref(series, oldest)
+        })
+        .sum();
+    if changed {
+        watch.changed();
+    }
+    skipped
+}
+
+#[cfg(test)]
+mod tests;
