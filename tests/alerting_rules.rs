@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use telltale_alerting::alarm::AlarmState;
 use telltale_alerting::config::Rules;
-use telltale_alerting::engine::{AlarmState, Engine};
+use telltale_alerting::engine::Engine;
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const STALE: u64 = 0x7ff0_0000_0000_0002;

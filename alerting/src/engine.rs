@@ -15,124 +15,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use serde::{Deserializer, Serializer};
+use telltale_model::calendar::MINUTE_MS;
+
+use crate::alarm::{Alarm, AlarmState, Kind, Notification, Transition};
 use crate::config::{Group, Repeat, Rule};
 use crate::query::Sample;
 
 /// How long a resolved alarm stays listed (Prometheus's `resolvedRetention`).
-pub const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
-
-/// Where an alarm is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlarmState {
-    /// Breaching, not yet for long enough.
-    Pending,
-    /// Firing.
-    Firing,
-    /// Was firing; its label set stopped returning data.
-    NoData,
-    /// No longer breaching.
-    Resolved,
-}
-
-impl AlarmState {
-    /// The name used in the API, history and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlarmState::Pending => "pending",
-            AlarmState::Firing => "firing",
-            AlarmState::NoData => "no_data",
-            AlarmState::Resolved => "resolved",
-        }
-    }
-}
-
-/// One alarm: a rule's label set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Alarm {
-    /// The group's id.
-    pub group: String,
-    /// The rule's key in its group (its name unless the group has several of that name).
-    pub rule: String,
-    /// Result labels (without `__name__`), the rule's labels and `alertname`.
-    pub labels: BTreeMap<String, String>,
-    /// Rendered annotations.
-    pub annotations: BTreeMap<String, String>,
-    /// State.
-    pub state: AlarmState,
-    /// The last value seen.
-    pub value: f64,
-    /// When it started breaching (ms).
-    pub active_at: i64,
-    /// When it started firing.
-    pub fired_at: Option<i64>,
-    /// When it resolved.
-    pub resolved_at: Option<i64>,
-    /// First evaluation without the condition while `keep_firing_for` holds it.
-    pub keep_firing_since: Option<i64>,
-    /// Breaching evaluations in a row.
-    pub breaches: u32,
-    /// Firing notifications queued for this episode.
-    pub notified: u32,
-    /// When the last firing notification was queued.
-    pub last_notified: Option<i64>,
-    /// A recovery notification is owed (silenced so far).
-    pub recovery_owed: bool,
-}
-
-/// The kind of a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Alarms started firing (or repeat).
-    Firing,
-    /// Alarms recovered.
-    Resolved,
-}
-
-/// A message about some alarms of one rule, to be delivered to each of `receivers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
-    /// Stable id: the same evaluation gives the same id.
-    pub id: String,
-    /// Firing or resolved.
-    pub kind: Kind,
-    /// Repeat count (0 = first notification of the episode).
-    pub repeat: u32,
-    /// The group's id.
-    pub group: String,
-    /// The rule or policy name.
-    pub rule: String,
-    /// Policy description.
-    pub description: String,
-    /// The condition, as written (`> 0.8`), for policies.
-    pub threshold: Option<String>,
-    /// The evaluation that produced it (ms).
-    pub at: i64,
-    /// The alarms, as they were then.
-    pub alarms: Vec<Alarm>,
-    /// Where it goes.
-    pub receivers: Vec<String>,
-}
-
-/// What happened to one alarm in one evaluation, for the history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Transition {
-    /// Evaluation time (ms).
-    pub at: i64,
-    /// The group's id.
-    pub group: String,
-    /// The rule's name.
-    pub rule: String,
-    /// The alarm's labels.
-    pub labels: BTreeMap<String, String>,
-    /// Previous state (`inactive` when new).
-    pub from: String,
-    /// New state (`inactive` when forgotten).
-    pub to: String,
-    /// The value then.
-    pub value: f64,
-}
+pub const RESOLVED_RETENTION_MS: i64 = 15 * MINUTE_MS;
 
 /// An alarm's key: group id, rule key, label text.
 type Key = (String, String, String);
@@ -151,27 +42,27 @@ type BatchKey = (Kind, Vec<String>, Vec<String>);
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Engine {
     /// The alarms (a sorted list, so the state file reads well).
-    #[serde(with = "alarm_list")]
+    #[serde(
+        serialize_with = "serialize_alarms",
+        deserialize_with = "deserialize_alarms"
+    )]
     pub alarms: BTreeMap<Key, Alarm>,
     /// Last evaluation time of each group (ms).
     pub evaluated: BTreeMap<String, i64>,
 }
 
-mod alarm_list {
-    use super::*;
-    use serde::{Deserializer, Serializer};
+/// The alarms as a list in key order (the key is derived from each alarm).
+fn serialize_alarms<S: Serializer>(m: &BTreeMap<Key, Alarm>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(m.values())
+}
 
-    pub fn serialize<S: Serializer>(m: &BTreeMap<Key, Alarm>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(m.values())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Key, Alarm>, D::Error> {
-        let list = Vec::<Alarm>::deserialize(d)?;
-        Ok(list
-            .into_iter()
-            .map(|a| (key(&a.group, &a.rule, &a.labels), a))
-            .collect())
-    }
+/// The alarms from their list, keyed again.
+fn deserialize_alarms<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Key, Alarm>, D::Error> {
+    let list = Vec::<Alarm>::deserialize(d)?;
+    Ok(list
+        .into_iter()
+        .map(|a| (key(&a.group, &a.rule, &a.labels), a))
+        .collect())
 }
 
 fn key(group: &str, rule: &str, labels: &BTreeMap<String, String>) -> Key {

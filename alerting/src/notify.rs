@@ -11,8 +11,8 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use crate::alarm::{Alarm, Kind, Notification};
 use crate::config::Receiver;
-use crate::engine::{Alarm, Kind, Notification};
 use crate::http;
 
 /// A delivery attempt that failed.
@@ -501,7 +501,7 @@ mod tests {
                 rule: "pod-cpu-high".into(),
                 labels,
                 annotations: BTreeMap::new(),
-                state: crate::engine::AlarmState::Firing,
+                state: crate::alarm::AlarmState::Firing,
                 value: 0.93,
                 active_at: 1_700_000_000_000,
                 fired_at: Some(1_700_000_060_000),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::engine::Notification;
+use crate::alarm::Notification;
 use crate::notify::Failed;
 use crate::store::{Delivery, State};
 
@@ -112,7 +112,7 @@ pub fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Kind;
+    use crate::alarm::Kind;
 
     fn n(id: &str, at: i64) -> Notification {
         Notification {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
-use crate::engine::{Alarm, AlarmState};
+use crate::alarm::{Alarm, AlarmState};
 use crate::http;
 use crate::query::Sample;
 

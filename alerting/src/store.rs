@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Notification};
+use crate::alarm::Notification;
+use crate::engine::Engine;
 
 /// Persistence errors. Writing state is retried at the next change; reading a corrupt
 /// state file stops the start (an operator must look).
