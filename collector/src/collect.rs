@@ -14,37 +14,11 @@ use crate::cgroup::{CgroupSource, Layout};
 use crate::errors::CycleErrors;
 use crate::metrics::Metrics;
 use crate::node::NodeSource;
+use crate::options::Options;
 use crate::pods::Kube;
 use crate::read::{FdBudget, ReadBuf};
+use crate::snapshot::Snapshot;
 use crate::state::ClusterState;
-
-/// What the collector reads and how it labels it.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// `cluster` label on every series.
-    pub cluster: String,
-    /// `node` label on every series.
-    pub node_name: String,
-    /// Where procfs is (`/proc`, or `/host/proc` in a container).
-    pub proc_root: PathBuf,
-    /// Where sysfs is; cgroups are under `<sys_root>/fs/cgroup`.
-    pub sys_root: PathBuf,
-    /// Prefix for statfs of mount points (`/`, or `/host/root` in a container).
-    pub rootfs: PathBuf,
-    /// Collection interval; sample timestamps are aligned to it.
-    pub interval: Duration,
-    /// Run without Kubernetes (no names on cgroup series).
-    pub no_kube: bool,
-    /// Kubeconfig file; without it the configuration is inferred ($KUBECONFIG,
-    /// ~/.kube/config, in-cluster).
-    pub kubeconfig: Option<PathBuf>,
-    /// Also export cluster-wide `kube_*` state (run in exactly one replica).
-    pub cluster_state: bool,
-    /// Pod annotations exported by `kube_pod_annotations`: keys or `prefix*`, comma-separated.
-    pub pod_annotations_allowlist: String,
-    /// Remote write (no destinations: nothing is shipped).
-    pub remote: crate::ship::Config,
-}
 
 /// Errors setting the collector up.
 #[derive(Debug, thiserror::Error)]
@@ -55,24 +29,6 @@ pub enum Error {
     /// Registering own metrics failed (a name collision in the registry).
     #[error("registering collector metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-}
-
-/// The latest collection, ready to serve.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// When it was collected, aligned down to the interval (ms since the epoch).
-    pub timestamp_ms: TimestampMs,
-    /// Text exposition format 0.0.4, own metrics included.
-    pub text: Bytes,
-    /// Series (own metrics excluded).
-    pub series: usize,
-    /// Families with at least one series (own metrics excluded).
-    pub families: usize,
-    /// With [`Collector::index_samples`]: each series' key and value in `text` (own
-    /// metrics excluded: they follow at `indexed_len`).
-    pub index: Vec<telltale_model::SampleAt>,
-    /// Bytes of `text` the index covers; the rest is own metrics.
-    pub indexed_len: usize,
 }
 
 /// Owns every source and the state kept between cycles.
@@ -138,7 +94,7 @@ impl Collector {
             kube: None,
             names_generation: 0,
             state: None,
-            index_samples: !opts.remote.urls.is_empty(),
+            index_samples: opts.ships(),
         })
     }
 

@@ -252,8 +252,8 @@ impl Node {
     }
 
     /// Collector options reading this node (15 s interval, no Kubernetes).
-    pub fn options(&self, cluster: &str, node_name: &str) -> crate::Options {
-        crate::Options {
+    pub fn options(&self, cluster: &str, node_name: &str) -> crate::options::Options {
+        crate::options::Options {
             cluster: cluster.into(),
             node_name: node_name.into(),
             proc_root: self.proc_root(),

@@ -8,7 +8,7 @@
 //! series that depend on it and is counted in `telltale_collector_errors_total{source}`.
 //!
 //! The data path: [`read`] (kept handles, `pread`) → sources fill their state in place →
-//! `emit` into a [`telltale_model::Sink`] family by family → [`collect::Snapshot`].
+//! `emit` into a [`telltale_model::Sink`] family by family → [`snapshot::Snapshot`].
 
 pub mod cgroup;
 pub mod collect;
@@ -17,10 +17,12 @@ pub mod errors;
 pub mod fixture;
 pub mod metrics;
 pub mod node;
+pub mod options;
 pub mod pods;
 pub mod read;
 pub mod server;
 pub mod ship;
+pub mod snapshot;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -33,7 +35,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, Instrument};
 
-pub use collect::{Collector, Options, Snapshot};
+pub use collect::Collector;
+pub use options::Options;
+pub use snapshot::Snapshot;
 
 /// Errors that stop the collector.
 #[derive(Debug, thiserror::Error)]

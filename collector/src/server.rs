@@ -12,8 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::collect::Snapshot;
 use crate::pods::Health;
+use crate::snapshot::Snapshot;
 
 /// The latest snapshot, shared by the collection loop (sender) and every reader.
 pub type Latest = watch::Receiver<Option<Arc<Snapshot>>>;

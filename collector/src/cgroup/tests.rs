@@ -4,8 +4,9 @@
 use std::time::SystemTime;
 
 use super::*;
-use crate::collect::{Collector, Options};
+use crate::collect::Collector;
 use crate::fixture::{self, container_id, pod_uid, Driver, Node, Qos, Runtime, Usage, Version};
+use crate::options::Options;
 
 struct Tree {
     _dir: tempfile::TempDir,

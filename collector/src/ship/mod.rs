@@ -28,8 +28,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
-use crate::collect::Snapshot;
 use crate::metrics::ShipMetrics;
+use crate::snapshot::Snapshot;
 use codec::shard_of;
 use queue::{Pos, Queue};
 use reader::{Item, Reader};
