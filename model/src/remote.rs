@@ -510,7 +510,7 @@ impl Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::is_stale;
+    use crate::prom::{is_stale, STALE_NAN_BITS};
 
     #[test]
     fn the_borrowing_walk_sees_what_prost_sees() {

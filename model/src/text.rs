@@ -1,6 +1,7 @@
 //! The Prometheus text exposition format 0.0.4, written without per-sample allocation.
 
-use crate::{LabelSet, MetricKind, Sink};
+use crate::labels::LabelSet;
+use crate::sink::{MetricKind, Sink};
 
 /// Content type of the text format, for `Content-Type` headers.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
