@@ -11,12 +11,12 @@ use telltale_model::{LabelSet, TextEncoder};
 use tracing::{info, warn};
 
 use crate::cgroup::{CgroupSource, Layout};
-use crate::errors::CycleErrors;
+use crate::cycle_errors::CycleErrors;
 use crate::metrics::Metrics;
 use crate::node::NodeSource;
 use crate::options::Options;
-use crate::pods::Kube;
-use crate::read::{FdBudget, ReadBuf};
+use crate::pod_names::Kube;
+use crate::kept_files::{FdBudget, ReadBuf};
 use crate::snapshot::Snapshot;
 use crate::state::ClusterState;
 
@@ -239,7 +239,7 @@ impl Collector {
             .cgroups
             .set(self.cgroups.as_ref().map_or(0, |c| c.len()) as i64);
         self.metrics.kept_files.set(FdBudget::kept() as i64);
-        let reads = crate::read::reads_total();
+        let reads = crate::kept_files::reads_total();
         self.metrics
             .file_reads
             .inc_by(reads.saturating_sub(self.metrics.file_reads.get()));

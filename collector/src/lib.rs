@@ -12,14 +12,16 @@
 
 pub mod cgroup;
 pub mod collect;
-pub mod errors;
+pub mod cycle_errors;
 #[cfg(feature = "fixture")]
 pub mod fixture;
+pub mod kept_files;
+pub mod kernel_text;
+pub mod kube_watch;
 pub mod metrics;
 pub mod node;
 pub mod options;
-pub mod pods;
-pub mod read;
+pub mod pod_names;
 pub mod server;
 pub mod ship;
 pub mod snapshot;
@@ -99,19 +101,19 @@ async fn start_kube(
     opts: &Options,
     collector: &mut Collector,
     cancel: &CancellationToken,
-) -> Vec<Arc<dyn pods::Health>> {
+) -> Vec<Arc<dyn kube_watch::Health>> {
     if opts.no_kube {
         return Vec::new();
     }
-    let client = pods::client(opts.kubeconfig.as_deref())
+    let client = kube_watch::client(opts.kubeconfig.as_deref())
         .await
         .map_err(|e| e.to_string());
     let node_pods = match &client {
-        Ok(c) => pods::watch_node_pods(c.clone(), &opts.node_name, cancel.clone()),
-        Err(e) => pods::Kube::unavailable(e.clone()),
+        Ok(c) => pod_names::watch_node_pods(c.clone(), &opts.node_name, cancel.clone()),
+        Err(e) => pod_names::Kube::unavailable(e.clone()),
     };
     collector.set_kube(node_pods.clone());
-    let mut views: Vec<Arc<dyn pods::Health>> = vec![Arc::new(node_pods)];
+    let mut views: Vec<Arc<dyn kube_watch::Health>> = vec![Arc::new(node_pods)];
     if opts.cluster_state {
         let allow = state::AnnotationAllowlist::parse(&opts.pod_annotations_allowlist);
         let cluster = state::ClusterState::watch(

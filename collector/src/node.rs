@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 
 use telltale_model::{LabelSet, MetricKind, Sink};
 
-use crate::errors::CycleErrors;
-use crate::read::{
-    fields, key_value, lines, parse_f64, parse_i64, parse_u64, KeptFile, ReadBuf, Shape,
-};
+use crate::cycle_errors::CycleErrors;
+use crate::kept_files::{KeptFile, ReadBuf, Shape};
+use crate::kernel_text::{fields, key_value, lines, parse_f64, parse_i64, parse_u64};
 
 /// Linux's USER_HZ: /proc/stat and cpuacct.stat count in 1/100 s on every architecture
 /// Kubernetes runs on (the kernel ABI fixes it, whatever CONFIG_HZ is).

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::pods::Health;
+use crate::kube_watch::Health;
 use crate::snapshot::Snapshot;
 
 /// The latest snapshot, shared by the collection loop (sender) and every reader.

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Container, Node, Pod};
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::pods::{watch_all, Health, View, Watchable};
+use crate::kube_watch::{watch_all, Health, View, Watchable};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use telltale_model::{LabelSet, MetricKind, Sink};
 
@@ -421,7 +421,7 @@ impl ClusterState {
     }
 
     /// Writes every state family; each call is a cycle. Deleted pods are exported for
-    /// [`RETAIN_CYCLES`](crate::pods::RETAIN_CYCLES) more calls in their final state (with
+    /// [`RETAIN_CYCLES`](crate::kube_watch::RETAIN_CYCLES) more calls in their final state (with
     /// completion and deletion times).
     pub fn emit(&self, sink: &mut dyn Sink) {
         emit_pods(
@@ -953,7 +953,7 @@ mod tests {
         .unwrap();
         cs.nodes.depart(Arc::new(node));
         cs.jobs.depart(Arc::new(job));
-        for _ in 0..crate::pods::RETAIN_CYCLES {
+        for _ in 0..crate::kube_watch::RETAIN_CYCLES {
             cs.emit(&mut TextEncoder::default());
         }
         assert!(cs.nodes.objects_with_departed().is_empty());

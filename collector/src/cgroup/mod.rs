@@ -21,10 +21,11 @@ use rustix::fs::inotify;
 use rustix::fs::{FileType, Mode, OFlags, RawDir};
 use telltale_model::{LabelSet, MetricKind, Sink};
 
-use crate::errors::CycleErrors;
+use crate::cycle_errors::CycleErrors;
 use crate::node::{net_family, parse_net_dev, NetDev, NET_COLUMNS, USER_HZ};
-use crate::pods::PodNames;
-use crate::read::{fields, lines, parse_i64, parse_u64, scan_keys, KeptFile, ReadBuf, Shape};
+use crate::pod_names::PodNames;
+use crate::kept_files::{KeptFile, ReadBuf, Shape};
+use crate::kernel_text::{fields, lines, parse_i64, parse_u64, scan_keys};
 pub use identity::Identity;
 
 /// Errors finding the cgroup hierarchy.
