@@ -57,7 +57,7 @@ fn cycle_cpu(version: Version) {
         .split(|&b| b == b'\n')
         .filter(|l| l.starts_with(b"container_memory_usage_bytes{"))
         .count();
-    let reads_before = telltale_collector::read::reads_total();
+    let reads_before = telltale_collector::kept_files::reads_total();
     let (user0, sys0) = thread_user_system();
     // More cycles make profiles of the cycle alone (the fixture's creation is then noise).
     let cycles: usize = std::env::var("BENCH_CYCLES")
@@ -75,7 +75,7 @@ fn cycle_cpu(version: Version) {
         series = snap.series;
     }
     let reads_per_cycle =
-        (telltale_collector::read::reads_total() - reads_before) as f64 / cycles as f64;
+        (telltale_collector::kept_files::reads_total() - reads_before) as f64 / cycles as f64;
     let (user1, sys1) = thread_user_system();
     let (user, sys) = (
         (user1 - user0) / cycles as u32,
