@@ -387,7 +387,7 @@ pub fn alerting(cli: AlertingArgs, m: &ArgMatches) -> Result<AlertingConfig, Con
         });
     }
     // Checked here so a bad policy file is a configuration error (exit 2), named.
-    telltale_alerting::config::Rules::load(&policies).map_err(|e| ConfigError::Invalid {
+    telltale_alerting::policy::Rules::load(&policies).map_err(|e| ConfigError::Invalid {
         key: "policies",
         message: e.to_string(),
     })?;

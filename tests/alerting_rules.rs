@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use telltale_alerting::alarm::AlarmState;
-use telltale_alerting::config::Rules;
 use telltale_alerting::engine::Engine;
+use telltale_alerting::policy::Rules;
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const STALE: u64 = 0x7ff0_0000_0000_0002;

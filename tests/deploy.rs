@@ -1116,7 +1116,7 @@ fn alerting_runs_once_and_keeps_its_state_on_a_claim() {
 
 #[test]
 fn the_policies_config_map_holds_policies_alerting_accepts() {
-    use telltale_alerting::config::{Receiver, Rules};
+    use telltale_alerting::policy::{Receiver, Rules};
     let all = manifests();
     let (w, c) = the_one_running(&all, "alerting");
     let policies = one_flag(&c, "--policies").expect("--policies");

@@ -19,7 +19,7 @@ use serde::{Deserializer, Serializer};
 use telltale_model::calendar::MINUTE_MS;
 
 use crate::alarm::{Alarm, AlarmState, Kind, Notification, Transition};
-use crate::config::{Group, Repeat, Rule};
+use crate::policy::{Group, Repeat, Rule};
 use crate::query::Sample;
 
 /// How long a resolved alarm stays listed (Prometheus's `resolvedRetention`).

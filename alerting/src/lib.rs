@@ -1,6 +1,6 @@
 //! Telltale's alerting.
 //!
-//! It owns: loading Telltale alarm policies and Prometheus rule files ([`config`],
+//! It owns: loading Telltale alarm policies and Prometheus rule files ([`policy`],
 //! [`builtin`], [`template`]), evaluating them against any Prometheus-compatible query
 //! API ([`query`]) on their intervals ([`service`]), the alarm state machine ([`engine`])
 //! over the alarms it keeps ([`alarm`]), their persistence ([`store`]), and the
@@ -15,13 +15,13 @@
 
 pub mod alarm;
 pub mod builtin;
-pub mod config;
 pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod options;
 pub mod outbox;
+pub mod policy;
 pub mod query;
 pub mod remote;
 pub mod server;

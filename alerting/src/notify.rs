@@ -12,8 +12,8 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::alarm::{Alarm, Kind, Notification};
-use crate::config::Receiver;
 use crate::http;
+use crate::policy::Receiver;
 
 /// A delivery attempt that failed.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use telltale_model::time::Clock;
 
-use crate::config;
 use crate::notify;
+use crate::policy;
 use crate::store;
 
 /// What alerting is told.
@@ -44,7 +44,7 @@ pub struct Options {
 pub enum Error {
     /// The policies do not load at start.
     #[error(transparent)]
-    Config(#[from] config::Error),
+    Policy(#[from] policy::Error),
     /// The state directory is unusable.
     #[error(transparent)]
     Store(#[from] store::Error),

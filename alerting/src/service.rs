@@ -16,12 +16,12 @@ use telltale_model::time::{align_down, to_millis};
 use tracing::{info, warn};
 
 use crate::alarm::{Alarm, AlarmState};
-use crate::config::{self, Rules};
 use crate::http;
 use crate::metrics;
 use crate::notify::{self, Senders};
 use crate::options::{Error, Options};
 use crate::outbox;
+use crate::policy::{self, Rules};
 use crate::query;
 use crate::remote;
 use crate::store::{State, Store};
@@ -268,7 +268,7 @@ impl Alerting {
     /// Queries one rule at `t`. A recording rule's result is written back before this
     /// returns, so the group's later rules see it (as in Prometheus); without a writer
     /// recording rules are skipped.
-    async fn evaluate(&self, r: &config::Rule, t: i64) -> Result<Vec<query::Sample>, query::Error> {
+    async fn evaluate(&self, r: &policy::Rule, t: i64) -> Result<Vec<query::Sample>, query::Error> {
         match (&self.writer, r.record) {
             (None, true) => Ok(Vec::new()),
             (Some(w), true) => {
@@ -306,7 +306,7 @@ impl Alerting {
         let any = rules
             .receivers
             .values()
-            .any(|r| matches!(r, config::Receiver::Alertmanager { .. }));
+            .any(|r| matches!(r, policy::Receiver::Alertmanager { .. }));
         if !any {
             return;
         }
@@ -330,7 +330,7 @@ impl Alerting {
                 }
             }
             for (name, firing) in by_receiver {
-                let Some(config::Receiver::Alertmanager { url, timeout }) =
+                let Some(policy::Receiver::Alertmanager { url, timeout }) =
                     rules.receivers.get(&name)
                 else {
                     continue;
@@ -453,7 +453,7 @@ impl Alerting {
     }
 
     /// Reloads the policies; an invalid set keeps the running one.
-    pub fn reload(&self) -> Result<(), config::Error> {
+    pub fn reload(&self) -> Result<(), policy::Error> {
         match Rules::load(&self.opts.policies) {
             Ok(rules) => {
                 warn_unsupported(&rules, self.writer.is_some());
@@ -502,18 +502,18 @@ fn warn_unsupported(rules: &Rules, writing: bool) {
 }
 
 /// A recording rule's labels (not templated in Prometheus: rendered as plain text).
-fn static_labels(r: &config::Rule) -> Vec<(String, String)> {
+fn static_labels(r: &policy::Rule) -> Vec<(String, String)> {
     r.labels
         .iter()
         .map(|(k, t)| (k.clone(), t.render(&BTreeMap::new(), 0.0)))
         .collect()
 }
 
-fn receiver_type(r: &config::Receiver) -> &'static str {
+fn receiver_type(r: &policy::Receiver) -> &'static str {
     match r {
-        config::Receiver::Email { .. } => "email",
-        config::Receiver::Webhook { .. } => "webhook",
-        config::Receiver::Alertmanager { .. } => "alertmanager",
+        policy::Receiver::Email { .. } => "email",
+        policy::Receiver::Webhook { .. } => "webhook",
+        policy::Receiver::Alertmanager { .. } => "alertmanager",
     }
 }
 

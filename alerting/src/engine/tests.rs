@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::{Condition, Notify, Op, Silence};
+use crate::policy::{Condition, Notify, Op, Silence};
 use crate::template::Template;
 use std::time::Duration;
 

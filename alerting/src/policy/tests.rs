@@ -1,3 +1,13 @@
+//! The policy compiler against policy and rule files as users write them: what loads,
+//! what it compiles to, and that every refusal names the file, the policy or rule and the
+//! key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::check::resolution;
+use super::silence::{parse_silence, SilenceSpec};
 use super::*;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
