@@ -3,7 +3,7 @@
 //! It owns: loading Telltale alarm policies and Prometheus rule files ([`policy`],
 //! [`builtin`], [`template`]), evaluating them against any Prometheus-compatible query
 //! API ([`query`]) on their intervals ([`service`]), the alarm state machine ([`engine`])
-//! over the alarms it keeps ([`alarm`]), their persistence ([`store`]), and the
+//! over the alarms it keeps ([`alarm`]), their persistence ([`state_dir`]), and the
 //! notification outbox ([`outbox`]) with its receivers: email, webhook, Alertmanager
 //! ([`notify`]); [`server`] runs it all with its HTTP API. This file is only the wiring
 //! and the re-exports the binary uses.
@@ -26,7 +26,7 @@ pub mod query;
 pub mod remote;
 pub mod server;
 pub mod service;
-pub mod store;
+pub mod state_dir;
 pub mod template;
 
 pub use options::{Error, Options};

@@ -13,7 +13,7 @@ use telltale_model::time::Clock;
 
 use crate::notify;
 use crate::policy;
-use crate::store;
+use crate::state_dir;
 
 /// What alerting is told.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub enum Error {
     Policy(#[from] policy::Error),
     /// The state directory is unusable.
     #[error(transparent)]
-    Store(#[from] store::Error),
+    State(#[from] state_dir::Error),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

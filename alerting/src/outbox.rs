@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::alarm::Notification;
 use crate::notify::Failed;
-use crate::store::{Delivery, State};
+use crate::state_dir::{Delivery, SavedState};
 
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -16,7 +16,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Queues `n` for each of its receivers (an id already queued is left alone).
-pub fn enqueue(state: &mut State, n: &Notification, now: i64) {
+pub fn enqueue(state: &mut SavedState, n: &Notification, now: i64) {
     for r in &n.receivers {
         let id = format!("{}/{r}", n.id);
         state.outbox.entry(id.clone()).or_insert_with(|| Delivery {
@@ -34,7 +34,7 @@ pub fn enqueue(state: &mut State, n: &Notification, now: i64) {
 /// The deliveries due at `now`, oldest first. A delivery waits while an older one for
 /// the same receiver and rule is still queued, so a recovery never overtakes its firing
 /// notification after an outage.
-pub fn due(state: &State, now: i64) -> Vec<Delivery> {
+pub fn due(state: &SavedState, now: i64) -> Vec<Delivery> {
     let mut oldest: HashMap<(&str, &str, &str), i64> = HashMap::new();
     for d in state.outbox.values() {
         let k = (
@@ -63,7 +63,7 @@ pub fn due(state: &State, now: i64) -> Vec<Delivery> {
 }
 
 /// When the next delivery is due, if any.
-pub fn next_due(state: &State) -> Option<i64> {
+pub fn next_due(state: &SavedState) -> Option<i64> {
     state.outbox.values().map(|d| d.next_attempt).min()
 }
 
@@ -80,7 +80,7 @@ pub enum Settled {
 
 /// Records the outcome of an attempt on `id` made at `now`.
 pub fn settle(
-    state: &mut State,
+    state: &mut SavedState,
     id: &str,
     result: &Result<(), Failed>,
     now: i64,
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn one_delivery_per_receiver_and_an_id_queues_once() {
-        let mut s = State::default();
+        let mut s = SavedState::default();
         enqueue(&mut s, &n("a", 0), 0);
         enqueue(&mut s, &n("a", 0), 5);
         assert_eq!(s.outbox.len(), 2);
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn retries_back_off_then_deliver_once() {
-        let mut s = State::default();
+        let mut s = SavedState::default();
         enqueue(&mut s, &n("a", 0), 0);
         let down = Err(Failed {
             message: "connection refused".into(),
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_later_notification_waits_for_an_older_one_of_the_same_rule() {
-        let mut s = State::default();
+        let mut s = SavedState::default();
         let mut firing = n("f", 0);
         firing.receivers = vec!["mail".into()];
         enqueue(&mut s, &firing, 0);
@@ -189,7 +189,8 @@ mod tests {
         resolved.kind = Kind::Resolved;
         resolved.receivers = vec!["mail".into()];
         enqueue(&mut s, &resolved, 60_000);
-        let ids = |s: &State, now| due(s, now).iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        let ids =
+            |s: &SavedState, now| due(s, now).iter().map(|d| d.id.clone()).collect::<Vec<_>>();
         assert!(ids(&s, 60_000).is_empty(), "{:?}", ids(&s, 60_000));
         assert_eq!(ids(&s, 100_000), ["f/mail"]);
         settle(&mut s, "f/mail", &Ok(()), 100_000);
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn permanent_refusals_and_old_notifications_are_dropped() {
-        let mut s = State::default();
+        let mut s = SavedState::default();
         enqueue(&mut s, &n("a", 0), 0);
         let refused = Err(Failed {
             message: "HTTP 400".into(),

@@ -130,7 +130,7 @@ pub async fn run(
     // What the loops changed is saved as they go; save once more for a clean stop.
     {
         let st = lock(&a.state);
-        if let Err(e) = lock(&a.store).save(&st) {
+        if let Err(e) = lock(&a.state_dir).save(&st) {
             tracing::error!(error = %e, "cannot save alarm state at shutdown");
         }
     }
@@ -177,7 +177,7 @@ async fn history(
     AxumState(a): AxumState<Arc<Alerting>>,
     Query(p): Query<HistoryParams>,
 ) -> Response {
-    let records = lock(&a.store).history(p.limit.unwrap_or(1000).min(100_000));
+    let records = lock(&a.state_dir).history(p.limit.unwrap_or(1000).min(100_000));
     json(serde_json::json!({ "status": "success", "data": records }))
 }
 

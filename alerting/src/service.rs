@@ -24,7 +24,7 @@ use crate::outbox;
 use crate::policy::{self, Rules};
 use crate::query;
 use crate::remote;
-use crate::store::{State, Store};
+use crate::state_dir::{SavedState, StateDir};
 use crate::template;
 
 /// Everything the loops and handlers share.
@@ -32,8 +32,8 @@ use crate::template;
 pub struct Alerting {
     pub(crate) opts: Options,
     pub(crate) rules: Mutex<Arc<Rules>>,
-    pub(crate) state: Mutex<State>,
-    pub(crate) store: Mutex<Store>,
+    pub(crate) state: Mutex<SavedState>,
+    pub(crate) state_dir: Mutex<StateDir>,
     api: query::Api,
     writer: Option<remote::Writer>,
     senders: Senders,
@@ -68,8 +68,8 @@ impl Alerting {
     pub fn new(opts: Options) -> Result<Arc<Alerting>, Error> {
         let rules = Rules::load(&opts.policies)?;
         warn_unsupported(&rules, opts.remote_write.is_some());
-        let store = Store::open(&opts.state_dir)?;
-        let mut state = store.load()?;
+        let state_dir = StateDir::open(&opts.state_dir)?;
+        let mut state = state_dir.load()?;
         state.engine.retain_configured(&rules.groups);
         let registry = Registry::new();
         let metrics = metrics::Metrics::new(&registry)?;
@@ -98,7 +98,7 @@ impl Alerting {
             },
             rules: Mutex::new(Arc::new(rules)),
             state: Mutex::new(state),
-            store: Mutex::new(store),
+            state_dir: Mutex::new(state_dir),
             metrics,
             registry,
             wake_sender: tokio::sync::Notify::new(),
@@ -232,7 +232,7 @@ impl Alerting {
                     alerts_written.extend(remote::alerts_series(alarms, t));
                 }
             }
-            if let Err(e) = lock(&self.store).save(&st) {
+            if let Err(e) = lock(&self.state_dir).save(&st) {
                 tracing::error!(error = %e, "cannot save alarm state; notifications of this cycle may repeat after a restart");
             }
         }
@@ -248,7 +248,7 @@ impl Alerting {
                 })
             })
             .collect();
-        lock(&self.store).record(&history);
+        lock(&self.state_dir).record(&history);
         for t in &transitions {
             info!(group = %t.group, rule = %t.rule, labels = ?t.labels, from = %t.from, to = %t.to, "alarm");
         }
@@ -398,7 +398,7 @@ impl Alerting {
                 let Some(settled) = outbox::settle(&mut st, &d.id, &result, now) else {
                     continue;
                 };
-                if let Err(e) = lock(&self.store).save(&st) {
+                if let Err(e) = lock(&self.state_dir).save(&st) {
                     tracing::error!(error = %e, "cannot save the outbox; delivered notifications may repeat after a restart");
                 }
                 settled
@@ -426,7 +426,7 @@ impl Alerting {
                     "dropped"
                 }
             };
-            lock(&self.store).record(&[serde_json::json!({
+            lock(&self.state_dir).record(&[serde_json::json!({
                 "type": "notification", "at": rfc3339(now), "event": event, "id": d.id,
                 "receiver": d.receiver, "kind": d.notification.kind, "rule": d.notification.rule,
                 "alarms": d.notification.alarms.len(), "attempts": d.attempts + 1,

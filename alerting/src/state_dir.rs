@@ -1,5 +1,5 @@
-//! What survives a restart, in `--state-dir`:
-//! - `state.json`: every alarm and the outbox (notifications not yet delivered), written
+//! What survives a restart, in `--state-dir` ([`StateDir`]):
+//! - `state.json` ([`SavedState`]): every alarm and the outbox (notifications not yet delivered), written
 //!   whole and atomically (temporary file, fsync, rename, directory fsync). An evaluation's
 //!   transitions and the notifications they cause land in one write, so a crash either
 //!   loses the evaluation entirely (it is redone) or keeps both.
@@ -63,9 +63,9 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
-/// Alarm state and the outbox.
+/// Alarm state and the outbox: what `state.json` holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct State {
+pub struct SavedState {
     /// Format version.
     pub version: u32,
     /// The alarms.
@@ -74,9 +74,9 @@ pub struct State {
     pub outbox: BTreeMap<String, Delivery>,
 }
 
-/// The state directory.
+/// The state directory: `state.json` and the history files.
 #[derive(Debug)]
-pub struct Store {
+pub struct StateDir {
     dir: PathBuf,
     history: Option<std::fs::File>,
 }
@@ -85,37 +85,37 @@ const STATE: &str = "state.json";
 const HISTORY: &str = "history.jsonl";
 const HISTORY_MAX: u64 = 16 << 20;
 
-impl Store {
+impl StateDir {
     /// Opens (creating) `dir`.
-    pub fn open(dir: &Path) -> Result<Store, Error> {
+    pub fn open(dir: &Path) -> Result<StateDir, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_owned(),
             source,
         })?;
-        Ok(Store {
+        Ok(StateDir {
             dir: dir.to_owned(),
             history: None,
         })
     }
 
     /// The saved state, or an empty one on first start.
-    pub fn load(&self) -> Result<State, Error> {
+    pub fn load(&self) -> Result<SavedState, Error> {
         let path = self.dir.join(STATE);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
                 path,
                 message: e.to_string(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SavedState {
                 version: 1,
-                ..State::default()
+                ..SavedState::default()
             }),
             Err(source) => Err(Error::Io { path, source }),
         }
     }
 
     /// Writes `state`; when this returns, it survives a crash or power loss.
-    pub fn save(&self, state: &State) -> Result<(), Error> {
+    pub fn save(&self, state: &SavedState) -> Result<(), Error> {
         let path = self.dir.join(STATE);
         let tmp = self.dir.join("state.json.tmp");
         let io = |path: &Path| {
@@ -201,14 +201,14 @@ mod tests {
     #[test]
     fn state_round_trips_and_a_corrupt_file_is_refused_with_its_name() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut s = store.load().unwrap();
+        let state_dir = StateDir::open(dir.path()).unwrap();
+        let mut s = state_dir.load().unwrap();
         assert_eq!(s.version, 1);
         s.engine.evaluated.insert("policy/p".into(), 42);
-        store.save(&s).unwrap();
-        assert_eq!(store.load().unwrap(), s);
+        state_dir.save(&s).unwrap();
+        assert_eq!(state_dir.load().unwrap(), s);
         std::fs::write(dir.path().join(STATE), b"{\"version\":").unwrap();
-        let e = store.load().unwrap_err().to_string();
+        let e = state_dir.load().unwrap_err().to_string();
         assert!(
             e.contains("state.json: not a Telltale alerting state file"),
             "{e}"
@@ -218,11 +218,11 @@ mod tests {
     #[test]
     fn history_keeps_the_newest_records() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path()).unwrap();
+        let mut state_dir = StateDir::open(dir.path()).unwrap();
         let events: Vec<serde_json::Value> =
             (0..10).map(|i| serde_json::json!({ "n": i })).collect();
-        store.record(&events);
-        let last = store.history(3);
+        state_dir.record(&events);
+        let last = state_dir.history(3);
         assert_eq!(last, events[7..].to_vec());
     }
 }
