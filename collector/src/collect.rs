@@ -12,11 +12,11 @@ use tracing::{info, warn};
 
 use crate::cgroup::{CgroupSource, Layout};
 use crate::cycle_errors::CycleErrors;
+use crate::kept_files::{FdBudget, ReadBuf};
 use crate::metrics::Metrics;
 use crate::node::NodeSource;
 use crate::options::Options;
 use crate::pod_names::Kube;
-use crate::kept_files::{FdBudget, ReadBuf};
 use crate::snapshot::Snapshot;
 use crate::state::ClusterState;
 

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod options;
 pub mod pod_names;
+pub mod procfs;
 pub mod server;
 pub mod ship;
 pub mod snapshot;

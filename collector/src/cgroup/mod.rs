@@ -22,10 +22,10 @@ use rustix::fs::{FileType, Mode, OFlags, RawDir};
 use telltale_model::{LabelSet, MetricKind, Sink};
 
 use crate::cycle_errors::CycleErrors;
-use crate::node::{net_family, parse_net_dev, NetDev, NET_COLUMNS, USER_HZ};
-use crate::pod_names::PodNames;
 use crate::kept_files::{KeptFile, ReadBuf, Shape};
 use crate::kernel_text::{fields, lines, parse_i64, parse_u64, scan_keys};
+use crate::pod_names::PodNames;
+use crate::procfs::{net_family, parse_net_dev, NetDev, NET_COLUMNS, USER_HZ};
 pub use identity::Identity;
 
 /// Errors finding the cgroup hierarchy.

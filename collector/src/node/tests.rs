@@ -1,8 +1,13 @@
 //! Node source tests on fixture procfs files, with exact values.
 
-use super::*;
+use telltale_model::{LabelSet, TextEncoder};
+
+use super::families::ignored_disk;
+use super::tables::parse_mountinfo;
+use super::NodeSource;
+use crate::cycle_errors::CycleErrors;
 use crate::fixture::{Driver, Node, Version};
-use telltale_model::TextEncoder;
+use crate::kept_files::ReadBuf;
 
 fn fixture() -> (tempfile::TempDir, Node) {
     let dir = tempfile::tempdir().unwrap();
