@@ -5,6 +5,8 @@
 //! labels that selector carries (see [`Builtin::scoped`]); scope keys a selector does not
 //! carry (a pod's `workload`) are matched on the result instead, so every scope key holds
 //! whichever expression it is given to.
+//!
+//! It promises that every built-in, with or without a scope, is valid PromQL.
 
 /// One built-in metric.
 #[derive(Debug, Clone, Copy, PartialEq)]

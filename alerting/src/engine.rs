@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use serde::{Deserializer, Serializer};
 use telltale_model::calendar::MINUTE_MS;
+use telltale_model::prom::METRIC_NAME;
 
 use crate::alarm::{Alarm, AlarmState, Kind, Notification, Transition};
 use crate::policy::{Group, Repeat, Rule};
@@ -414,7 +415,7 @@ fn alarm_labels(rule: &Rule, s: &Sample) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = s
         .labels
         .iter()
-        .filter(|(k, _)| k.as_str() != "__name__")
+        .filter(|(k, _)| k.as_str() != METRIC_NAME)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     for (name, t) in &rule.labels {

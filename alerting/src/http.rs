@@ -1,6 +1,9 @@
 //! One HTTP client for everything alerting talks to: the query API, webhooks and
 //! Alertmanager. HTTP/1.1 over plain TCP or rustls with the system's roots
 //! (`SSL_CERT_FILE`/`SSL_CERT_DIR` are honoured), a timeout per request.
+//!
+//! It promises that every request ends within its timeout and that a failure says
+//! whether trying again may help ([`Error::retryable`]).
 
 use std::time::Duration;
 

@@ -1,4 +1,9 @@
 //! Alerting's own health, as `telltale_alerting_*` families in an injected registry.
+//!
+//! It owns the families' names (the dashboards and the deployment's alarms read them, so
+//! a rename here breaks them) and promises that every labelled series a dashboard shows
+//! (each result, state and receiver type) exists at 0 from the start rather than
+//! appearing at its first event.
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

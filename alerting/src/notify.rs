@@ -2,6 +2,10 @@
 //! none, AUTH PLAIN/LOGIN, text and HTML), webhook (JSON) and Alertmanager
 //! (`POST /api/v2/alerts`). Each call is one attempt; retries and backoff belong to the
 //! outbox ([`crate::outbox`]).
+//!
+//! It promises that each attempt reports whether it may be retried ([`Failed`]), and
+//! that emails and webhooks carry the notification's id (`Message-ID`, `id`) so a
+//! receiver can drop a copy sent twice (Alertmanager deduplicates by labels itself).
 
 use std::path::PathBuf;
 use std::time::Duration;

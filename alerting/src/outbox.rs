@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use telltale_model::calendar::DAY_MS;
+
 use crate::alarm::Notification;
 use crate::notify::Failed;
 use crate::state_dir::{Delivery, SavedState};
@@ -13,7 +15,7 @@ use crate::state_dir::{Delivery, SavedState};
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Deliveries this old are dropped rather than retried.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 3600);
+pub const GIVE_UP_AFTER: Duration = Duration::from_millis(DAY_MS as u64);
 
 /// Queues `n` for each of its receivers (an id already queued is left alone).
 pub fn enqueue(state: &mut SavedState, n: &Notification, now: i64) {

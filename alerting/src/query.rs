@@ -1,4 +1,9 @@
 //! Instant queries against any Prometheus-compatible HTTP API (`GET /api/v1/query`).
+//!
+//! It promises to tell an outage from a refusal: no answer or a 5xx is [`Error::Http`]
+//! (alarm state must not change), a 4xx or `"status": "error"` is [`Error::Refused`] with
+//! Prometheus's own message, and a scalar answer is one sample without labels, as
+//! Prometheus's rule manager reads it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

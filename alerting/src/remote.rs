@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use telltale_model::prom::METRIC_NAME;
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 use crate::alarm::{Alarm, AlarmState};
@@ -83,7 +84,7 @@ pub fn recorded(
                     l.insert(k.clone(), v.clone());
                 }
             }
-            l.insert("__name__".into(), record.to_owned());
+            l.insert(METRIC_NAME.into(), record.to_owned());
             series(&l, t, s.value)
         })
         .collect()
@@ -100,9 +101,9 @@ pub fn alerts_series<'a>(alarms: impl Iterator<Item = &'a Alarm>, t: i64) -> Vec
             _ => continue,
         };
         let mut l = a.labels.clone();
-        l.insert("__name__".into(), "ALERTS_FOR_STATE".into());
+        l.insert(METRIC_NAME.into(), "ALERTS_FOR_STATE".into());
         out.push(series(&l, t, a.active_at as f64 / 1000.0));
-        l.insert("__name__".into(), "ALERTS".into());
+        l.insert(METRIC_NAME.into(), "ALERTS".into());
         l.insert("alertstate".into(), state.into());
         out.push(series(&l, t, 1.0));
     }

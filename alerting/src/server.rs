@@ -16,6 +16,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use telltale_model::calendar::MINUTE_MS;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument as _};
 
@@ -72,7 +73,7 @@ pub async fn run(
             loop {
                 let now = a.now();
                 a.cycle(now).instrument(tracing::info_span!("cycle")).await;
-                let wait = (a.next_due(a.now()) - a.now()).clamp(10, 60_000) as u64;
+                let wait = (a.next_due(a.now()) - a.now()).clamp(10, MINUTE_MS) as u64;
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(wait)) => {}

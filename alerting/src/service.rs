@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt as _;
 use prometheus::Registry;
+use telltale_model::calendar::MINUTE_MS;
 use telltale_model::time::{align_down, to_millis};
 use tracing::{info, warn};
 
@@ -336,7 +337,7 @@ impl Alerting {
                     continue;
                 };
                 let key = format!("{group}\u{0}{rule}\u{0}{name}");
-                if resent.get(&key).is_some_and(|&last| now - last < 60_000) {
+                if resent.get(&key).is_some_and(|&last| now - last < MINUTE_MS) {
                     continue;
                 }
                 resent.insert(key, now);
@@ -482,7 +483,7 @@ impl Alerting {
             .iter()
             .map(|g| align_down(now, g.interval) + g.interval.as_millis() as i64)
             .min()
-            .unwrap_or(now + 60_000)
+            .unwrap_or(now + MINUTE_MS)
     }
 }
 

@@ -1,8 +1,8 @@
 //! What survives a restart, in `--state-dir` ([`StateDir`]):
-//! - `state.json` ([`SavedState`]): every alarm and the outbox (notifications not yet delivered), written
-//!   whole and atomically (temporary file, fsync, rename, directory fsync). An evaluation's
-//!   transitions and the notifications they cause land in one write, so a crash either
-//!   loses the evaluation entirely (it is redone) or keeps both.
+//! - `state.json` ([`SavedState`]): every alarm and the outbox (notifications not yet
+//!   delivered), written whole and atomically (temporary file, fsync, rename, directory
+//!   fsync). An evaluation's transitions and the notifications they cause land in one
+//!   write, so a crash either loses the evaluation entirely (it is redone) or keeps both.
 //! - `history.jsonl`: one JSON line per transition and per delivery outcome, appended;
 //!   at 16 MiB it becomes `history.1.jsonl` and a new file starts.
 //!

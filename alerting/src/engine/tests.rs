@@ -1,9 +1,15 @@
+//! The state machine against Prometheus's rule-manager semantics and Telltale's policy
+//! rules, driven with explicit evaluation times: `for`, `keep_firing_for`, `consecutive`,
+//! no data, repeats, grouping, silences, stable notification ids, and state that
+//! survives serialization.
+
 use super::*;
 use crate::policy::{Condition, Notify, Op, Silence};
 use crate::template::Template;
 use std::time::Duration;
+use telltale_model::calendar::MINUTE_MS;
 
-const MIN: i64 = 60_000;
+const MIN: i64 = MINUTE_MS;
 
 fn group(rule: Rule) -> Group {
     Group {
