@@ -115,7 +115,7 @@ fn main() {
         "  settle: one hour of {samples} kube-state samples ({} KB of Parquet) in the day partition",
         bytes / 1_000
     );
-    let state = records::billing_dir(settle_dir.path()).join("settled");
+    let state = telltale_aggregator::store::layout::billing_settled(settle_dir.path());
     let mut runs = Vec::new();
     for _ in 0..5 {
         std::fs::create_dir_all(state.parent().unwrap()).unwrap();
@@ -188,7 +188,7 @@ fn main() {
             .collect();
         records::write_hour(report_dir.path(), at, &rows).unwrap();
     }
-    let (bytes, _) = dir_bytes(&records::billing_dir(report_dir.path()));
+    let (bytes, _) = dir_bytes(&telltale_aggregator::store::layout::billing_dir(report_dir.path()));
     println!(
         "  report: {hours} hour files, {} records, {} MB, written in {:.0} s",
         hours * pods,
