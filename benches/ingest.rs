@@ -3,7 +3,7 @@
 //! run.
 //!
 //! `cargo bench --bench ingest` (BENCH_ROUNDS=N scrapes per node, default 8). Payloads are
-//! collector-shaped (performance.md): 100 nodes x 3,000 series with 10 labels each, 2,000
+//! collector-shaped (the shape BENCHMARKS.md describes): 100 nodes x 3,000 series with 10 labels each, 2,000
 //! samples per request, one sample per series per request. The first round creates the
 //! series in both receivers and is not measured; the CPU of each receiver process
 //! (utime + stime from /proc) is measured over the other rounds, posted by two client

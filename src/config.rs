@@ -110,7 +110,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub format: ReportFormat,
 
-    /// Price table (YAML) for --data-dir; billing.md's example table without one.
+    /// Price table (YAML) for --data-dir; docs/billing.md's example table without one.
     #[arg(long, env = "TELLTALE_PRICES")]
     pub prices: Option<PathBuf>,
 }
@@ -449,7 +449,7 @@ pub struct StandaloneArgs {
     )]
     pub policies: PathBuf,
 
-    /// Price table; when left at its default and the file does not exist, billing.md's
+    /// Price table; when left at its default and the file does not exist, docs/billing.md's
     /// example table.
     #[arg(long, env = "TELLTALE_PRICES", default_value = "examples/prices.yml")]
     pub prices: PathBuf,
@@ -545,7 +545,7 @@ pub fn standalone(a: &StandaloneArgs, m: &ArgMatches) -> Result<StandaloneConfig
         "--data-dir".into(),
         path(&a.data_dir),
     ];
-    // The default names the repository's example, and billing.md's table stands in
+    // The default names the repository's example, and docs/billing.md's table stands in
     // where it is missing; a file named by the user must exist.
     if a.prices.is_file() || explicit(m, "prices") {
         aggregator.extend(["--prices".into(), path(&a.prices)]);

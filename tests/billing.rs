@@ -119,7 +119,7 @@ impl Setup {
     }
 }
 
-/// billing.md's worked check, written to `write`: 10 pods of 4 cores / 8 GiB in `shop`,
+/// docs/billing.md's worked check, written to `write`: 10 pods of 4 cores / 8 GiB in `shop`,
 /// 600 s each at 03:00 and 15:00 of `day`.
 fn worked_check(write: &str, day: i64, owner: Option<(&str, &str)>) {
     for i in 0..10 {

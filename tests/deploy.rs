@@ -428,7 +428,7 @@ fn one_flag(c: &Container, name: &str) -> Option<String> {
     v.pop()
 }
 
-/// The port `c` serves on: its `--listen`, else its role's default (interfaces.md).
+/// The port `c` serves on: its `--listen`, else its role's default (docs/interfaces.md).
 fn listen_port(c: &Container) -> i32 {
     match one_flag(c, "--listen") {
         Some(l) => {
@@ -1187,7 +1187,7 @@ fn the_prices_config_map_is_billing_md_s_table_as_the_aggregator_reads_it() {
     let copy = dir.path().join(file);
     std::fs::write(&copy, text).unwrap();
     let prices = Prices::load(&copy).unwrap_or_else(|e| panic!("ConfigMap {name}: {e}"));
-    assert_eq!(prices, Prices::default(), "billing.md's example table");
+    assert_eq!(prices, Prices::default(), "docs/billing.md's example table");
 }
 
 #[test]

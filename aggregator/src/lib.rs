@@ -51,7 +51,7 @@ pub struct Options {
     pub retention: Duration,
     /// Bearer tokens and their clusters; `None` accepts every writer.
     pub auth_tokens: Option<PathBuf>,
-    /// The billing price table (`--prices`; billing.md's example table without one).
+    /// The billing price table (`--prices`; docs/billing.md's example table without one).
     pub prices: billing::prices::Prices,
 }
 

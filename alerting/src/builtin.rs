@@ -1,5 +1,5 @@
 //! The built-in metric names a policy's `metric:` may use: the TKE console's alarm list,
-//! each a PromQL expression over the catalogue in `metrics.md`.
+//! each a PromQL expression over the catalogue in `docs/metrics.md`.
 //!
 //! `SCOPE` inside a selector's braces is replaced by the policy's scope matchers for the
 //! labels that selector carries (see [`Builtin::scoped`]); scope keys a selector does not

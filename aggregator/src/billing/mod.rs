@@ -282,7 +282,7 @@ impl Report {
         )
     }
 
-    /// CSV: `group,cpu_core_seconds,memory_gib_seconds,gpu_seconds,cost` (interfaces.md).
+    /// CSV: `group,cpu_core_seconds,memory_gib_seconds,gpu_seconds,cost` (docs/interfaces.md).
     pub fn csv(&self) -> String {
         let mut out = String::from("group,cpu_core_seconds,memory_gib_seconds,gpu_seconds,cost\n");
         for (g, u) in &self.groups {

@@ -1,5 +1,5 @@
 //! What billing knows of each pod, gathered from the kube-state series the collector
-//! exports (metrics.md), and the pod's billable size (billing.md).
+//! exports (docs/metrics.md), and the pod's billable size (docs/billing.md).
 //!
 //! Every series is read for its latest sample, so the order samples arrive in (an edge
 //! node replaying a backlog) does not matter. Pods are identified by `uid`.
@@ -116,7 +116,7 @@ impl Pod {
         })
     }
 
-    /// The billable size (billing.md): size annotations win; otherwise per resource
+    /// The billable size (docs/billing.md): size annotations win; otherwise per resource
     /// max(sum of app requests, largest app limit), the same over init containers, the
     /// larger of the two; nothing set at all is the default pod; then the ladder.
     pub fn size(&self, prices: &Prices) -> Size {

@@ -1,8 +1,8 @@
-//! The price table (`--prices`, YAML; billing.md): unit prices as decimals, the default
+//! The price table (`--prices`, YAML; docs/billing.md): unit prices as decimals, the default
 //! pod size, the spot discount and an optional size ladder.
 //!
 //! Prices are read exactly as written (`0.000004976` is that decimal, not the nearest
-//! binary float), so the worked check in billing.md comes out to the last digit.
+//! binary float), so the worked check in docs/billing.md comes out to the last digit.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ pub struct Prices {
 }
 
 impl Default for Prices {
-    /// billing.md's example table.
+    /// docs/billing.md's example table.
     fn default() -> Self {
         Prices {
             currency: "USD".into(),

@@ -1,4 +1,4 @@
-//! Telltale policy files (alarms.md): `policies:`, `routes:` and `receivers:` as written,
+//! Telltale policy files (docs/alarms.md): `policies:`, `routes:` and `receivers:` as written,
 //! and their compilation into [`Rules`]: each policy becomes a one-rule group evaluated
 //! every `period`, its built-in `metric:` (or `expr:`) scoped and aggregated into PromQL.
 //!
@@ -32,7 +32,7 @@ pub(super) struct PolicyFile {
     pub(super) receivers: Vec<ReceiverSpec>,
 }
 
-/// One Telltale alarm policy as written (alarms.md).
+/// One Telltale alarm policy as written (docs/alarms.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PolicySpec {
