@@ -188,7 +188,9 @@ fn main() {
             .collect();
         records::write_hour(report_dir.path(), at, &rows).unwrap();
     }
-    let (bytes, _) = dir_bytes(&telltale_aggregator::store::layout::billing_dir(report_dir.path()));
+    let (bytes, _) = dir_bytes(&telltale_aggregator::store::layout::billing_dir(
+        report_dir.path(),
+    ));
     println!(
         "  report: {hours} hour files, {} records, {} MB, written in {:.0} s",
         hours * pods,
