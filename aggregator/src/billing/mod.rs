@@ -34,8 +34,9 @@ use crate::store::{layout, partition};
 use frontier::{marks_path, read_ms, state_path, write_ms};
 pub use frontier::{saved_frontier, Frontier, LateSamples, GRACE_MS, LATE_MS};
 use pods::{wanted, Gather};
-use prices::Prices;
-use settle::{By, Usage};
+pub use prices::Prices;
+pub use settle::By;
+use settle::Usage;
 
 /// Adds one stored series' points to `g` (its labels are the files' JSON object).
 pub fn add_series(g: &mut Gather, key: &SeriesKey, points: &[(i64, u64)]) {

@@ -1,0 +1,128 @@
+//! `telltale aggregator`: its flags, their layering into the aggregator's options, and
+//! running it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgMatches, Args};
+use serde::Deserialize;
+
+use crate::serve::serve;
+use crate::settings::{defaults, explicit, load_file, parse_duration, ConfigError, Failure};
+
+/// `telltale aggregator` flags. Every flag may also be set by `TELLTALE_<FLAG>` or in the
+/// `--config` file under the flag's name.
+#[derive(Debug, Clone, Args, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AggregatorArgs {
+    /// YAML file with any of these flags as keys.
+    #[arg(long, env = "TELLTALE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to serve the remote-write and query API, /metrics, /healthz and /readyz on.
+    #[arg(long, env = "TELLTALE_LISTEN", default_value = "0.0.0.0:9201")]
+    pub listen: SocketAddr,
+
+    /// Directory of the WAL and the Parquet partitions.
+    #[arg(long, env = "TELLTALE_DATA_DIR", default_value = "./telltale-data")]
+    pub data_dir: PathBuf,
+
+    /// How long samples are kept (e.g. 90d, 2w).
+    #[arg(long, env = "TELLTALE_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+
+    /// YAML map of bearer token to the cluster names it may write; without it, every
+    /// writer is accepted.
+    #[arg(long, env = "TELLTALE_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// Billing price table (YAML); used by billing.
+    #[arg(long, env = "TELLTALE_PRICES")]
+    pub prices: Option<PathBuf>,
+
+    /// Write the in-memory head to Parquet at least this often.
+    #[arg(long, env = "TELLTALE_FLUSH_INTERVAL", default_value = "15m", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+
+    /// Write the head to Parquet when it holds this many samples.
+    #[arg(long, env = "TELLTALE_FLUSH_SAMPLES", default_value = "5000000", value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_samples: u64,
+}
+
+impl Default for AggregatorArgs {
+    fn default() -> Self {
+        let mut args: AggregatorArgs = defaults("aggregator");
+        args.config = None;
+        args
+    }
+}
+
+/// The aggregator's settings after layering flags, environment, file and defaults.
+#[derive(Debug, Clone)]
+pub struct AggregatorConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Options for the aggregator library.
+    pub opts: telltale_aggregator::Options,
+}
+
+/// Layers `cli` (whose sources `m` records) over the `--config` file and defaults.
+pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, ConfigError> {
+    let file: AggregatorArgs = load_file(cli.config.as_deref())?;
+    macro_rules! pick {
+        ($($field:ident),*) => {
+            AggregatorArgs {
+                config: cli.config.clone(),
+                $($field: if explicit(m, stringify!($field)) { cli.$field.clone() } else { file.$field.clone() },)*
+            }
+        };
+    }
+    let a = pick!(
+        listen,
+        data_dir,
+        retention,
+        auth_tokens,
+        prices,
+        flush_interval,
+        flush_samples
+    );
+    if let Some(p) = &a.auth_tokens {
+        if !p.is_file() {
+            return Err(ConfigError::Invalid {
+                key: "auth-tokens",
+                message: format!("{} is not a file", p.display()),
+            });
+        }
+    }
+    Ok(AggregatorConfig {
+        listen: a.listen,
+        opts: telltale_aggregator::Options {
+            data_dir: a.data_dir,
+            flush_interval: a.flush_interval,
+            flush_samples: a.flush_samples as usize,
+            clock: std::sync::Arc::new(telltale_model::time::SystemClock),
+            retention: a.retention,
+            auth_tokens: a.auth_tokens,
+            prices: match &a.prices {
+                Some(p) => telltale_aggregator::billing::Prices::load(p).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "prices",
+                        message: e.to_string(),
+                    }
+                })?,
+                None => Default::default(),
+            },
+        },
+    })
+}
+
+/// Runs the aggregator until SIGTERM or Ctrl-C; ingest decodes and validates on every
+/// core, the WAL has its own thread.
+pub fn run(args: AggregatorArgs, m: &ArgMatches) -> Result<(), Failure> {
+    let cfg = config(args, m).map_err(Failure::Usage)?;
+    serve(|cancel| telltale_aggregator::run(cfg.opts, cfg.listen, cancel, |_| {}))
+}
