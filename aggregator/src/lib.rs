@@ -212,7 +212,8 @@ impl query::Source for Store {
             mint,
             maxt,
             &mut found,
-        )?;
+        )
+        .map_err(|e| query::Error::Storage(Box::new(e)))?;
         Ok(found.finish())
     }
 }
