@@ -1,4 +1,7 @@
 //! The bounds one query runs within, as Prometheus's flags of the same names set them.
+//!
+//! Promise: the defaults are Prometheus 2.42's (2 min timeout, 50 M samples, 5 min
+//! lookback, 11,000 points a series, 1 min subquery step).
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! PromQL over the store, answered through the Prometheus HTTP API.
 //!
 //! A query is parsed by `promql-parser`, checked against what Prometheus 2.42 accepts
-//! ([`parse`]), and evaluated by [`eval`]: every selector's series are loaded once for
+//! (`parse.rs`), and evaluated by [`eval`]: every selector's series are loaded once for
 //! the whole query through the [`Source`] trait (the only way the engine reaches
 //! storage; the store's side is [`select`]), then the expression is evaluated at each
 //! step with Prometheus 2.42's semantics (closed lookback and range windows, stale

@@ -5,9 +5,9 @@
 //! at each step. A range query's answer at a step is, by definition, the instant query's
 //! at that time; evaluating step by step keeps the two the same by construction.
 //!
-//! This file walks the expression and reads selectors; binary operators
-//! ([`binary`]), aggregations ([`aggregate`]) and functions (`query::functions`) are
-//! given their operands evaluated.
+//! This file walks the expression, reads selectors and evaluates each call's arguments;
+//! binary operators (`binary.rs`), aggregations (`aggregate.rs`) and PromQL functions
+//! (`query/functions/`) are given their operands evaluated and never call back.
 
 mod aggregate;
 mod binary;
@@ -22,9 +22,9 @@ use promql_parser::parser::{AtModifier, Call, Expr, Offset, VectorSelector};
 use telltale_model::prom::is_stale;
 
 use super::error::{Error, Result};
+use super::functions;
 use super::functions::args::{Arg, Args, Ctx};
 use super::functions::range::{kernel, Kernel};
-use super::functions::{self};
 use super::intern::{Hash, Interner};
 use super::limits::Limits;
 use super::source::{matchers, Source};
@@ -429,7 +429,7 @@ impl Evaluator {
 
     /// The instant vector `vs` selects at `t`: each series' newest point in the lookback
     /// window `[ref - 5m, ref]`, unless it is a stale marker.
-    pub fn vector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+    fn vector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
         self.vector_with_times(vs, t)
             .into_iter()
             .map(|(s, _)| s)
@@ -437,7 +437,7 @@ impl Evaluator {
     }
 
     /// [`Self::vector`] with each sample's own timestamp.
-    pub fn vector_with_times(&self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
+    fn vector_with_times(&self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
         let r = self.reference(&vs.at, &vs.offset, t);
         self.series(vs)
             .iter()
@@ -482,7 +482,7 @@ impl Evaluator {
     }
 
     /// A range argument (a matrix selector or a subquery, maybe in parentheses) at `t`.
-    pub fn range_arg(&self, expr: &Expr, t: i64) -> Result<RangeArg> {
+    fn range_arg(&self, expr: &Expr, t: i64) -> Result<RangeArg> {
         match expr {
             Expr::Paren(p) => self.range_arg(&p.expr, t),
             Expr::MatrixSelector(m) => {
@@ -547,12 +547,12 @@ impl Evaluator {
     }
 
     /// A scalar argument at `t`.
-    pub fn scalar(&self, expr: &Expr, t: i64) -> Result<f64> {
+    fn scalar(&self, expr: &Expr, t: i64) -> Result<f64> {
         self.eval(expr, t)?.into_scalar()
     }
 
     /// An instant vector argument at `t`.
-    pub fn instant(&self, expr: &Expr, t: i64) -> Result<Vec<Sample>> {
+    fn instant(&self, expr: &Expr, t: i64) -> Result<Vec<Sample>> {
         self.eval(expr, t)?.into_vector()
     }
 

@@ -1,4 +1,7 @@
 //! `scalar(v)` and `vector(s)`: between a one-sample vector and a number.
+//!
+//! Promise: `scalar` of anything but exactly one sample is NaN; `vector`'s sample has no
+//! labels.
 
 use std::sync::Arc;
 

@@ -1,6 +1,9 @@
 //! `histogram_quantile` over classic (bucketed) histograms, as Prometheus 2.42 computes
 //! it: buckets grouped by their labels without `le`, equal bounds summed, counts made
 //! monotonic, linear interpolation within the bucket the rank falls in.
+//!
+//! Promise: a group without a `+Inf` bucket answers NaN, as Prometheus's does; samples
+//! without a parsable `le` are left out.
 
 use std::sync::Arc;
 

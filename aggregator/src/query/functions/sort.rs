@@ -1,5 +1,8 @@
 //! `sort` and `sort_desc`: an instant vector ordered by value, NaN where Go's sort puts
 //! it (first ascending, last descending).
+//!
+//! Promise: samples are kept whole (labels, metric name and all); equal values keep
+//! their order.
 
 use super::super::error::Result;
 use super::super::value::Value;
