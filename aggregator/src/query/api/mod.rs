@@ -1,6 +1,6 @@
 //! The Prometheus HTTP query API: `/api/v1/query`, `query_range`, `series`, `labels`,
 //! `label/<name>/values`, `metadata` and `status/buildinfo`, GET or form-encoded POST,
-//! answered with Prometheus's JSON shapes ([`format`]) and error types (400 `bad_data`,
+//! answered with Prometheus's JSON shapes ([`mod@format`]) and error types (400 `bad_data`,
 //! 422 `execution`, 503 `timeout`, 500 `internal`).
 
 pub mod format;
@@ -16,7 +16,6 @@ use axum::routing::get;
 use axum::Router;
 use promql_parser::label::Matcher;
 use promql_parser::parser::Expr;
-
 use telltale_model::prom::{is_label_name, parse_duration, parse_time};
 
 use self::format::{instant_json, push_labels, series_json};
