@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use promql_parser::label::Matcher;
 use proptest::prelude::*;
+use telltale_model::prom::STALE_NAN_BITS;
 
 use super::eval::{instant_query, parse, range_query, Value};
-use super::{Error, Labels, Limits, Series, Source, NAME, STALE_BITS};
+use super::{Error, Labels, Limits, Series, Source, NAME};
 
 /// Series in memory.
 struct Memory(Vec<Series>);
@@ -69,7 +70,7 @@ fn the_lookback_window_is_closed_and_stale_markers_end_a_series() {
         series(
             "up",
             &[("i", "b")],
-            &[(0, 1.0), (60_000, f64::from_bits(STALE_BITS))],
+            &[(0, 1.0), (60_000, f64::from_bits(STALE_NAN_BITS))],
         ),
     ]);
     // At exactly five minutes the sample still counts (Prometheus 2.x), a millisecond

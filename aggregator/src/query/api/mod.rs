@@ -1,7 +1,9 @@
 //! The Prometheus HTTP query API: `/api/v1/query`, `query_range`, `series`, `labels`,
 //! `label/<name>/values`, `metadata` and `status/buildinfo`, GET or form-encoded POST,
-//! answered with Prometheus's JSON shapes and error types (400 `bad_data`, 422
-//! `execution`, 503 `timeout`, 500 `internal`).
+//! answered with Prometheus's JSON shapes ([`mod@format`]) and error types (400 `bad_data`,
+//! 422 `execution`, 503 `timeout`, 500 `internal`).
+
+pub mod format;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,10 +16,14 @@ use axum::routing::get;
 use axum::Router;
 use promql_parser::label::Matcher;
 use promql_parser::parser::Expr;
+use telltale_model::prom::{is_label_name, parse_duration, parse_time};
 
-use super::eval::{self, Value};
-use super::functions::format_value;
-use super::{Error, Limits, Series, Source, NAME};
+use self::format::{instant_json, push_labels, series_json};
+use super::error::Error;
+use super::eval;
+use super::limits::Limits;
+use super::source::{matchers, Source};
+use super::value::{Series, NAME};
 
 /// What the query endpoints need.
 #[derive(Clone)]
@@ -94,7 +100,7 @@ impl Params {
     fn time(&self, name: &str, default: i64) -> Result<i64, Error> {
         match self.get(name) {
             None | Some("") => Ok(default),
-            Some(v) => telltale_model::prom::parse_time(v).ok_or_else(|| {
+            Some(v) => parse_time(v).ok_or_else(|| {
                 Error::BadData(format!(
                     "invalid parameter {name:?}: cannot parse {v:?} to a valid timestamp"
                 ))
@@ -130,42 +136,6 @@ impl Params {
             },
         }
     }
-}
-
-/// A duration parameter in ms: float seconds or a Prometheus duration (`1m30s`).
-fn parse_duration(s: &str) -> Option<i64> {
-    if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs.abs() < 9.2e15).then(|| (secs * 1000.0).round() as i64);
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 impl IntoResponse for Error {
@@ -292,96 +262,6 @@ fn parse_param(p: &Params) -> Result<Expr, Error> {
     }
 }
 
-/// A timestamp in seconds as Prometheus writes it: a JSON number, ms as decimals.
-fn push_time(out: &mut String, t: i64) {
-    use std::fmt::Write;
-    let (s, ms) = (t.div_euclid(1000), t.rem_euclid(1000));
-    if ms == 0 {
-        let _ = write!(out, "{s}");
-    } else {
-        let frac = format!("{ms:03}");
-        let _ = write!(out, "{}.{}", s, frac.trim_end_matches('0'));
-    }
-}
-
-fn push_point(out: &mut String, t: i64, v: f64) {
-    out.push('[');
-    push_time(out, t);
-    out.push_str(",\"");
-    out.push_str(&format_value(v));
-    out.push_str("\"]");
-}
-
-fn push_labels(out: &mut String, labels: &super::Labels) {
-    out.push('{');
-    for (i, (n, v)) in labels.0.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(n).unwrap_or_default());
-        out.push(':');
-        out.push_str(&serde_json::to_string(v).unwrap_or_default());
-    }
-    out.push('}');
-}
-
-fn series_json(out: &mut String, s: &Series) {
-    out.push_str("{\"metric\":");
-    push_labels(out, &s.labels);
-    out.push_str(",\"values\":[");
-    for (i, &(t, v)) in s.points.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_point(out, t, v);
-    }
-    out.push_str("]}");
-}
-
-/// An instant query's `data`.
-fn instant_json(v: &Value, t: i64) -> String {
-    let mut out = String::new();
-    match v {
-        Value::Scalar(x) => {
-            out.push_str("{\"resultType\":\"scalar\",\"result\":");
-            push_point(&mut out, t, *x);
-        }
-        Value::Str(s) => {
-            out.push_str("{\"resultType\":\"string\",\"result\":[");
-            push_time(&mut out, t);
-            out.push(',');
-            out.push_str(&serde_json::to_string(s).unwrap_or_default());
-            out.push(']');
-        }
-        Value::Vector(samples) => {
-            out.push_str("{\"resultType\":\"vector\",\"result\":[");
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("{\"metric\":");
-                push_labels(&mut out, &s.labels);
-                out.push_str(",\"value\":");
-                push_point(&mut out, t, s.v);
-                out.push('}');
-            }
-            out.push(']');
-        }
-        Value::Matrix(series) => {
-            out.push_str("{\"resultType\":\"matrix\",\"result\":[");
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                series_json(&mut out, s);
-            }
-            out.push(']');
-        }
-    }
-    out.push('}');
-    out
-}
-
 /// The series matching any of the `match[]` selectors (all series when none is given)
 /// in `[start, end]`.
 fn matching_series(
@@ -396,7 +276,7 @@ fn matching_series(
         let expr = eval::parse(s)
             .map_err(|e| Error::BadData(format!("invalid parameter \"match[]\": {e}")))?;
         match expr {
-            Expr::VectorSelector(vs) => sets.push(eval::matchers(&vs)),
+            Expr::VectorSelector(vs) => sets.push(matchers(&vs)),
             _ => {
                 return Err(Error::BadData(format!(
                     "invalid parameter \"match[]\": {s:?} is not a series selector"
@@ -491,7 +371,7 @@ async fn label_values(
     Path(name): Path<String>,
     p: Params,
 ) -> Result<Response, Error> {
-    if !eval::valid_label_name(&name) {
+    if !is_label_name(&name) {
         return Err(Error::BadData(format!("invalid label name: {name:?}")));
     }
     names_or_values(api, p, Some(name)).await
@@ -510,34 +390,4 @@ async fn buildinfo() -> Response {
         "{{\"version\":\"2.42.0\",\"revision\":\"telltale-{}\",\"branch\":\"telltale\",\"buildUser\":\"telltale\",\"buildDate\":\"\",\"goVersion\":\"none (Rust)\"}}",
         env!("CARGO_PKG_VERSION")
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_as_prometheus_reads_them() {
-        assert_eq!(parse_duration("15"), Some(15_000));
-        assert_eq!(parse_duration("0.5"), Some(500));
-        assert_eq!(parse_duration("1m30s"), Some(90_000));
-        assert_eq!(parse_duration("5m"), Some(300_000));
-        assert_eq!(parse_duration("1h"), Some(3_600_000));
-        assert_eq!(parse_duration("100ms"), Some(100));
-        assert_eq!(parse_duration("5x"), None);
-        assert_eq!(parse_duration(""), None);
-    }
-
-    #[test]
-    fn times_are_written_as_seconds_with_milliseconds() {
-        let mut s = String::new();
-        push_time(&mut s, 1_435_781_451_781);
-        assert_eq!(s, "1435781451.781");
-        s.clear();
-        push_time(&mut s, 1_435_781_451_000);
-        assert_eq!(s, "1435781451");
-        s.clear();
-        push_time(&mut s, 1_435_781_451_500);
-        assert_eq!(s, "1435781451.5");
-    }
 }

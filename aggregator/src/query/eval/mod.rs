@@ -1,0 +1,744 @@
+//! The evaluator: Prometheus 2.42's semantics, one evaluation time at a time.
+//!
+//! Every selector's series are loaded once for the whole query (the union of the time
+//! ranges it is read over, subqueries and `@` included), then the expression is evaluated
+//! at each step. A range query's answer at a step is, by definition, the instant query's
+//! at that time; evaluating step by step keeps the two the same by construction.
+//!
+//! This file walks the expression, reads selectors and evaluates each call's arguments;
+//! binary operators (`binary.rs`), aggregations (`aggregate.rs`) and PromQL functions
+//! (`query/functions/`) are given their operands evaluated and never call back.
+
+mod aggregate;
+mod binary;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{AtModifier, Call, Expr, Offset, VectorSelector};
+use telltale_model::prom::is_stale;
+
+use super::error::{Error, Result};
+use super::functions;
+use super::functions::args::{Arg, Args, Ctx};
+use super::functions::range::{kernel, Kernel};
+use super::intern::{Hash, Interner};
+use super::limits::Limits;
+use super::source::{matchers, Source};
+use super::value::{no_duplicates, Labels, RangeArg, Sample, Series, Window, NAME};
+
+pub use super::parse::parse;
+#[cfg(test)]
+pub(crate) use super::parse::FUNCTIONS_2_42;
+pub use super::value::Value;
+
+/// Milliseconds since the epoch of a `SystemTime` (negative before it).
+fn millis(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        Some(Offset::Pos(d)) => ms(*d),
+        Some(Offset::Neg(d)) => -ms(*d),
+        None => 0,
+    }
+}
+
+/// A selector's key in the loaded data: its address in the parsed expression.
+fn key(v: &VectorSelector) -> usize {
+    v as *const VectorSelector as usize
+}
+
+/// Evaluates expressions over the loaded series.
+pub struct Evaluator {
+    data: HashMap<usize, Vec<Series>>,
+    /// The query's start and end (ms), what `@ start()` and `@ end()` mean.
+    start: i64,
+    end: i64,
+    lookback: i64,
+    default_step: i64,
+    deadline: Instant,
+    /// The query's derived label sets (without `__name__`, aggregation groups).
+    names: Interner,
+    /// A range query's steps, and the answers of selectors and range functions computed
+    /// for all of them at once, series by series (see [`Evaluator::precompute`]).
+    steps: Option<Steps>,
+    precomputed: RefCell<HashMap<usize, Table, Hash>>,
+    /// Precomputed nodes whose series' labels are all distinct.
+    unique: std::collections::HashSet<usize, Hash>,
+}
+
+/// A node's samples at each step of a range query (taken as they are used).
+type Table = Vec<Option<Vec<Sample>>>;
+
+/// A range query's evaluation times.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    start: i64,
+    step: i64,
+    count: usize,
+}
+
+impl Steps {
+    fn times(self) -> impl Iterator<Item = (usize, i64)> {
+        (0..self.count).map(move |i| (i, self.start + i as i64 * self.step))
+    }
+
+    fn index(self, t: i64) -> Option<usize> {
+        let d = t - self.start;
+        (d >= 0 && d % self.step == 0 && ((d / self.step) as usize) < self.count)
+            .then_some((d / self.step) as usize)
+    }
+}
+
+impl Evaluator {
+    /// Loads what `expr` reads when evaluated at each time in `[start, end]`.
+    pub fn load(
+        src: &dyn Source,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        limits: &Limits,
+    ) -> Result<Evaluator> {
+        let deadline = Instant::now() + limits.timeout;
+        let mut ev = Evaluator {
+            data: HashMap::new(),
+            start,
+            end,
+            lookback: ms(limits.lookback),
+            default_step: ms(limits.default_step).max(1),
+            deadline,
+            names: Interner::default(),
+            steps: None,
+            precomputed: RefCell::default(),
+            unique: Default::default(),
+        };
+        let mut wanted: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
+        ev.ranges(expr, start, end, &mut wanted);
+        let mut loaded = 0usize;
+        for (k, (vs, mint, maxt)) in wanted {
+            let series = src.select(&matchers(vs), mint, maxt)?;
+            loaded += series.iter().map(|s| s.points.len()).sum::<usize>();
+            if loaded > limits.max_samples {
+                return Err(Error::Execution(
+                    "query processing would load too many samples into memory in query execution"
+                        .into(),
+                ));
+            }
+            if Instant::now() > ev.deadline {
+                return Err(Error::Timeout("query preparation"));
+            }
+            ev.data.insert(k, series);
+        }
+        Ok(ev)
+    }
+
+    fn at_ms(&self, at: &AtModifier) -> i64 {
+        match at {
+            AtModifier::Start => self.start,
+            AtModifier::End => self.end,
+            AtModifier::At(t) => millis(*t),
+        }
+    }
+
+    /// The time a selector or subquery reads at when evaluated at `t`.
+    fn reference(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        at.as_ref().map_or(t, |a| self.at_ms(a)) - offset_ms(offset)
+    }
+
+    /// The span each selector is read over when `e` is evaluated over `[s, e]`.
+    fn ranges<'e>(
+        &self,
+        expr: &'e Expr,
+        s: i64,
+        e: i64,
+        out: &mut HashMap<usize, (&'e VectorSelector, i64, i64)>,
+    ) {
+        let mut add = |vs: &'e VectorSelector, before: i64| {
+            let (lo, hi) = match &vs.at {
+                Some(a) => (self.at_ms(a), self.at_ms(a)),
+                None => (s, e),
+            };
+            let off = offset_ms(&vs.offset);
+            let (mint, maxt) = (lo - off - before, hi - off);
+            let entry = out.entry(key(vs)).or_insert((vs, mint, maxt));
+            entry.1 = entry.1.min(mint);
+            entry.2 = entry.2.max(maxt);
+        };
+        match expr {
+            Expr::VectorSelector(vs) => add(vs, self.lookback),
+            Expr::MatrixSelector(m) => add(&m.vs, ms(m.range)),
+            Expr::Subquery(sq) => {
+                let (lo, hi) = match &sq.at {
+                    Some(a) => (self.at_ms(a), self.at_ms(a)),
+                    None => (s, e),
+                };
+                let off = offset_ms(&sq.offset);
+                self.ranges(&sq.expr, lo - off - ms(sq.range), hi - off, out);
+            }
+            other => {
+                for child in children(other) {
+                    self.ranges(child, s, e, out);
+                }
+            }
+        }
+    }
+
+    /// Evaluates `expr` at `t` (ms).
+    pub fn eval(&self, expr: &Expr, t: i64) -> Result<Value> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(samples) => Ok(Value::Vector(
+                    samples
+                        .into_iter()
+                        .map(|s| Sample {
+                            labels: self.names.unnamed(&s.labels),
+                            v: -s.v,
+                        })
+                        .collect(),
+                )),
+                other => Err(Error::Execution(format!(
+                    "unary minus on a {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(
+                self.take_precomputed(expr, t)
+                    .unwrap_or_else(|| self.vector(vs, t)),
+            )),
+            Expr::MatrixSelector(m) => {
+                let (series, _, _) = self.matrix(&m.vs, ms(m.range), t);
+                Ok(Value::Matrix(series))
+            }
+            Expr::Subquery(_) => Ok(Value::Matrix(self.range_arg(expr, t)?.series)),
+            Expr::Aggregate(a) => {
+                let input = self.instant(&a.expr, t)?;
+                let param = a.param.as_deref().map(|p| self.eval(p, t));
+                aggregate::aggregate(&self.names, a, input, param)
+            }
+            Expr::Binary(b) => {
+                let lhs = self.eval(&b.lhs, t)?;
+                let rhs = self.eval(&b.rhs, t)?;
+                binary::binary(&self.names, b, lhs, rhs)
+            }
+            Expr::Call(c) => {
+                if let Some(samples) = self.take_precomputed(expr, t) {
+                    // A table whose series all have distinct labels cannot repeat one.
+                    if !self.unique.contains(&(expr as *const Expr as usize)) {
+                        no_duplicates(&samples)?;
+                    }
+                    return Ok(Value::Vector(samples));
+                }
+                let v = self.call(c, t)?;
+                if let Value::Vector(samples) = &v {
+                    no_duplicates(samples)?;
+                }
+                Ok(v)
+            }
+            Expr::Extension(_) => Err(Error::Execution("unsupported expression".into())),
+        }
+    }
+
+    /// Fails when the deadline has passed.
+    pub fn check_deadline(&self) -> Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
+    /// A node's answer at `t` if it was computed ahead for the range query's steps.
+    fn take_precomputed(&self, node: &Expr, t: i64) -> Option<Vec<Sample>> {
+        let i = self.steps?.index(t)?;
+        let mut map = self.precomputed.borrow_mut();
+        map.get_mut(&(node as *const Expr as usize))?
+            .get_mut(i)?
+            .take()
+    }
+
+    /// Computes the answers of the selectors and range functions of a range query for
+    /// every step at once, series by series: each series' points are walked once with
+    /// two cursors instead of searched at every step. Nodes under a subquery (evaluated
+    /// at its own times) are left to step-by-step evaluation.
+    fn precompute(&mut self, expr: &Expr, steps: Steps) {
+        self.steps = Some(steps);
+        let mut tables = HashMap::default();
+        let mut unique = Default::default();
+        self.precompute_node(expr, steps, &mut tables, &mut unique);
+        self.precomputed = RefCell::new(tables);
+        self.unique = unique;
+    }
+
+    fn precompute_node(
+        &self,
+        expr: &Expr,
+        steps: Steps,
+        tables: &mut HashMap<usize, Table, Hash>,
+        unique: &mut std::collections::HashSet<usize, Hash>,
+    ) {
+        let node = expr as *const Expr as usize;
+        match expr {
+            Expr::VectorSelector(vs) => {
+                tables.insert(node, self.selector_table(vs, steps));
+            }
+            Expr::Call(c) => {
+                let matrix = match c.args.args.as_slice() {
+                    [only] => match &**only {
+                        Expr::MatrixSelector(m) => Some(m),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match (matrix, kernel(c.func.name)) {
+                    (Some(m), Some((k, keeps_name))) => {
+                        tables.insert(node, self.kernel_table(m, k, keeps_name, steps));
+                        let mut seen = std::collections::HashSet::new();
+                        let distinct = self.series(&m.vs).iter().all(|s| {
+                            seen.insert(if keeps_name {
+                                s.labels.clone()
+                            } else {
+                                self.names.unnamed(&s.labels)
+                            })
+                        });
+                        if distinct {
+                            unique.insert(node);
+                        }
+                    }
+                    _ => {
+                        for a in &c.args.args {
+                            self.precompute_node(a, steps, tables, unique);
+                        }
+                    }
+                }
+            }
+            // Evaluated at the subquery's own times, step by step.
+            Expr::Subquery(_) => {}
+            other => {
+                for child in children(other) {
+                    self.precompute_node(child, steps, tables, unique);
+                }
+            }
+        }
+    }
+
+    /// [`Self::vector`] at every step.
+    fn selector_table(&self, vs: &VectorSelector, steps: Steps) -> Table {
+        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
+        for s in self.series(vs) {
+            let mut next = 0;
+            for (i, t) in steps.times() {
+                let r = self.reference(&vs.at, &vs.offset, t);
+                if next > 0 && s.points[next - 1].0 > r {
+                    // Not monotonic (never for these nodes); search afresh.
+                    next = s.points.partition_point(|p| p.0 <= r);
+                }
+                while next < s.points.len() && s.points[next].0 <= r {
+                    next += 1;
+                }
+                if next == 0 {
+                    continue;
+                }
+                let (pt, v) = s.points[next - 1];
+                if pt >= r - self.lookback && !is_stale(v) {
+                    table[i].push(Sample {
+                        labels: s.labels.clone(),
+                        v,
+                    });
+                }
+            }
+        }
+        table.into_iter().map(Some).collect()
+    }
+
+    /// A range function over `m` at every step.
+    fn kernel_table(
+        &self,
+        m: &promql_parser::parser::MatrixSelector,
+        k: Kernel,
+        keeps_name: bool,
+        steps: Steps,
+    ) -> Table {
+        let range = ms(m.range);
+        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
+        for s in self.series(&m.vs) {
+            let points: std::borrow::Cow<'_, [(i64, f64)]> =
+                if s.points.iter().any(|p| is_stale(p.1)) {
+                    s.points
+                        .iter()
+                        .copied()
+                        .filter(|p| !is_stale(p.1))
+                        .collect()
+                } else {
+                    std::borrow::Cow::Borrowed(&s.points)
+                };
+            let labels = if keeps_name {
+                s.labels.clone()
+            } else {
+                self.names.unnamed(&s.labels)
+            };
+            let (mut lo, mut hi) = (0, 0);
+            for (i, t) in steps.times() {
+                let r = self.reference(&m.vs.at, &m.vs.offset, t);
+                if hi > 0 && points[hi - 1].0 > r {
+                    lo = 0;
+                    hi = 0;
+                }
+                while hi < points.len() && points[hi].0 <= r {
+                    hi += 1;
+                }
+                while lo < hi && points[lo].0 < r - range {
+                    lo += 1;
+                }
+                if lo >= hi {
+                    continue;
+                }
+                let w = Window {
+                    start: r - range,
+                    end: r,
+                    range,
+                };
+                if let Some(v) = k(&points[lo..hi], w) {
+                    table[i].push(Sample {
+                        labels: labels.clone(),
+                        v,
+                    });
+                }
+            }
+        }
+        table.into_iter().map(Some).collect()
+    }
+
+    fn series(&self, vs: &VectorSelector) -> &[Series] {
+        self.data.get(&key(vs)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The instant vector `vs` selects at `t`: each series' newest point in the lookback
+    /// window `[ref - 5m, ref]`, unless it is a stale marker.
+    fn vector(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
+        self.vector_with_times(vs, t)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// [`Self::vector`] with each sample's own timestamp.
+    fn vector_with_times(&self, vs: &VectorSelector, t: i64) -> Vec<(Sample, i64)> {
+        let r = self.reference(&vs.at, &vs.offset, t);
+        self.series(vs)
+            .iter()
+            .filter_map(|s| {
+                let i = s.points.partition_point(|p| p.0 <= r);
+                let (pt, v) = *s.points.get(i.checked_sub(1)?)?;
+                (pt >= r - self.lookback && !is_stale(v)).then(|| {
+                    (
+                        Sample {
+                            labels: s.labels.clone(),
+                            v,
+                        },
+                        pt,
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The range vector `vs[range]` at `t`: points in `[ref - range, ref]`, stale markers
+    /// left out; with the window's start and end.
+    fn matrix(&self, vs: &VectorSelector, range: i64, t: i64) -> (Vec<Series>, i64, i64) {
+        let r = self.reference(&vs.at, &vs.offset, t);
+        let series = self
+            .series(vs)
+            .iter()
+            .filter_map(|s| {
+                let lo = s.points.partition_point(|p| p.0 < r - range);
+                let hi = s.points.partition_point(|p| p.0 <= r);
+                let points: Vec<(i64, f64)> = s.points[lo..hi]
+                    .iter()
+                    .copied()
+                    .filter(|p| !is_stale(p.1))
+                    .collect();
+                (!points.is_empty()).then(|| Series {
+                    labels: s.labels.clone(),
+                    points,
+                })
+            })
+            .collect();
+        (series, r - range, r)
+    }
+
+    /// A range argument (a matrix selector or a subquery, maybe in parentheses) at `t`.
+    fn range_arg(&self, expr: &Expr, t: i64) -> Result<RangeArg> {
+        match expr {
+            Expr::Paren(p) => self.range_arg(&p.expr, t),
+            Expr::MatrixSelector(m) => {
+                let (series, start, end) = self.matrix(&m.vs, ms(m.range), t);
+                Ok(RangeArg {
+                    series,
+                    start,
+                    end,
+                    range: ms(m.range),
+                })
+            }
+            Expr::Subquery(sq) => {
+                let r = self.reference(&sq.at, &sq.offset, t);
+                let range = ms(sq.range);
+                let step = sq.step.map_or(self.default_step, ms).max(1);
+                let mut first = (r - range).div_euclid(step) * step;
+                if first < r - range {
+                    first += step;
+                }
+                let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
+                let mut ts = first;
+                while ts <= r {
+                    self.check_deadline()?;
+                    match self.eval(&sq.expr, ts)? {
+                        Value::Vector(samples) => {
+                            for s in samples {
+                                by_labels.entry(s.labels).or_default().push((ts, s.v));
+                            }
+                        }
+                        Value::Scalar(v) => {
+                            by_labels
+                                .entry(Arc::new(Labels::default()))
+                                .or_default()
+                                .push((ts, v));
+                        }
+                        other => {
+                            return Err(Error::Execution(format!(
+                                "subquery over a {}",
+                                other.type_name()
+                            )))
+                        }
+                    }
+                    ts += step;
+                }
+                let mut series: Vec<Series> = by_labels
+                    .into_iter()
+                    .map(|(labels, points)| Series { labels, points })
+                    .collect();
+                series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+                Ok(RangeArg {
+                    series,
+                    start: r - range,
+                    end: r,
+                    range,
+                })
+            }
+            other => Err(Error::Execution(format!(
+                "expected a range vector, got {}",
+                other
+            ))),
+        }
+    }
+
+    /// A scalar argument at `t`.
+    fn scalar(&self, expr: &Expr, t: i64) -> Result<f64> {
+        self.eval(expr, t)?.into_scalar()
+    }
+
+    /// An instant vector argument at `t`.
+    fn instant(&self, expr: &Expr, t: i64) -> Result<Vec<Sample>> {
+        self.eval(expr, t)?.into_vector()
+    }
+
+    /// A string argument at `t`.
+    fn string(&self, expr: &Expr, t: i64) -> Result<String> {
+        match self.eval(expr, t)? {
+            Value::Str(s) => Ok(s),
+            _ => Err(Error::BadData("parse error: expected a string".into())),
+        }
+    }
+
+    /// `timestamp()`'s argument at `t`: a selector's samples with their own times,
+    /// anything else's with `t`.
+    fn timed(&self, expr: &Expr, t: i64) -> Result<Vec<(Sample, i64)>> {
+        let mut inner = expr;
+        while let Expr::Paren(p) = inner {
+            inner = &p.expr;
+        }
+        Ok(match inner {
+            Expr::VectorSelector(vs) => self.vector_with_times(vs, t),
+            _ => self
+                .instant(inner, t)?
+                .into_iter()
+                .map(|s| (s, t))
+                .collect(),
+        })
+    }
+
+    /// The call `c` at `t`: its arguments evaluated as the function declares them, then
+    /// the function over their values.
+    fn call(&self, c: &Call, t: i64) -> Result<Value> {
+        let f = &c.func;
+        let mut values = Vec::with_capacity(c.args.args.len());
+        for (i, e) in c.args.args.iter().enumerate() {
+            values.push(if f.name == "timestamp" {
+                Arg::Timed(self.timed(e, t)?)
+            } else {
+                match f.arg_types.get(i).or(f.arg_types.last()) {
+                    Some(ValueType::Scalar) => Arg::Scalar(self.scalar(e, t)?),
+                    Some(ValueType::String) => Arg::Str(self.string(e, t)?),
+                    Some(ValueType::Matrix) => Arg::Range(self.range_arg(e, t)?),
+                    _ => Arg::Vector(self.instant(e, t)?),
+                }
+            });
+        }
+        let absent = match (f.name, c.args.args.first()) {
+            ("absent" | "absent_over_time", Some(e)) => absent_labels(e),
+            _ => Labels::default(),
+        };
+        let cx = Ctx {
+            t,
+            names: &self.names,
+        };
+        functions::call(f.name, Args::new(f.name, values, absent), &cx)
+    }
+}
+
+/// The labels `absent(arg)` answers with: those the argument's selector fixes with an
+/// equality matcher (each name once; a name also matched otherwise left out).
+fn absent_labels(arg: &Expr) -> Labels {
+    let mut inner = arg;
+    while let Expr::Paren(p) = inner {
+        inner = &p.expr;
+    }
+    let vs = match inner {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(m) => Some(&m.vs),
+        _ => None,
+    };
+    let mut labels = Labels::default();
+    if let Some(vs) = vs {
+        let mut empty = Vec::new();
+        for m in &vs.matchers.matchers {
+            if m.name == NAME {
+                continue;
+            }
+            if m.op == promql_parser::label::MatchOp::Equal && labels.get(&m.name).is_empty() {
+                labels.set(&m.name, &m.value);
+            } else {
+                empty.push(m.name.clone());
+            }
+        }
+        for n in empty {
+            labels.set(&n, "");
+        }
+    }
+    labels
+}
+
+/// The expressions `e` is made of.
+fn children(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Aggregate(a) => std::iter::once(&*a.expr)
+            .chain(a.param.as_deref())
+            .collect(),
+        Expr::Unary(u) => vec![&u.expr],
+        Expr::Binary(b) => vec![&b.lhs, &b.rhs],
+        Expr::Paren(p) => vec![&p.expr],
+        Expr::Subquery(sq) => vec![&sq.expr],
+        Expr::Call(c) => c.args.args.iter().map(|a| &**a).collect(),
+        Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::Extension(_) => Vec::new(),
+    }
+}
+
+/// Runs `expr` as an instant query at `t` (ms).
+pub fn instant_query(src: &dyn Source, expr: &Expr, t: i64, limits: &Limits) -> Result<Value> {
+    let ev = Evaluator::load(src, expr, t, t, limits)?;
+    let value = ev.eval(expr, t)?;
+    let series = match &value {
+        Value::Vector(v) => v.len(),
+        Value::Matrix(m) => m.len(),
+        _ => 0,
+    };
+    too_many_series(series, limits)?;
+    Ok(value)
+}
+
+fn too_many_series(n: usize, limits: &Limits) -> Result<()> {
+    if n > limits.max_series {
+        return Err(Error::Execution(format!(
+            "the answer would hold {n} series, more than the limit of {}; narrow the selectors or aggregate",
+            limits.max_series
+        )));
+    }
+    Ok(())
+}
+
+/// Runs `expr` as a range query: a series per label set with a point per step where it
+/// has a value.
+pub fn range_query(
+    src: &dyn Source,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    limits: &Limits,
+) -> Result<Vec<Series>> {
+    let mut ev = Evaluator::load(src, expr, start, end, limits)?;
+    let steps = Steps {
+        start,
+        step,
+        count: ((end - start) / step + 1) as usize,
+    };
+    ev.precompute(expr, steps);
+    ev.check_deadline()?;
+    // Every step hashes each output series' labels again: a fast hasher.
+    let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>, Hash> = HashMap::default();
+    let mut points = 0usize;
+    let mut t = start;
+    while t <= end {
+        ev.check_deadline()?;
+        match ev.eval(expr, t)? {
+            Value::Scalar(v) => by_labels
+                .entry(Arc::new(Labels::default()))
+                .or_default()
+                .push((t, v)),
+            Value::Vector(samples) => {
+                points += samples.len();
+                for s in samples {
+                    by_labels.entry(s.labels).or_default().push((t, s.v));
+                }
+            }
+            other => {
+                return Err(Error::BadData(format!(
+                "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+                other.type_name()
+            )))
+            }
+        }
+        too_many_series(by_labels.len(), limits)?;
+        if points > limits.max_samples {
+            return Err(Error::Execution(
+                "query processing would load too many samples into memory in query execution"
+                    .into(),
+            ));
+        }
+        t += step;
+    }
+    let mut out: Vec<Series> = by_labels
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .collect();
+    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(out)
+}
