@@ -1,6 +1,6 @@
-//! The evaluator on series held in memory, and selection from real files and the head.
-//! Agreement with Prometheus on a whole corpus is `tests/promql.rs`'s job; these pin the
-//! rules that corpus relies on.
+//! The evaluator on series held in memory (the store's own reads are tested in
+//! `store/tests.rs`). Agreement with Prometheus on a whole corpus is `tests/promql.rs`'s job;
+//! these pin the rules that corpus relies on.
 
 use std::sync::Arc;
 
