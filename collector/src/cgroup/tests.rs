@@ -1,11 +1,14 @@
 //! Cgroup source tests on fixture trees: golden expositions for every layout, driver and
 //! runtime; exact values; and what happens with bad or vanishing files.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::*;
 use crate::collect::Collector;
+use crate::cycle_errors::CycleErrors;
 use crate::fixture::{self, container_id, pod_uid, Driver, Node, Qos, Runtime, Usage, Version};
+use crate::kept_files::ReadBuf;
 use crate::options::Options;
 
 struct Tree {

@@ -6,7 +6,7 @@
 //! A file that cannot be read or parsed yields no series this cycle (never a partial value)
 //! and one error for its source.
 //!
-//! [`source`] reads, [`tables`] parses, [`families`] writes the families.
+//! `source` reads the files, `tables` parses them, `families` writes the families.
 
 mod families;
 mod source;
