@@ -13,12 +13,12 @@ use tracing::{info, warn};
 use crate::cgroup::{CgroupSource, Layout};
 use crate::cycle_errors::CycleErrors;
 use crate::kept_files::{FdBudget, ReadBuf};
+use crate::kube_state::ClusterState;
 use crate::metrics::Metrics;
 use crate::node::NodeSource;
 use crate::options::Options;
 use crate::pod_names::Kube;
 use crate::snapshot::Snapshot;
-use crate::state::ClusterState;
 
 /// Errors setting the collector up.
 #[derive(Debug, thiserror::Error)]

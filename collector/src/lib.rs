@@ -17,6 +17,7 @@ pub mod cycle_errors;
 pub mod fixture;
 pub mod kept_files;
 pub mod kernel_text;
+pub mod kube_state;
 pub mod kube_watch;
 pub mod metrics;
 pub mod node;
@@ -26,7 +27,6 @@ pub mod procfs;
 pub mod server;
 pub mod ship;
 pub mod snapshot;
-pub mod state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,8 +116,8 @@ async fn start_kube(
     collector.set_kube(node_pods.clone());
     let mut views: Vec<Arc<dyn kube_watch::Health>> = vec![Arc::new(node_pods)];
     if opts.cluster_state {
-        let allow = state::AnnotationAllowlist::parse(&opts.pod_annotations_allowlist);
-        let cluster = state::ClusterState::watch(
+        let allow = kube_state::AnnotationAllowlist::parse(&opts.pod_annotations_allowlist);
+        let cluster = kube_state::ClusterState::watch(
             client.as_ref().map_err(String::as_str),
             cancel,
             allow,
