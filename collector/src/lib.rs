@@ -1,14 +1,20 @@
 //! Telltale's per-node collector.
 //!
 //! It owns: reading the node (procfs, statfs: [`node`]) and its containers (cgroup v1, hybrid
-//! and v2: [`cgroup`]) into the metric catalogue of `shared/design/metrics.md`, encoding one
-//! text-format snapshot per interval ([`collect`]), and serving it ([`server`]). It promises:
-//! a scrape serves the latest snapshot and never triggers a collection; series of vanished
-//! objects are gone from the next snapshot; an unreadable or malformed file skips only the
-//! series that depend on it and is counted in `telltale_collector_errors_total{source}`.
+//! and v2: [`cgroup`]), and with `--cluster-state` the cluster's objects ([`kube_state`]),
+//! under the names node_exporter, cAdvisor and kube-state-metrics give them (so dashboards
+//! and queries written for those work unchanged) with `cluster` and `node` on every series;
+//! encoding one text-format snapshot per interval ([`collect`]); serving it ([`server`]);
+//! and shipping it over remote write ([`ship`]). It promises: a scrape serves the latest
+//! snapshot and never triggers a collection; series of vanished objects are gone from the
+//! next snapshot; an unreadable or malformed file skips only the series that depend on it
+//! and is counted in `telltale_collector_errors_total{source}` ([`cycle_errors`]).
 //!
-//! The data path: [`read`] (kept handles, `pread`) → sources fill their state in place →
-//! `emit` into a [`telltale_model::Sink`] family by family → [`snapshot::Snapshot`].
+//! The data path: [`kept_files`] (kept handles, `pread`) → [`kernel_text`] and [`procfs`]
+//! parsers → sources fill their state in place → `emit` into a [`telltale_model::Sink`]
+//! family by family → [`snapshot::Snapshot`] → served, and appended to each remote-write
+//! queue. Kubernetes names come from [`pod_names`] over the views of [`kube_watch`].
+//! Settings: [`options::Options`].
 
 pub mod cgroup;
 pub mod collect;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::Bytes;
 use prometheus::Registry;
 use telltale_model::parse::{for_each_sample, key_labels};
+use telltale_model::prom::METRIC_NAME;
 use telltale_model::remote::Body;
 use telltale_model::time::to_millis;
 use tokio::sync::{mpsc, Notify};
@@ -457,7 +458,7 @@ async fn dispatch(
 pub fn to_labels(key: &[u8]) -> Box<[u8]> {
     let mut pairs = key_labels(key).unwrap_or_else(|_| {
         vec![(
-            "__name__".to_string(),
+            METRIC_NAME.to_string(),
             String::from_utf8_lossy(key).into_owned(),
         )]
     });

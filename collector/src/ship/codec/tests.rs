@@ -1,3 +1,7 @@
+//! Codec tests: values come back bit-exact, vanished series get stale markers (across
+//! segments too), corrupt payloads are errors rather than panics, and a steady node costs
+//! a few bytes per sample.
+
 #![allow(clippy::unwrap_used)]
 
 use super::*;

@@ -1,3 +1,6 @@
+//! Queue tests: appends, crash recovery, budgets by size and age, each sender's
+//! position, disk failures, and a property test against a model of the queue.
+
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
