@@ -124,7 +124,7 @@ pub(super) enum F {
     Procs,       // cgroup.procs
     Subtree,     // v2 cgroup.subtree_control
 }
-pub(super) const SLOTS: usize = 17;
+const SLOTS: usize = 17;
 
 /// One known cgroup: what it is, its labels and controllers (worked out once, when it
 /// first appeared), its kept files, and what the last cycle read.
