@@ -282,7 +282,7 @@ pub fn config(cli: CollectorArgs, m: &ArgMatches) -> Result<CollectorConfig, Con
             remote: telltale_collector::ship::Config {
                 urls: a.remote_write,
                 token_file: a.remote_write_token_file,
-                tls: telltale_collector::ship::send::TlsFiles {
+                tls: telltale_collector::ship::TlsFiles {
                     ca: a.tls_ca,
                     cert: a.tls_cert,
                     key: a.tls_key,

@@ -34,7 +34,8 @@ use crate::snapshot::Snapshot;
 use codec::shard_of;
 use queue::{Pos, Queue};
 use reader::{Item, Reader};
-use send::{Destination, Outcome, TlsFiles};
+pub use send::TlsFiles;
+use send::{Destination, Outcome};
 
 /// Errors setting shipping up.
 #[derive(Debug, thiserror::Error)]
