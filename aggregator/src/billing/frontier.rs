@@ -21,7 +21,7 @@ pub const GRACE_MS: i64 = 10 * 60 * 1000;
 pub const LATE_MS: i64 = 5 * 60 * 1000;
 
 /// Where settlement stands: the first hour not yet settled (ms), and the earliest hour
-/// late samples ask to settle again. Shared by ingest (which marks) and the ledger.
+/// late samples ask to settle again. Shared by the store's watcher (which marks) and the ledger.
 #[derive(Debug)]
 pub struct Frontier {
     pub(super) next: std::sync::atomic::AtomicI64,
@@ -102,14 +102,6 @@ impl Watch for LateSamples {
     }
 }
 
-pub(super) fn state_path(data_dir: &Path) -> PathBuf {
-    layout::billing_settled(data_dir)
-}
-
-pub(super) fn marks_path(data_dir: &Path) -> PathBuf {
-    layout::billing_marks(data_dir)
-}
-
 pub(super) fn read_ms(path: &Path) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -119,7 +111,7 @@ pub(super) fn write_ms(path: &Path, v: i64) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(".state.tmp");
+    let tmp = layout::temporary(dir, "state");
     let mut f = std::fs::File::create(&tmp)?;
     writeln!(f, "{v}")?;
     f.sync_all()?;
@@ -134,7 +126,7 @@ pub fn persist_marks(data_dir: &Path, frontier: &Frontier) -> std::io::Result<()
     if mark == i64::MAX {
         return Ok(());
     }
-    let path = marks_path(data_dir);
+    let path = layout::billing_marks(data_dir);
     match read_ms(&path) {
         Some(old) if old <= mark => Ok(()),
         _ => write_ms(&path, mark),
@@ -144,8 +136,8 @@ pub fn persist_marks(data_dir: &Path, frontier: &Frontier) -> std::io::Result<()
 /// The saved frontier of a data directory, marked hours excluded (`i64::MIN`: nothing
 /// settled).
 pub fn saved_frontier(data_dir: &Path) -> i64 {
-    let marked = read_ms(&marks_path(data_dir)).unwrap_or(i64::MAX);
-    read_ms(&state_path(data_dir))
+    let marked = read_ms(&layout::billing_marks(data_dir)).unwrap_or(i64::MAX);
+    read_ms(&layout::billing_settled(data_dir))
         .unwrap_or(i64::MIN)
         .min(marked)
 }

@@ -31,7 +31,7 @@ use telltale_model::calendar::{month_start, DAY_MS, HOUR_MS};
 
 use crate::store::head::SeriesKey;
 use crate::store::{layout, partition};
-use frontier::{marks_path, read_ms, state_path, write_ms};
+use frontier::{read_ms, write_ms};
 pub use frontier::{saved_frontier, Frontier, LateSamples, GRACE_MS, LATE_MS};
 use pods::{wanted, Gather};
 pub use prices::Prices;
@@ -92,14 +92,14 @@ impl Ledger {
     /// the hour closing now.
     pub fn start(&self, frontier: &Frontier, now: i64) {
         let closed = (now - GRACE_MS).div_euclid(HOUR_MS) * HOUR_MS;
-        let next = read_ms(&state_path(&self.data_dir))
+        let next = read_ms(&layout::billing_settled(&self.data_dir))
             .or_else(|| partition::first_day(&self.data_dir).map(|d| d * DAY_MS))
             .unwrap_or(closed)
             .min(closed);
         frontier
             .next
             .store(next, std::sync::atomic::Ordering::Relaxed);
-        if let Some(m) = read_ms(&marks_path(&self.data_dir)) {
+        if let Some(m) = read_ms(&layout::billing_marks(&self.data_dir)) {
             frontier
                 .resettle
                 .fetch_min(m, std::sync::atomic::Ordering::Relaxed);
@@ -116,7 +116,7 @@ impl Ledger {
     ) -> Result<usize, partition::Error> {
         use std::sync::atomic::Ordering::Relaxed;
         let upto = (now - GRACE_MS).div_euclid(HOUR_MS) * HOUR_MS;
-        let saved_mark = read_ms(&marks_path(&self.data_dir));
+        let saved_mark = read_ms(&layout::billing_marks(&self.data_dir));
         let marked = frontier.resettle.swap(i64::MAX, Relaxed);
         let from = frontier
             .next()
@@ -127,15 +127,19 @@ impl Ledger {
             frontier.resettle.fetch_min(marked, Relaxed);
         })?;
         let io = |source| partition::Error::Io {
-            path: state_path(&self.data_dir),
+            path: layout::billing_settled(&self.data_dir),
             source,
         };
         if upto > frontier.next() || from < frontier.next() {
-            write_ms(&state_path(&self.data_dir), upto.max(frontier.next())).map_err(io)?;
+            write_ms(
+                &layout::billing_settled(&self.data_dir),
+                upto.max(frontier.next()),
+            )
+            .map_err(io)?;
             frontier.next.fetch_max(upto, Relaxed);
         }
-        if saved_mark.is_some() && read_ms(&marks_path(&self.data_dir)) == saved_mark {
-            std::fs::remove_file(marks_path(&self.data_dir)).map_err(io)?;
+        if saved_mark.is_some() && read_ms(&layout::billing_marks(&self.data_dir)) == saved_mark {
+            std::fs::remove_file(layout::billing_marks(&self.data_dir)).map_err(io)?;
         }
         Ok(written)
     }

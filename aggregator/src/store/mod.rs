@@ -47,6 +47,10 @@ pub enum Error {
     /// A flush could not write its files (the WAL still holds the samples).
     #[error("flush: {0}")]
     Flush(#[from] partition::Error),
+    /// What the store's watcher was told could not be kept before a flush (the WAL
+    /// still holds the samples).
+    #[error("before a flush, keeping what late samples marked: {0}")]
+    Watch(std::io::Error),
     /// A background task died.
     #[error("{0}")]
     Task(String),
@@ -204,12 +208,7 @@ impl Store {
         self.metrics.head_samples.set(0);
         self.metrics.head_series.set(0);
         // The WAL segments that would replay what the watcher was told are about to go.
-        self.watch.before_checkpoint().map_err(|source| {
-            Error::Flush(partition::Error::Io {
-                path: self.data_dir.clone(),
-                source,
-            })
-        })?;
+        self.watch.before_checkpoint().map_err(Error::Watch)?;
         let wal_dir = layout::wal_dir(&self.data_dir);
         if days.is_empty() {
             wal::checkpoint(&wal_dir, seq)?;
