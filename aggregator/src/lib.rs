@@ -1,7 +1,7 @@
 //! Telltale's aggregator.
 //!
 //! Its rooms, each using only those listed before it:
-//! - [`metrics`]: its own metrics;
+//! - [`metrics`]: its own metrics (plain gauges and counters; it names no other room);
 //! - [`query`]: PromQL and the Prometheus HTTP query API, reaching storage only through
 //!   [`query::Source`];
 //! - [`store`]: the write-ahead log, the in-memory head, day-partitioned Parquet files,
@@ -222,7 +222,10 @@ async fn ledger_loop(
                 |g: &mut billing::pods::Gather| s.visit_head(|k, p| billing::add_series(g, k, p));
             let settled = l.settle(&f, &head, now)?;
             let (hour, month) = l.costs(f.settled_below(), &head, now)?;
-            m.set_billing(&hour, &month);
+            let costs = billing::cost_gauges(&hour, &month, metrics::BILLING_NAMESPACES);
+            m.set_billing(costs.iter().map(|(ns, period, currency, cost)| {
+                (ns.as_str(), *period, currency.as_str(), *cost)
+            }));
             Ok::<_, store::partition::Error>(settled)
         })
         .await;

@@ -171,49 +171,30 @@ impl Metrics {
 
     /// Sets the per-partition gauges to `partitions` (day, files, bytes); days no longer
     /// there disappear.
-    pub fn set_partitions(&self, partitions: &[crate::store::partition::Usage]) {
+    pub fn set_partitions(&self, partitions: impl IntoIterator<Item = (String, usize, u64)>) {
         self.partition_files.reset();
         self.partition_bytes.reset();
-        for p in partitions {
+        for (day, files, bytes) in partitions {
             self.partition_files
-                .with_label_values(&[&p.day])
-                .set(p.files as i64);
+                .with_label_values(&[&day])
+                .set(files as i64);
             self.partition_bytes
-                .with_label_values(&[&p.day])
-                .set(p.bytes as i64);
+                .with_label_values(&[&day])
+                .set(bytes as i64);
         }
     }
 
-    /// Sets the cost gauges from this hour's and this month's reports by namespace: the
-    /// [`BILLING_NAMESPACES`] costliest namespaces of the month by name, the rest summed
-    /// as `_other`.
-    pub fn set_billing(&self, hour: &crate::billing::Report, month: &crate::billing::Report) {
-        use rust_decimal::prelude::ToPrimitive;
-        let mut by_cost: Vec<(&String, _)> =
-            month.groups.iter().map(|(n, u)| (n, u.cost)).collect();
-        by_cost.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        let named: std::collections::BTreeSet<&String> = by_cost
-            .iter()
-            .take(BILLING_NAMESPACES)
-            .map(|(n, _)| *n)
-            .collect();
+    /// Sets the cost gauges to `costs` (namespace, period, currency, cost); others
+    /// disappear.
+    pub fn set_billing<'a>(
+        &self,
+        costs: impl IntoIterator<Item = (&'a str, &'a str, &'a str, f64)>,
+    ) {
         self.billing_cost.reset();
-        for (period, report) in [("hour", hour), ("month", month)] {
-            let mut sums: std::collections::BTreeMap<&str, rust_decimal::Decimal> =
-                std::collections::BTreeMap::new();
-            for (ns, u) in &report.groups {
-                let key = if named.contains(ns) {
-                    ns.as_str()
-                } else {
-                    "_other"
-                };
-                *sums.entry(key).or_default() += u.cost;
-            }
-            for (ns, cost) in sums {
-                self.billing_cost
-                    .with_label_values(&[ns, period, report.currency.as_str()])
-                    .set(cost.to_f64().unwrap_or(f64::NAN));
-            }
+        for (namespace, period, currency, cost) in costs {
+            self.billing_cost
+                .with_label_values(&[namespace, period, currency])
+                .set(cost);
         }
     }
 }

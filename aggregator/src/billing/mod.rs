@@ -223,6 +223,43 @@ pub struct Report {
     pub decimals: u32,
 }
 
+/// The cost gauges of this hour's and this month's reports by namespace, as
+/// (namespace, period, currency, cost): the `most` costliest namespaces of the month by
+/// name, the rest summed as `_other`.
+pub fn cost_gauges(
+    hour: &Report,
+    month: &Report,
+    most: usize,
+) -> Vec<(String, &'static str, String, f64)> {
+    use rust_decimal::prelude::ToPrimitive;
+    let mut by_cost: Vec<(&String, Decimal)> =
+        month.groups.iter().map(|(n, u)| (n, u.cost)).collect();
+    by_cost.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let named: std::collections::BTreeSet<&String> =
+        by_cost.iter().take(most).map(|(n, _)| *n).collect();
+    let mut out = Vec::new();
+    for (period, report) in [("hour", hour), ("month", month)] {
+        let mut sums: BTreeMap<&str, Decimal> = BTreeMap::new();
+        for (ns, u) in &report.groups {
+            let key = if named.contains(ns) {
+                ns.as_str()
+            } else {
+                "_other"
+            };
+            *sums.entry(key).or_default() += u.cost;
+        }
+        for (ns, cost) in sums {
+            out.push((
+                ns.to_owned(),
+                period,
+                report.currency.clone(),
+                cost.to_f64().unwrap_or(f64::NAN),
+            ));
+        }
+    }
+    out
+}
+
 /// The records of the gathered pods as of `now`, in hours from `from` (ms) on.
 pub fn live_records(g: &Gather, prices: &Prices, now: i64, from: i64) -> Vec<settle::Record> {
     g.pods()

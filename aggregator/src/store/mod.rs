@@ -139,7 +139,7 @@ impl Store {
             .await
             .unwrap_or_default();
         cfg.metrics.corrupt_files.inc_by(moved.len() as u64);
-        cfg.metrics.set_partitions(&partition::usage(&cfg.data_dir));
+        report_usage(&cfg.metrics, &cfg.data_dir);
         Ok(Store {
             data_dir: cfg.data_dir,
             wal,
@@ -259,7 +259,7 @@ impl Store {
                 let c = partition::compact(&dir);
                 m.compaction_duration.observe(start.elapsed().as_secs_f64());
                 m.corrupt_files.inc_by(c.quarantined.len() as u64);
-                m.set_partitions(&partition::usage(&dir));
+                report_usage(&m, &dir);
             })
             .await;
         }
@@ -271,7 +271,7 @@ impl Store {
             let s = self.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 retention::enforce(&s.data_dir, &*s.clock, s.retention);
-                s.metrics.set_partitions(&partition::usage(&s.data_dir));
+                report_usage(&s.metrics, &s.data_dir);
             })
             .await;
             tokio::select! {
@@ -308,6 +308,15 @@ impl query::Source for Store {
         .map_err(|e| query::Error::Storage(Box::new(e)))?;
         Ok(found.finish())
     }
+}
+
+/// Sets the per-day file and byte gauges from what is on disk.
+fn report_usage(metrics: &Metrics, data_dir: &Path) {
+    metrics.set_partitions(
+        partition::usage(data_dir)
+            .into_iter()
+            .map(|u| (u.day, u.files, u.bytes)),
+    );
 }
 
 /// Adds a validated request to the head; returns samples left out as older than `oldest`.
