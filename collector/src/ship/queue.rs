@@ -4,7 +4,8 @@
 //! Layout under the destination's directory: `<seq>.seg` files (an 8-byte magic, then
 //! frames of `[len u32][crc32 u32][payload]` from `telltale_model::frame`, payloads from
 //! [`super::codec`]) and `positions` (one checksummed slot per sender, rewritten in place
-//! after every acknowledged batch).
+//! after every acknowledged batch). Segments are [`segment`]'s, the positions file
+//! [`positions`]'.
 //!
 //! Promises:
 //! - `append` returns once the records are written; they survive a crash of the process at
@@ -20,20 +21,22 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
+
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use telltale_model::frame::{self, Frames};
+use telltale_model::frame;
 use telltale_model::time::to_millis;
 use tracing::{info, warn};
 
-use super::codec::{shard_of, Decoder, Encoder, Record};
+use super::codec::Encoder;
+pub use positions::Pos;
+use segment::{RecordInfo, Segment, Storage, SEGMENT_MAGIC};
 
-const SEGMENT_MAGIC: &[u8; 8] = b"TTQSEG01";
-const POSITIONS_MAGIC: &[u8; 4] = b"TTQP";
-const SLOT: usize = 24;
+mod positions;
+mod segment;
+
 /// How long after a disk failure before the queue tries the disk again.
 const DISK_RETRY: Duration = Duration::from_secs(10);
 
@@ -72,25 +75,6 @@ impl Config {
     /// budget is kept to within a segment.
     pub fn segment_bytes_for(max_bytes: u64) -> u64 {
         (max_bytes / 8).clamp(4 << 10, 64 << 20)
-    }
-}
-
-/// A sender's position: it has delivered its samples of every record before `rec` in
-/// segment `seg`, and the first `k` of its samples in record `rec`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Pos {
-    /// Segment sequence number.
-    pub seg: u64,
-    /// Record index in the segment.
-    pub rec: u32,
-    /// The sender's samples of that record already delivered.
-    pub k: u32,
-}
-
-impl Pos {
-    /// The start of segment `seg`.
-    pub fn start(seg: u64) -> Self {
-        Pos { seg, rec: 0, k: 0 }
     }
 }
 
@@ -135,98 +119,6 @@ pub enum Read {
     Pending,
     /// The segment was dropped; start again at this one (or wait, if `None`).
     Gone(Option<u64>),
-}
-
-#[derive(Debug)]
-enum Storage {
-    File(File, PathBuf),
-    Memory(Vec<u8>),
-}
-
-impl Storage {
-    fn write_at(&mut self, buf: &[u8], at: u64) -> std::io::Result<()> {
-        match self {
-            Storage::File(f, _) => f.write_all_at(buf, at),
-            Storage::Memory(m) => {
-                m.truncate(at as usize);
-                m.extend_from_slice(buf);
-                Ok(())
-            }
-        }
-    }
-
-    fn read_at(&self, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        match self {
-            Storage::File(f, _) => {
-                let mut buf = vec![0; len];
-                f.read_exact_at(&mut buf, at)?;
-                Ok(buf)
-            }
-            Storage::Memory(m) => m
-                .get(at as usize..at as usize + len)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| ErrorKind::UnexpectedEof.into()),
-        }
-    }
-
-    fn remove(self) {
-        if let Storage::File(f, path) = self {
-            drop(f);
-            if let Err(e) = std::fs::remove_file(&path) {
-                warn!(path = %path.display(), error = %e, "cannot remove a buffer segment");
-            }
-        }
-    }
-}
-
-#[derive(Debug)]
-struct RecordInfo {
-    offset: u64,
-    len: u32,
-    /// Samples records only; `None` for series definitions.
-    timestamp_ms: Option<i64>,
-    per_shard: Box<[u32]>,
-}
-
-#[derive(Debug)]
-struct Segment {
-    seq: u64,
-    storage: Storage,
-    bytes: u64,
-    records: Vec<RecordInfo>,
-    sealed: bool,
-}
-
-impl Segment {
-    fn newest(&self) -> Option<i64> {
-        self.records.iter().rev().find_map(|r| r.timestamp_ms)
-    }
-
-    fn oldest(&self) -> Option<i64> {
-        self.records.iter().find_map(|r| r.timestamp_ms)
-    }
-
-    /// Samples of `shard` at or after `from`.
-    fn remaining(&self, shard: usize, from: Pos) -> u64 {
-        if from.seg > self.seq {
-            return 0;
-        }
-        let first = if from.seg == self.seq {
-            from.rec as usize
-        } else {
-            0
-        };
-        let mut n = 0u64;
-        for (i, r) in self.records.iter().enumerate().skip(first) {
-            let c = u64::from(r.per_shard.get(shard).copied().unwrap_or(0));
-            n += if from.seg == self.seq && i == first {
-                c.saturating_sub(u64::from(from.k))
-            } else {
-                c
-            };
-        }
-        n
-    }
 }
 
 /// A destination's queue. Appends come from the collection loop, reads and
@@ -278,7 +170,7 @@ impl Queue {
         let mut segments = VecDeque::new();
         for &seq in &seqs {
             let path = cfg.dir.join(format!("{seq:016}.seg"));
-            match recover_segment(&path, seq, shards) {
+            match segment::recover(&path, seq, shards) {
                 Some(seg) => segments.push_back(seg),
                 None => {
                     let _ = std::fs::remove_file(&path);
@@ -288,7 +180,7 @@ impl Queue {
         let after_files = seqs.last().map_or(1, |s| s + 1);
         let first = segments.front().map_or(after_files, |s| s.seq);
         let pos_path = cfg.dir.join("positions");
-        let acked = load_positions(&pos_path, shards, first);
+        let acked = positions::load(&pos_path, shards, first);
         // Positions may name segments that were only in memory: never reuse their numbers.
         // (A position at the very start of a segment does not mean it was ever created.)
         let next_seq = acked
@@ -321,7 +213,9 @@ impl Queue {
             #[cfg(test)]
             fail_disk: false,
         };
-        q.write_positions_header();
+        if let Some(p) = &q.positions {
+            let _ = positions::write_header(p, q.acked.len());
+        }
         for s in 0..shards {
             q.persist(s);
         }
@@ -446,11 +340,11 @@ impl Queue {
                         warn!(dir = %self.cfg.dir.display(), error = %e, "buffer disk failed; queueing in memory until it works");
                     }
                     self.disk_failed = Some(Instant::now());
-                    memory_storage()
+                    segment::memory_storage()
                 }
             }
         } else {
-            memory_storage()
+            segment::memory_storage()
         };
         self.segments.push_back(Segment {
             seq,
@@ -698,25 +592,9 @@ impl Queue {
         self.drop_delivered();
     }
 
-    fn write_positions_header(&mut self) {
-        let mut h = [0u8; 8];
-        h[..4].copy_from_slice(POSITIONS_MAGIC);
-        h[4..].copy_from_slice(&(self.acked.len() as u32).to_le_bytes());
-        if let Some(p) = &self.positions {
-            let _ = p.write_all_at(&h, 0);
-        }
-    }
-
     fn persist(&mut self, shard: usize) {
-        let pos = self.acked[shard];
-        let mut slot = [0u8; SLOT];
-        slot[..8].copy_from_slice(&pos.seg.to_le_bytes());
-        slot[8..12].copy_from_slice(&pos.rec.to_le_bytes());
-        slot[12..16].copy_from_slice(&pos.k.to_le_bytes());
-        let crc = crc32fast::hash(&slot[..16]);
-        slot[16..20].copy_from_slice(&crc.to_le_bytes());
         if let Some(p) = &self.positions {
-            if let Err(e) = p.write_all_at(&slot, (8 + shard * SLOT) as u64) {
+            if let Err(e) = positions::write_slot(p, shard, self.acked[shard]) {
                 warn!(dir = %self.cfg.dir.display(), error = %e, "cannot record the delivered position; a restart may send some samples twice");
             }
         }
@@ -726,126 +604,6 @@ impl Queue {
     pub fn shards(&self) -> usize {
         self.acked.len()
     }
-}
-
-fn memory_storage() -> Storage {
-    Storage::Memory(SEGMENT_MAGIC.to_vec())
-}
-
-/// Reads a segment left by an earlier run, truncating a torn or corrupt tail. `None` if
-/// nothing in it is usable.
-fn recover_segment(path: &Path, seq: u64, shards: usize) -> Option<Segment> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "cannot read a buffer segment; skipping it");
-            return None;
-        }
-    };
-    if data.len() < SEGMENT_MAGIC.len() || &data[..8] != SEGMENT_MAGIC {
-        warn!(path = %path.display(), "not a buffer segment (bad magic); removing it");
-        return None;
-    }
-    let mut records = Vec::new();
-    let mut decoder = Decoder::default();
-    let mut shard_of_id: Vec<u16> = Vec::new();
-    let mut frames = Frames::new(&data, SEGMENT_MAGIC.len());
-    while let Some((at, payload)) = frames.next() {
-        let mut per_shard = vec![0u32; shards];
-        let ts = match decoder.decode(payload) {
-            Ok(Record::Defs) => None,
-            Ok(Record::Samples {
-                timestamp_ms, ids, ..
-            }) => {
-                let ids = ids.to_vec();
-                for id in ids {
-                    while shard_of_id.len() <= id as usize {
-                        let key = decoder.key(shard_of_id.len() as u32);
-                        shard_of_id.push(shard_of(key, shards) as u16);
-                    }
-                    per_shard[shard_of_id[id as usize] as usize] += 1;
-                }
-                Some(timestamp_ms)
-            }
-            Err(_) => {
-                frames.reject_last(at, "record does not decode");
-                break;
-            }
-        };
-        records.push(RecordInfo {
-            offset: at as u64,
-            len: (frame::HEADER + payload.len()) as u32,
-            timestamp_ms: ts,
-            per_shard: per_shard.into(),
-        });
-    }
-    let at = frames.end();
-    if let Some(why) = frames.torn() {
-        warn!(path = %path.display(), offset = at, dropped_bytes = data.len() - at, why, "truncating the torn tail of a buffer segment");
-        if let Ok(f) = OpenOptions::new().write(true).open(path) {
-            let _ = f.set_len(at as u64);
-            let _ = f.sync_data();
-        }
-    }
-    if records.is_empty() {
-        return None;
-    }
-    let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
-    Some(Segment {
-        seq,
-        storage: Storage::File(file, path.to_owned()),
-        bytes: at as u64,
-        records,
-        sealed: true,
-    })
-}
-
-/// Reads each sender's position; a missing or damaged file (or a changed sender count)
-/// starts the senders at `first` or at the earliest valid position.
-fn load_positions(path: &Path, shards: usize, first: u64) -> Vec<Pos> {
-    let start = vec![Pos::start(first); shards];
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == ErrorKind::NotFound => return start,
-        Err(e) => {
-            warn!(path = %path.display(), error = %e, "cannot read delivered positions; resending the whole queue");
-            return start;
-        }
-    };
-    if data.len() < 8 || &data[..4] != POSITIONS_MAGIC {
-        if !data.is_empty() {
-            warn!(path = %path.display(), "delivered positions unreadable; resending the whole queue");
-        }
-        return start;
-    }
-    let stored = u32::from_le_bytes([data[4], data[5], data[6], data[7]]) as usize;
-    let mut pos = Vec::new();
-    for s in 0..stored {
-        let Some(slot) = data.get(8 + s * SLOT..8 + (s + 1) * SLOT) else {
-            break;
-        };
-        let crc = u32::from_le_bytes([slot[16], slot[17], slot[18], slot[19]]);
-        if crc32fast::hash(&slot[..16]) != crc {
-            pos.push(None);
-            continue;
-        }
-        let seg = u64::from_le_bytes(slot[..8].try_into().unwrap_or_default());
-        let rec = u32::from_le_bytes(slot[8..12].try_into().unwrap_or_default());
-        let k = u32::from_le_bytes(slot[12..16].try_into().unwrap_or_default());
-        pos.push(Some(Pos { seg, rec, k }));
-    }
-    let clamp = |p: Pos| if p.seg < first { Pos::start(first) } else { p };
-    if stored == shards && pos.iter().all(Option::is_some) {
-        return pos.into_iter().flatten().map(clamp).collect();
-    }
-    warn!(path = %path.display(), stored, shards, "sender count changed or a position is damaged; resending from the earliest position");
-    let min = pos
-        .into_iter()
-        .flatten()
-        .min()
-        .map_or(Pos::start(first), clamp);
-    // Only whole records can be shared between different shardings.
-    vec![Pos { k: 0, ..min }; shards]
 }
 
 #[cfg(test)]

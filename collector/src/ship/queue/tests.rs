@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 
 use super::*;
+use crate::ship::codec::shard_of;
 use crate::ship::reader::{Item, Reader};
 
 fn cfg(dir: &Path, max_bytes: u64) -> Config {
