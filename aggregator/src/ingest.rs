@@ -20,6 +20,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use telltale_model::prom::METRIC_NAME;
 use telltale_model::remote;
 use tracing::warn;
 
@@ -263,7 +264,7 @@ pub(crate) fn check_labels(i: usize, labels: &[(&str, &str)]) -> Result<(), Refu
                 format!("series {i}: label {n:?} appears twice"),
             ));
         }
-        if n == "__name__" {
+        if n == METRIC_NAME {
             name = Some(v);
         }
     }

@@ -218,14 +218,11 @@ async fn ledger_loop(
         );
         let settled = tokio::task::spawn_blocking(move || {
             let now = telltale_model::time::to_millis(c.now());
-            let head =
-                |g: &mut billing::pods::Gather| s.visit_head(|k, p| billing::add_series(g, k, p));
+            let head = |g: &mut billing::pods::Gather| billing::gather_head(&s, g);
             let settled = l.settle(&f, &head, now)?;
             let (hour, month) = l.costs(f.settled_below(), &head, now)?;
             let costs = billing::cost_gauges(&hour, &month, metrics::BILLING_NAMESPACES);
-            m.set_billing(costs.iter().map(|(ns, period, currency, cost)| {
-                (ns.as_str(), *period, currency.as_str(), *cost)
-            }));
+            m.set_billing(&costs);
             Ok::<_, store::partition::Error>(settled)
         })
         .await;

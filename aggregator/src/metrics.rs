@@ -186,15 +186,12 @@ impl Metrics {
 
     /// Sets the cost gauges to `costs` (namespace, period, currency, cost); others
     /// disappear.
-    pub fn set_billing<'a>(
-        &self,
-        costs: impl IntoIterator<Item = (&'a str, &'a str, &'a str, f64)>,
-    ) {
+    pub fn set_billing(&self, costs: &[(String, &str, String, f64)]) {
         self.billing_cost.reset();
         for (namespace, period, currency, cost) in costs {
             self.billing_cost
-                .with_label_values(&[namespace, period, currency])
-                .set(cost);
+                .with_label_values(&[namespace.as_str(), period, currency.as_str()])
+                .set(*cost);
         }
     }
 }

@@ -9,7 +9,7 @@ use super::frontier::Frontier;
 use super::pods::Gather;
 use super::prices::Prices;
 use super::settle::By;
-use super::{add_series, report_of};
+use super::{gather_head, report_of};
 use crate::store::Store;
 
 /// What the billing endpoint needs.
@@ -60,7 +60,7 @@ pub async fn handler(
     let (frontier, clock) = (api.frontier.clone(), api.clock.clone());
     let report = tokio::task::spawn_blocking(move || {
         let now = telltale_model::time::to_millis(clock.now());
-        let head = |g: &mut Gather| store.visit_head(|k, p| add_series(g, k, p));
+        let head = |g: &mut Gather| gather_head(&store, g);
         let frontier = frontier.settled_below();
         report_of(
             store.data_dir(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use telltale_model::calendar::HOUR_MS;
 
 use super::pods::wanted;
-use crate::store::{layout, Watch};
+use crate::store::{layout, partition, Watch};
 
 /// An hour is settled this long after it ends, so the samples of its last collection
 /// cycles have arrived.
@@ -97,8 +97,11 @@ impl Watch for LateSamples {
         self.frontier.marked.notify_one();
     }
 
-    fn before_checkpoint(&self) -> std::io::Result<()> {
-        persist_marks(&self.data_dir, &self.frontier)
+    fn before_checkpoint(&self) -> Result<(), partition::Error> {
+        persist_marks(&self.data_dir, &self.frontier).map_err(|source| partition::Error::Io {
+            path: layout::billing_dir(&self.data_dir),
+            source,
+        })
     }
 }
 
@@ -121,7 +124,7 @@ pub(super) fn write_ms(path: &Path, v: i64) -> std::io::Result<()> {
 
 /// Keeps the marks of late samples across a flush: the WAL that would replay them is
 /// about to go, so they are written down first.
-pub fn persist_marks(data_dir: &Path, frontier: &Frontier) -> std::io::Result<()> {
+fn persist_marks(data_dir: &Path, frontier: &Frontier) -> std::io::Result<()> {
     let mark = frontier.resettle();
     if mark == i64::MAX {
         return Ok(());

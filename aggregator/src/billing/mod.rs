@@ -30,7 +30,7 @@ use rust_decimal::Decimal;
 use telltale_model::calendar::{month_start, DAY_MS, HOUR_MS};
 
 use crate::store::head::SeriesKey;
-use crate::store::{layout, partition};
+use crate::store::{layout, partition, Store};
 use frontier::{read_ms, write_ms};
 pub use frontier::{saved_frontier, Frontier, LateSamples, GRACE_MS, LATE_MS};
 use pods::{wanted, Gather};
@@ -62,7 +62,7 @@ pub fn gather_files(data_dir: &Path, start: i64, end: i64, g: &mut Gather) {
     let first = start.div_euclid(DAY_MS) - 1;
     let last = end.saturating_sub(1).div_euclid(DAY_MS) + 1;
     for day in first..=last {
-        for file in partition::files(&layout::day_dir(data_dir, day)) {
+        for file in layout::parquet_files(&layout::day_dir(data_dir, day)) {
             let read = partition::newest(&file, wanted, |key, at, bits| {
                 add_series(g, key, &[(at, bits)]);
             });
@@ -71,6 +71,11 @@ pub fn gather_files(data_dir: &Path, start: i64, end: i64, g: &mut Gather) {
             }
         }
     }
+}
+
+/// Adds the billing series the store's head holds (not yet flushed) to `g`.
+pub fn gather_head(store: &Store, g: &mut Gather) {
+    store.visit_head(|key, points| add_series(g, key, points));
 }
 
 /// Settles closed hours into record files, and settles again what late samples mark.
@@ -182,10 +187,7 @@ impl Ledger {
         }
         Ok(written)
     }
-}
 
-/// The start of the UTC month holding `ms`.
-impl Ledger {
     /// This hour's and this month's cost by namespace, as of `now`.
     pub fn costs(
         &self,

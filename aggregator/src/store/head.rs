@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use telltale_model::calendar::DAY_MS;
+use telltale_model::prom::METRIC_NAME;
 use telltale_model::remote::{self, SeriesRef, WriteRequest};
 
 /// The hasher of the head's maps: foldhash, seeded per process (hashes 8+ bytes a step;
 /// the byte-at-a-time FNV it replaced was most of the ingest profile).
 pub type Hash = foldhash::fast::RandomState;
-
-use telltale_model::calendar::DAY_MS;
 
 /// A series' identity in the files.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,7 +76,7 @@ pub fn labels_json(pairs: &mut [(&str, &str)]) -> String {
     let mut out = String::with_capacity(64);
     out.push('{');
     let mut first = true;
-    for (n, v) in pairs.iter().filter(|(n, _)| *n != "__name__") {
+    for (n, v) in pairs.iter().filter(|(n, _)| *n != METRIC_NAME) {
         if !first {
             out.push(',');
         }
@@ -200,7 +200,7 @@ impl Head {
         let mut pairs = labels.to_vec();
         let metric = pairs
             .iter()
-            .find(|(n, _)| *n == "__name__")
+            .find(|(n, _)| *n == METRIC_NAME)
             .map_or("", |(_, v)| *v);
         let id = self.series.len() as u32;
         self.series.push(Series {

@@ -55,7 +55,7 @@ fn dated_dirs(dir: &Path) -> Vec<(i64, PathBuf)> {
     let mut out: Vec<(i64, PathBuf)> = std::fs::read_dir(dir)
         .map(|r| {
             r.flatten()
-                .filter(|e| e.path().is_dir())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                 .filter_map(|e| Some((parse_day_dir(e.file_name().to_str()?)?, e.path())))
                 .collect()
         })
@@ -123,11 +123,6 @@ pub fn billing_hour_file(data_dir: &Path, hour: i64) -> PathBuf {
             "hour={:02}.parquet",
             hour.rem_euclid(DAY_MS) / HOUR_MS
         ))
-}
-
-/// The billing days present, as (day, directory), oldest first.
-pub fn billing_day_dirs(data_dir: &Path) -> Vec<(i64, PathBuf)> {
-    dated_dirs(&billing_dir(data_dir))
 }
 
 /// Billing's settled frontier (ms): every hour before it is settled.

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use telltale_model::prom::METRIC_NAME;
 use telltale_model::remote::RequestRef;
 use telltale_model::time::{to_millis, Clock};
 use tokio_util::sync::CancellationToken;
@@ -47,10 +48,6 @@ pub enum Error {
     /// A flush could not write its files (the WAL still holds the samples).
     #[error("flush: {0}")]
     Flush(#[from] partition::Error),
-    /// What the store's watcher was told could not be kept before a flush (the WAL
-    /// still holds the samples).
-    #[error("before a flush, keeping what late samples marked: {0}")]
-    Watch(std::io::Error),
     /// A background task died.
     #[error("{0}")]
     Task(String),
@@ -67,8 +64,9 @@ pub trait Watch: Send + Sync {
     fn sample(&self, ts: i64) -> bool;
     /// Samples of the last request changed something.
     fn changed(&self);
-    /// Before a flush removes WAL segments: keep what the samples told.
-    fn before_checkpoint(&self) -> std::io::Result<()>;
+    /// Before a flush removes WAL segments: keep what the samples told (a failure fails
+    /// the flush, and the WAL keeps the samples).
+    fn before_checkpoint(&self) -> Result<(), partition::Error>;
 }
 
 /// How the store is set up.
@@ -208,7 +206,7 @@ impl Store {
         self.metrics.head_samples.set(0);
         self.metrics.head_series.set(0);
         // The WAL segments that would replay what the watcher was told are about to go.
-        self.watch.before_checkpoint().map_err(Error::Watch)?;
+        self.watch.before_checkpoint()?;
         let wal_dir = layout::wal_dir(&self.data_dir);
         if days.is_empty() {
             wal::checkpoint(&wal_dir, seq)?;
@@ -326,7 +324,7 @@ fn insert(head: &mut head::Head, req: &RequestRef<'_>, oldest: i64, watch: &dyn 
     let skipped = req
         .series()
         .map(|series| {
-            let name = series.labels.iter().find(|l| l.0 == "__name__");
+            let name = series.labels.iter().find(|l| l.0 == METRIC_NAME);
             if name.is_some_and(|l| watch.wants(l.1)) {
                 for &(ts, _) in series.samples {
                     changed |= ts >= oldest && watch.sample(ts);

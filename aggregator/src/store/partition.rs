@@ -510,11 +510,6 @@ pub fn quarantine(data_dir: &Path, path: &Path, why: &str) -> Option<PathBuf> {
     }
 }
 
-/// The Parquet files of one partition directory, oldest name first.
-pub fn files(dir: &Path) -> Vec<PathBuf> {
-    layout::parquet_files(dir)
-}
-
 /// Merges the small files of every partition (two or more) into one, dropping exact
 /// duplicates; unreadable files are moved aside. The merged file is durable before the
 /// files it replaces are deleted (a crash in between leaves exact duplicates, which the
@@ -525,7 +520,7 @@ pub fn compact(data_dir: &Path) -> Compacted {
         let name = layout::day_dir_name(day);
         let mut small = Vec::new();
         let mut total = 0;
-        for f in files(&part) {
+        for f in layout::parquet_files(&part) {
             let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
             if len < SMALL_FILE && total + len <= COMPACT_INPUT {
                 total += len;
@@ -572,15 +567,7 @@ pub fn compact(data_dir: &Path) -> Compacted {
 
 /// The earliest day partition (days since the epoch), if any.
 pub fn first_day(data_dir: &Path) -> Option<i64> {
-    days(data_dir).into_iter().next()
-}
-
-/// The day partitions present (days since the epoch), in order.
-pub fn days(data_dir: &Path) -> Vec<i64> {
-    layout::day_dirs(data_dir)
-        .into_iter()
-        .map(|(day, _)| day)
-        .collect()
+    layout::day_dirs(data_dir).first().map(|&(day, _)| day)
 }
 
 /// Checks every file's footer; unreadable ones are moved aside. Returns them.
@@ -588,7 +575,7 @@ pub fn scan(data_dir: &Path) -> Vec<PathBuf> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let mut moved = Vec::new();
     for (_, part) in layout::day_dirs(data_dir) {
-        for f in files(&part) {
+        for f in layout::parquet_files(&part) {
             let ok = std::fs::File::open(&f)
                 .map_err(|e| e.to_string())
                 .and_then(|file| SerializedFileReader::new(file).map_err(|e| e.to_string()))
@@ -619,7 +606,7 @@ pub fn usage(data_dir: &Path) -> Vec<Usage> {
     layout::day_dirs(data_dir)
         .into_iter()
         .map(|(day, part)| {
-            let files = files(&part);
+            let files = layout::parquet_files(&part);
             let bytes = files
                 .iter()
                 .filter_map(|f| f.metadata().ok())
@@ -683,10 +670,10 @@ mod tests {
         h.insert(&req("b", &[(d + 1000, f64::NAN)]), 0);
         flush(dir.path(), &mut h, 2);
         let part = day_dir(dir.path(), 20_000);
-        assert_eq!(files(&part).len(), 2);
+        assert_eq!(layout::parquet_files(&part).len(), 2);
         let c = compact(dir.path());
         assert_eq!((c.merged, c.written), (2, 1));
-        let left = files(&part);
+        let left = layout::parquet_files(&part);
         assert_eq!(left.len(), 1);
         let mut back = Day::default();
         assert_eq!(read_file(&left[0], &mut back).unwrap(), 4);
@@ -712,8 +699,11 @@ mod tests {
         let moved = scan(dir.path());
         assert_eq!(moved.len(), 1);
         assert!(moved[0].starts_with(dir.path().join("corrupt")));
-        assert_eq!(files(&part).len(), 1);
+        assert_eq!(layout::parquet_files(&part).len(), 1);
         let mut back = Day::default();
-        assert_eq!(read_file(&files(&part)[0], &mut back).unwrap(), 1);
+        assert_eq!(
+            read_file(&layout::parquet_files(&part)[0], &mut back).unwrap(),
+            1
+        );
     }
 }

@@ -255,12 +255,11 @@ pub fn from_files(
     let (first, last) = (mint.div_euclid(DAY_MS), maxt.div_euclid(DAY_MS));
     let once = |found: &mut Found| -> Result<(), partition::Error> {
         let mut reads = Vec::new();
-        for day in partition::days(data_dir) {
+        for (day, dir) in super::layout::day_dirs(data_dir) {
             if day < first || day > last {
                 continue;
             }
-            let dir = super::layout::day_dir(data_dir, day);
-            let files = partition::files(&dir);
+            let files = super::layout::parquet_files(&dir);
             cache.forget_gone(&dir, &files);
             for path in files {
                 if let Some(read) = from_file(path, cache, matchers, mint, maxt, found)? {

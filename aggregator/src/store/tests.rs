@@ -169,7 +169,7 @@ fn a_file_compacted_away_after_planning_fails_the_read_whole_and_is_planned_agai
     }
     let m = vec![Matcher::new(promql_parser::label::MatchOp::Equal, "s", "a")];
     let cache = super::select::FileCache::default();
-    let files = super::partition::files(&super::layout::day_dir(dir.path(), day));
+    let files = super::layout::parquet_files(&super::layout::day_dir(dir.path(), day));
     let mut found = super::select::Found::default();
     let reads: Vec<_> = files
         .into_iter()
