@@ -9,7 +9,10 @@ use clap::{ArgMatches, Args};
 use serde::Deserialize;
 
 use crate::serve::serve;
-use crate::settings::{defaults, explicit, load_file, parse_duration, ConfigError, Failure};
+use crate::settings::{
+    bytes_from_yaml, defaults, explicit, load_file, parse_bytes, parse_duration, ConfigError,
+    Failure,
+};
 
 /// `telltale aggregator` flags. Every flag may also be set by `TELLTALE_<FLAG>` or in the
 /// `--config` file under the flag's name.
@@ -51,6 +54,12 @@ pub struct AggregatorArgs {
     /// Write the head to Parquet when it holds this many samples.
     #[arg(long, env = "TELLTALE_FLUSH_SAMPLES", default_value = "5000000", value_parser = clap::value_parser!(u64).range(1..))]
     pub flush_samples: u64,
+
+    /// Memory the query cache (Parquet footers, series tables, parsed label sets) may
+    /// take; past it the cache starts over (e.g. 256MiB, 1GiB).
+    #[arg(long, env = "TELLTALE_QUERY_CACHE_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    #[serde(deserialize_with = "bytes_from_yaml")]
+    pub query_cache_max_bytes: u64,
 }
 
 impl Default for AggregatorArgs {
@@ -88,7 +97,8 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
         auth_tokens,
         prices,
         flush_interval,
-        flush_samples
+        flush_samples,
+        query_cache_max_bytes
     );
     if let Some(p) = &a.auth_tokens {
         if !p.is_file() {
@@ -104,6 +114,7 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
             data_dir: a.data_dir,
             flush_interval: a.flush_interval,
             flush_samples: a.flush_samples as usize,
+            query_cache_max_bytes: usize::try_from(a.query_cache_max_bytes).unwrap_or(usize::MAX),
             clock: std::sync::Arc::new(telltale_model::time::SystemClock),
             retention: a.retention,
             auth_tokens: a.auth_tokens,

@@ -51,6 +51,9 @@ pub struct Options {
     pub retention: Duration,
     /// Bearer tokens and their clusters; `None` accepts every writer.
     pub auth_tokens: Option<PathBuf>,
+    /// Bytes the query cache of file footers, series tables and label sets may hold
+    /// (`--query-cache-max-bytes`).
+    pub query_cache_max_bytes: usize,
     /// The billing price table (`--prices`; docs/billing.md's example table without one).
     pub prices: billing::prices::Prices,
 }
@@ -125,6 +128,7 @@ pub async fn run(
                 data_dir: opts.data_dir.clone(),
             }),
             metrics: metrics.clone(),
+            query_cache_max_bytes: opts.query_cache_max_bytes,
         })
         .await?,
     );

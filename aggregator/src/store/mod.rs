@@ -83,6 +83,8 @@ pub struct Config {
     pub watch: Arc<dyn Watch>,
     /// The aggregator's own metrics.
     pub metrics: Metrics,
+    /// Bytes the query cache of file footers, series tables and label sets may hold.
+    pub query_cache_max_bytes: usize,
 }
 
 /// The WAL and the head, kept consistent: every request is appended to the WAL and
@@ -151,7 +153,7 @@ impl Store {
             retention: cfg.retention,
             watch: cfg.watch,
             flushing: Mutex::new(Vec::new()),
-            files: select::FileCache::default(),
+            files: select::FileCache::new(cfg.query_cache_max_bytes),
         })
     }
 

@@ -25,13 +25,30 @@ use crate::query::{Labels, Series, NAME};
 /// each series' labels parsed, kept between queries (files are immutable; a compacted
 /// file has a new name). One `Arc<Labels>` per series across files, so a query decides
 /// each series once however many days it spans.
-#[derive(Default)]
+///
+/// Bounded in bytes (`--query-cache-max-bytes`), as it counts them: footers by their
+/// in-memory size, series tables and label sets (with their postings) by the bytes of
+/// their strings plus a fixed overhead per entry. A file that would take the cache past
+/// its bound first empties it; a file larger than the bound on its own is used by the
+/// query that read it and not kept.
 pub struct FileCache {
     inner: std::sync::Mutex<CacheInner>,
+    max_bytes: usize,
+}
+
+/// What the file cache holds at most unless told otherwise.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+impl Default for FileCache {
+    fn default() -> Self {
+        FileCache::new(DEFAULT_CACHE_BYTES)
+    }
 }
 
 #[derive(Default)]
 struct CacheInner {
+    /// Bytes held, as counted by [`table_cost`] and [`labels_cost`] plus footers' sizes.
+    bytes: usize,
     files: HashMap<std::path::PathBuf, Arc<FileIndex>, Hash>,
     labels: HashMap<SeriesKey, Arc<Labels>, Hash>,
     /// The label sets holding each (name, value) pair: what an equality matcher looks up
@@ -59,9 +76,30 @@ impl CacheInner {
     }
 }
 
-/// Files remembered at most (each costs its footer, which holds the series table, and a
-/// row of about 40 bytes per series): 90 days of compacted partitions fit.
-const CACHED_FILES: usize = 256;
+/// What a series table row costs the cache beyond its strings: the row, its entry in the
+/// row index, and the key's two `Arc` headers.
+const ROW_OVERHEAD: usize = std::mem::size_of::<TableRow>() + 48;
+
+/// What one parsed label pair costs the cache beyond its strings: the pair in the label
+/// set and its key and entry in the postings.
+const PAIR_OVERHEAD: usize = 4 * std::mem::size_of::<String>() + 16;
+
+/// Bytes a file's series table takes in the cache, its label sets left out.
+fn table_cost(table: &[(SeriesKey, u64, u64)]) -> usize {
+    table
+        .iter()
+        .map(|(k, _, _)| ROW_OVERHEAD + k.metric.len() + k.labels.len())
+        .sum()
+}
+
+/// Bytes one label set takes in the cache, with its postings.
+fn labels_cost(labels: &Labels) -> usize {
+    64 + labels
+        .0
+        .iter()
+        .map(|(n, v)| PAIR_OVERHEAD + 2 * (n.len() + v.len()))
+        .sum::<usize>()
+}
 
 /// A series in a file: key, labels, first row, rows.
 type TableRow = (SeriesKey, Arc<Labels>, u64, u64);
@@ -74,16 +112,37 @@ pub struct FileIndex {
     series: Option<Vec<TableRow>>,
     /// Table index by labels address.
     rows: HashMap<usize, usize, Hash>,
+    /// What the footer and the table take in the cache.
+    cost: usize,
 }
 
 impl FileCache {
+    /// A cache holding at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> FileCache {
+        FileCache {
+            inner: Default::default(),
+            max_bytes,
+        }
+    }
+
+    /// Bytes held now, as the cache counts them (at most its bound).
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+
     /// Drops the files of `dir` that are no longer among `present` (compaction and
     /// retention remove files; their names are not reused).
     fn forget_gone(&self, dir: &Path, present: &[std::path::PathBuf]) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner
-            .files
-            .retain(|path, _| path.parent() != Some(dir) || present.contains(path));
+        let mut freed = 0;
+        inner.files.retain(|path, index| {
+            let keep = path.parent() != Some(dir) || present.contains(path);
+            if !keep {
+                freed += index.cost;
+            }
+            keep
+        });
+        inner.bytes = inner.bytes.saturating_sub(freed);
     }
 
     /// A file's index, and the candidates for `matchers` (see
@@ -94,12 +153,6 @@ impl FileCache {
             let candidates = inner.candidates(matchers);
             return Ok((i.clone(), candidates));
         }
-        // Forget everything before adding, so this file's label sets are all posted.
-        if inner.files.len() >= CACHED_FILES {
-            inner.files.clear();
-            inner.labels.clear();
-            inner.postings.clear();
-        }
         let format = |message: String| partition::Error::Format {
             path: path.to_owned(),
             message,
@@ -108,21 +161,59 @@ impl FileCache {
         let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index(true);
         let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options)
             .map_err(|e| format(e.to_string()))?;
-        let series = partition::series_table(meta.metadata()).map(|table| {
+        let table = partition::series_table(meta.metadata());
+        // What keeping the file adds: its footer, its table, and the label sets not
+        // cached yet (parsed once here).
+        let rows = table.as_deref().unwrap_or_default();
+        let mut parsed: Vec<Option<Labels>> = rows
+            .iter()
+            .map(|(key, _, _)| {
+                (!inner.labels.contains_key(key)).then(|| parse_labels(&key.metric, &key.labels))
+            })
+            .collect();
+        let fixed = meta.metadata().memory_size() + table_cost(rows);
+        let added = |parsed: &[Option<Labels>]| {
+            fixed + parsed.iter().flatten().map(labels_cost).sum::<usize>()
+        };
+        let mut cost = added(&parsed);
+        if inner.bytes + cost > self.max_bytes {
+            // Forget everything before adding, so this file's label sets are all posted.
+            inner.files.clear();
+            inner.labels.clear();
+            inner.postings.clear();
+            inner.bytes = 0;
+            for (p, (key, _, _)) in parsed.iter_mut().zip(rows) {
+                if p.is_none() {
+                    *p = Some(parse_labels(&key.metric, &key.labels));
+                }
+            }
+            cost = added(&parsed);
+        }
+        let keep = cost <= self.max_bytes;
+        if keep {
+            inner.bytes += fixed;
+        }
+        let series = table.map(|table| {
             table
                 .into_iter()
-                .map(|(key, first, rows)| {
-                    let labels = match inner.labels.get(&key) {
-                        Some(l) => l.clone(),
-                        None => {
-                            let l = Arc::new(parse_labels(&key.metric, &key.labels));
-                            inner.labels.insert(key.clone(), l.clone());
-                            for pair in &l.0 {
-                                inner
-                                    .postings
-                                    .entry(pair.clone())
-                                    .or_default()
-                                    .push(l.clone());
+                .zip(parsed)
+                .map(|((key, first, rows), parsed)| {
+                    let labels = match (inner.labels.get(&key), parsed) {
+                        (Some(l), _) => l.clone(),
+                        (None, parsed) => {
+                            let l = Arc::new(
+                                parsed.unwrap_or_else(|| parse_labels(&key.metric, &key.labels)),
+                            );
+                            if keep {
+                                inner.bytes += labels_cost(&l);
+                                inner.labels.insert(key.clone(), l.clone());
+                                for pair in &l.0 {
+                                    inner
+                                        .postings
+                                        .entry(pair.clone())
+                                        .or_default()
+                                        .push(l.clone());
+                                }
                             }
                             l
                         }
@@ -137,7 +228,15 @@ impl FileCache {
             .enumerate()
             .map(|(i, row): (usize, &TableRow)| (Arc::as_ptr(&row.1) as usize, i))
             .collect();
-        let index = Arc::new(FileIndex { meta, series, rows });
+        let index = Arc::new(FileIndex {
+            meta,
+            series,
+            rows,
+            cost: fixed,
+        });
+        if !keep {
+            return Ok((index, None));
+        }
         inner.files.insert(path.to_owned(), index.clone());
         let candidates = inner.candidates(matchers);
         Ok((index, candidates))

@@ -237,3 +237,55 @@ fn files_without_a_series_table_are_scanned() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].points, vec![(t0, 2.0)]);
 }
+
+#[test]
+fn the_file_cache_stays_within_its_bound_and_answers_the_same() {
+    use super::head::SeriesKey;
+    use super::select::{from_files, FileCache, Found};
+    use telltale_model::calendar::DAY_MS;
+    let dir = tempfile::tempdir().unwrap();
+    let first = 20_000;
+    let days = 6;
+    let series = 300;
+    for day in first..first + days {
+        let rows = (0..series).map(|i| {
+            let key = SeriesKey {
+                metric: "m".into(),
+                labels: format!(r#"{{"pod":"pod-{i:04}","day":"d{day}"}}"#).into(),
+            };
+            (key, vec![(day * DAY_MS, (i as f64).to_bits())])
+        });
+        super::partition::write_day(dir.path(), day, rows, "part-1-0.parquet").unwrap();
+    }
+    let (mint, maxt) = (first * DAY_MS, (first + days) * DAY_MS);
+    let everything = vec![Matcher::new(promql_parser::label::MatchOp::Equal, NAME, "m")];
+    let read = |cache: &FileCache| {
+        let mut found = Found::default();
+        from_files(dir.path(), cache, &everything, mint, maxt, &mut found).unwrap();
+        let mut got: Vec<(String, Vec<(i64, f64)>)> = found
+            .finish()
+            .into_iter()
+            .map(|s| (s.labels.to_string(), s.points))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        got
+    };
+    let unbounded = FileCache::new(usize::MAX);
+    let want = read(&unbounded);
+    assert_eq!(want.len(), (series * days) as usize);
+    let all = unbounded.bytes();
+    assert!(all > 0);
+    // Room for about two of the six files: every read answers the same and the cache
+    // never holds more than its bound, though it holds something.
+    let bound = all / 3;
+    let small = FileCache::new(bound);
+    for _ in 0..3 {
+        assert_eq!(read(&small), want);
+        assert!(small.bytes() <= bound, "{} > {bound}", small.bytes());
+        assert!(small.bytes() > 0);
+    }
+    // A bound below one file's size keeps nothing and still answers.
+    let tiny = FileCache::new(1_000);
+    assert_eq!(read(&tiny), want);
+    assert_eq!(tiny.bytes(), 0);
+}
