@@ -258,7 +258,11 @@ fn the_file_cache_stays_within_its_bound_and_answers_the_same() {
         super::partition::write_day(dir.path(), day, rows, "part-1-0.parquet").unwrap();
     }
     let (mint, maxt) = (first * DAY_MS, (first + days) * DAY_MS);
-    let everything = vec![Matcher::new(promql_parser::label::MatchOp::Equal, NAME, "m")];
+    let everything = vec![Matcher::new(
+        promql_parser::label::MatchOp::Equal,
+        NAME,
+        "m",
+    )];
     let read = |cache: &FileCache| {
         let mut found = Found::default();
         from_files(dir.path(), cache, &everything, mint, maxt, &mut found).unwrap();
