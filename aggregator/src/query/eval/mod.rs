@@ -598,8 +598,14 @@ impl Evaluator {
                 }
             });
         }
+        // Only an empty argument makes `absent` answer, with the labels its selector fixes.
+        let empty = match values.first() {
+            Some(Arg::Vector(v)) => v.is_empty(),
+            Some(Arg::Range(r)) => r.series.is_empty(),
+            _ => false,
+        };
         let absent = match (f.name, c.args.args.first()) {
-            ("absent" | "absent_over_time", Some(e)) => absent_labels(e),
+            ("absent" | "absent_over_time", Some(e)) if empty => absent_labels(e),
             _ => Labels::default(),
         };
         let cx = Ctx {
