@@ -10,6 +10,10 @@ pub enum Error {
     /// The query is well formed but cannot be evaluated (422, `execution`).
     #[error("{0}")]
     Execution(String),
+    /// Evaluating would hold more samples at once than `--query-max-samples` (422,
+    /// `execution`, Prometheus's words).
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
     /// The query ran past its timeout (503, `timeout`); retryable.
     #[error("query timed out in {0}")]
     Timeout(&'static str),

@@ -22,6 +22,8 @@ mod intern;
 mod limits;
 mod number;
 mod parse;
+pub mod plan;
+pub mod rollup;
 mod source;
 mod stats;
 mod value;

@@ -9,6 +9,8 @@ use proptest::prelude::*;
 use telltale_model::prom::STALE_NAN_BITS;
 
 use super::eval::{instant_query, parse, range_query, Value};
+use super::plan::Requested;
+use super::rollup::Resolution;
 use super::{Error, Labels, Limits, Series, Source, NAME};
 
 /// Series in memory.
@@ -197,7 +199,7 @@ proptest! {
         let src = Memory(vec![series("g", &[("i", "a")], &a), series("g", &[("i", "b")], &b)]);
         let expr = parse(q).unwrap();
         let end = 40 * 15_000;
-        let range = range_query(&src, &expr, 0, end, step, &Limits::default()).unwrap();
+        let range = range_query(&src, &expr, 0, end, step, &Limits::default(), Requested::Exactly(Resolution::Raw)).unwrap().series;
         let mut t = 0;
         while t <= end {
             let mut want = values(instant_query(&src, &expr, t, &Limits::default()).unwrap());
@@ -230,7 +232,7 @@ fn limits_give_clear_errors() {
         matches!(err, Error::Execution(ref m) if m.contains("10 series")),
         "{err}"
     );
-    let err = range_query(&src, &expr, 0, 15_000, 1_000, &few).unwrap_err();
+    let err = range_query(&src, &expr, 0, 15_000, 1_000, &few, Requested::Auto).unwrap_err();
     assert!(matches!(err, Error::Execution(_)), "{err}");
     let small = Limits {
         max_samples: 15,
@@ -242,6 +244,143 @@ fn limits_give_clear_errors() {
         timeout: std::time::Duration::ZERO,
         ..Limits::default()
     };
-    let err = range_query(&src, &expr, 0, 15_000, 1_000, &none).unwrap_err();
+    let err = range_query(&src, &expr, 0, 15_000, 1_000, &none, Requested::Auto).unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err}");
+}
+
+/// `n` counters (with a reset each) and gauges sampled every minute for `days` days.
+fn month(n: usize, days: i64) -> Memory {
+    let minutes = days * 1440;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let c: Vec<(i64, f64)> = (0..=minutes)
+            .map(|m| {
+                let v = if m < minutes / 2 + i as i64 * 7 {
+                    m * (i as i64 + 1)
+                } else {
+                    m
+                };
+                (m * 60_000, v as f64)
+            })
+            .collect();
+        let g: Vec<(i64, f64)> = (0..=minutes)
+            .map(|m| (m * 60_000, ((m + i as i64 * 13) % 97) as f64 - 40.0))
+            .collect();
+        let kind = if i % 2 == 0 { "even" } else { "odd" };
+        out.push(series("c", &[("i", &i.to_string()), ("kind", kind)], &c));
+        out.push(series("g", &[("i", &i.to_string()), ("kind", kind)], &g));
+    }
+    Memory(out)
+}
+
+#[test]
+fn a_long_range_holds_one_block_at_a_time() {
+    const H: i64 = 3_600_000;
+    let src = month(4, 30);
+    let raw = Requested::Exactly(Resolution::Raw);
+    let expr = parse("sum by (kind) (rate(c[1h]))").unwrap();
+    let day = range_query(&src, &expr, H, 24 * H, H, &Limits::default(), raw).unwrap();
+    let month = range_query(&src, &expr, H, 30 * 24 * H, H, &Limits::default(), raw).unwrap();
+    // Thirty times the samples read, not thirty times held: the answer's points grow,
+    // the block's samples do not.
+    assert!(month.total_samples > 25 * day.total_samples, "{month:?}");
+    let answer_points: usize = month.series.iter().map(|s| s.points.len()).sum();
+    assert!(
+        month.peak_samples <= day.peak_samples + answer_points + 4 * 61,
+        "peak {} vs a day's {}",
+        month.peak_samples,
+        day.peak_samples
+    );
+    // A bound below the whole range's samples but above a block's is no refusal.
+    let bounded = Limits {
+        max_samples: month.total_samples / 4,
+        ..Limits::default()
+    };
+    let again = range_query(&src, &expr, H, 30 * 24 * H, H, &bounded, raw).unwrap();
+    assert_eq!(again.series, month.series);
+    // Each step still answers what the instant query at its time answers.
+    for t in [H, 24 * H, 24 * H + H, 29 * 24 * H] {
+        let want = values(instant_query(&src, &expr, t, &Limits::default()).unwrap());
+        let mut got: Vec<(String, f64)> = month
+            .series
+            .iter()
+            .filter_map(|s| {
+                s.points
+                    .iter()
+                    .find(|p| p.0 == t)
+                    .map(|p| (s.labels.to_string(), p.1))
+            })
+            .collect();
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(got, want, "at {t}");
+    }
+    // One step's window past the bound is refused in Prometheus's words.
+    let tiny = Limits {
+        max_samples: 100,
+        ..Limits::default()
+    };
+    let err = range_query(&src, &expr, H, 30 * 24 * H, H, &tiny, raw).unwrap_err();
+    assert!(matches!(err, Error::TooManySamples), "{err}");
+}
+
+#[test]
+fn rollups_answer_aligned_queries_as_raw_samples_do() {
+    const M: i64 = 60_000;
+    const H: i64 = 60 * M;
+    let src = month(3, 8);
+    let queries = [
+        "rate(c[1h])",
+        "increase(c[2h])",
+        "sum by (kind) (rate(c[1h]))",
+        "delta(g[1h])",
+        "avg_over_time(g[1h])",
+        "max_over_time(g[1h]) - min_over_time(g[1h])",
+        "sum_over_time(g[10m])",
+        "count_over_time(g[1h])",
+        "last_over_time(g[1h])",
+        "changes(g[1h]) + resets(c[1h])",
+        "g",
+        "sum(g) / count(c)",
+        "max(c offset 1d)",
+    ];
+    for (start, step, end) in [(H, H, 8 * 24 * H), (H, 10 * M, 2 * 24 * H)] {
+        for q in queries {
+            let expr = parse(q).unwrap();
+            let lim = Limits::default();
+            let raw = range_query(
+                &src,
+                &expr,
+                start,
+                end,
+                step,
+                &lim,
+                Requested::Exactly(Resolution::Raw),
+            )
+            .unwrap();
+            let auto = range_query(&src, &expr, start, end, step, &lim, Requested::Auto).unwrap();
+            assert_ne!(auto.resolution, Resolution::Raw, "{q} at step {step}");
+            assert!(
+                auto.total_samples * 4 < raw.total_samples,
+                "{q}: {} vs {}",
+                auto.total_samples,
+                raw.total_samples
+            );
+            assert_eq!(auto.series.len(), raw.series.len(), "{q}");
+            for (a, r) in auto.series.iter().zip(&raw.series) {
+                assert_eq!(a.labels, r.labels, "{q}");
+                assert_eq!(a.points.len(), r.points.len(), "{q} {}", a.labels);
+                for (x, y) in a.points.iter().zip(&r.points) {
+                    assert_eq!(x.0, y.0, "{q}");
+                    assert!(
+                        (x.1 - y.1).abs() <= 1e-9 * y.1.abs().max(1.0),
+                        "{q} {} at {}: rollup {} raw {}",
+                        a.labels,
+                        x.0,
+                        x.1,
+                        y.1
+                    );
+                }
+            }
+        }
+    }
 }

@@ -22,6 +22,7 @@ use self::format::{instant_json, push_labels, series_json};
 use super::error::Error;
 use super::eval;
 use super::limits::Limits;
+use super::plan::Requested;
 use super::source::{matchers, Source};
 use super::value::{Series, NAME};
 
@@ -142,7 +143,9 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind) = match &self {
             Error::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
-            Error::Execution(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+            Error::Execution(_) | Error::TooManySamples => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+            }
             Error::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Error::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -229,19 +232,46 @@ async fn query_range(State(api): State<Api>, p: Params) -> Result<Response, Erro
             "invalid expression type \"{kind}\" for range query, must be Scalar or instant Vector"
         )));
     }
+    let asked = p.get("max_source_resolution");
+    let requested = Requested::parse(asked).ok_or_else(|| {
+        Error::BadData(format!(
+            "invalid parameter \"max_source_resolution\": {:?} is not one of raw, 5m, 1h, auto",
+            asked.unwrap_or_default()
+        ))
+    })?;
+    let stats = p.get("stats").is_some_and(|v| !v.is_empty());
     let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
-    let series =
-        blocking(move || eval::range_query(&*source, &expr, start, end, step, &limits)).await?;
+    let answer =
+        blocking(move || eval::range_query(&*source, &expr, start, end, step, &limits, requested))
+            .await?;
     let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
-    for (i, s) in series.iter().enumerate() {
+    for (i, s) in answer.series.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         series_json(&mut out, s);
     }
-    out.push_str("]}");
-    Ok(success(&out))
+    out.push(']');
+    if stats {
+        // Prometheus's names for the samples a query read and held at once.
+        out.push_str(&format!(
+            ",\"stats\":{{\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}},\"resolution\":\"{}\"}}",
+            answer.total_samples,
+            answer.peak_samples,
+            answer.resolution.name()
+        ));
+    }
+    out.push('}');
+    let mut response = success(&out);
+    response.headers_mut().insert(
+        RESOLUTION_HEADER,
+        header::HeaderValue::from_static(answer.resolution.name()),
+    );
+    Ok(response)
 }
+
+/// The response header naming the resolution a range query was answered at.
+pub const RESOLUTION_HEADER: &str = "x-telltale-resolution";
 
 fn strip_parens(e: &Expr) -> &Expr {
     match e {

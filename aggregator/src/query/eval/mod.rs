@@ -11,6 +11,8 @@
 
 mod aggregate;
 mod binary;
+mod rollup;
+mod run;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,8 +27,10 @@ use super::error::{Error, Result};
 use super::functions;
 use super::functions::args::{Arg, Args, Ctx};
 use super::functions::range::{kernel, Kernel};
+use super::functions::rollup::bucket_kernel;
 use super::intern::{Hash, Interner};
 use super::limits::Limits;
+use super::rollup::{Resolution, RollupSeries};
 use super::source::{matchers, Source};
 use super::value::{no_duplicates, Labels, RangeArg, Sample, Series, Window, NAME};
 
@@ -34,6 +38,7 @@ pub use super::parse::parse;
 #[cfg(test)]
 pub(crate) use super::parse::FUNCTIONS_2_42;
 pub use super::value::Value;
+pub use run::{instant_query, range_query, Answer};
 
 /// Milliseconds since the epoch of a `SystemTime` (negative before it).
 fn millis(t: SystemTime) -> i64 {
@@ -63,6 +68,9 @@ fn key(v: &VectorSelector) -> usize {
 /// Evaluates expressions over the loaded series.
 pub struct Evaluator {
     data: HashMap<usize, Vec<Series>>,
+    /// With a rollup resolution: each selector's buckets instead of its samples.
+    rollups: HashMap<usize, Vec<RollupSeries>>,
+    resolution: Resolution,
     /// The query's start and end (ms), what `@ start()` and `@ end()` mean.
     start: i64,
     end: i64,
@@ -103,7 +111,8 @@ impl Steps {
 }
 
 impl Evaluator {
-    /// Loads what `expr` reads when evaluated at each time in `[start, end]`.
+    /// Loads what `expr` reads when evaluated at each time in `[start, end]`, from raw
+    /// samples.
     pub fn load(
         src: &dyn Source,
         expr: &Expr,
@@ -111,37 +120,66 @@ impl Evaluator {
         end: i64,
         limits: &Limits,
     ) -> Result<Evaluator> {
-        let deadline = Instant::now() + limits.timeout;
-        let mut ev = Evaluator {
+        let mut ev = Evaluator::new(start, end, limits, Resolution::Raw);
+        ev.load_times(src, expr, start, end, limits.max_samples)?;
+        Ok(ev)
+    }
+
+    /// An evaluator of a query over `[start, end]` (what `@ start()` and `@ end()` mean)
+    /// reading at `resolution`, with nothing loaded yet.
+    fn new(start: i64, end: i64, limits: &Limits, resolution: Resolution) -> Evaluator {
+        Evaluator {
             data: HashMap::new(),
+            rollups: HashMap::new(),
+            resolution,
             start,
             end,
             lookback: ms(limits.lookback),
             default_step: ms(limits.default_step).max(1),
-            deadline,
+            deadline: Instant::now() + limits.timeout,
             names: Interner::default(),
             steps: None,
             precomputed: RefCell::default(),
             unique: Default::default(),
-        };
+        }
+    }
+
+    /// Loads, in place of what was loaded before, what `expr` reads when evaluated at
+    /// each time in `[from, to]`; returns the samples (or buckets) loaded. Fails with
+    /// [`Error::TooManySamples`] past `max_samples`.
+    fn load_times(
+        &mut self,
+        src: &dyn Source,
+        expr: &Expr,
+        from: i64,
+        to: i64,
+        max_samples: usize,
+    ) -> Result<usize> {
+        self.data.clear();
+        self.rollups.clear();
         let mut wanted: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
-        ev.ranges(expr, start, end, &mut wanted);
+        self.ranges(expr, from, to, &mut wanted);
         let mut loaded = 0usize;
         for (k, (vs, mint, maxt)) in wanted {
-            let series = src.select(&matchers(vs), mint, maxt)?;
-            loaded += series.iter().map(|s| s.points.len()).sum::<usize>();
-            if loaded > limits.max_samples {
-                return Err(Error::Execution(
-                    "query processing would load too many samples into memory in query execution"
-                        .into(),
-                ));
+            if self.resolution == Resolution::Raw {
+                let series = src.select(&matchers(vs), mint, maxt)?;
+                loaded += series.iter().map(|s| s.points.len()).sum::<usize>();
+                self.data.insert(k, series);
+            } else {
+                let series = src.select_rollup(&matchers(vs), mint, maxt, self.resolution)?;
+                loaded += series.iter().map(|s| s.buckets.len()).sum::<usize>();
+                self.rollups.insert(k, series);
             }
-            if Instant::now() > ev.deadline {
+            if loaded > max_samples {
+                self.data.clear();
+                self.rollups.clear();
+                return Err(Error::TooManySamples);
+            }
+            if Instant::now() > self.deadline {
                 return Err(Error::Timeout("query preparation"));
             }
-            ev.data.insert(k, series);
         }
-        Ok(ev)
+        Ok(loaded)
     }
 
     fn at_ms(&self, at: &AtModifier) -> i64 {
@@ -177,7 +215,8 @@ impl Evaluator {
             entry.2 = entry.2.max(maxt);
         };
         match expr {
-            Expr::VectorSelector(vs) => add(vs, self.lookback),
+            // A rollup's newest bucket may end up to a bucket before the evaluation time.
+            Expr::VectorSelector(vs) => add(vs, self.lookback + self.resolution.ms()),
             Expr::MatrixSelector(m) => add(&m.vs, ms(m.range)),
             Expr::Subquery(sq) => {
                 let (lo, hi) = match &sq.at {
@@ -293,6 +332,9 @@ impl Evaluator {
     ) {
         let node = expr as *const Expr as usize;
         match expr {
+            Expr::VectorSelector(vs) if self.resolution != Resolution::Raw => {
+                tables.insert(node, self.rollup_selector_table(vs, steps));
+            }
             Expr::VectorSelector(vs) => {
                 tables.insert(node, self.selector_table(vs, steps));
             }
@@ -306,13 +348,23 @@ impl Evaluator {
                 };
                 match (matrix, kernel(c.func.name)) {
                     (Some(m), Some((k, keeps_name))) => {
-                        tables.insert(node, self.kernel_table(m, k, keeps_name, steps));
+                        let table = if self.resolution == Resolution::Raw {
+                            self.kernel_table(m, k, keeps_name, steps)
+                        } else {
+                            // The planner chose rollups only where every range function
+                            // has a kernel over buckets.
+                            let Some(bk) = bucket_kernel(c.func.name) else {
+                                return;
+                            };
+                            self.rollup_kernel_table(m, bk, keeps_name, steps)
+                        };
+                        tables.insert(node, table);
                         let mut seen = std::collections::HashSet::new();
-                        let distinct = self.series(&m.vs).iter().all(|s| {
+                        let distinct = self.labels_of(&m.vs).all(|l| {
                             seen.insert(if keeps_name {
-                                s.labels.clone()
+                                l.clone()
                             } else {
-                                self.names.unnamed(&s.labels)
+                                self.names.unnamed(l)
                             })
                         });
                         if distinct {
@@ -425,6 +477,24 @@ impl Evaluator {
 
     fn series(&self, vs: &VectorSelector) -> &[Series] {
         self.data.get(&key(vs)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The labels of the series loaded for `vs`, raw or rolled up.
+    fn labels_of<'a>(
+        &'a self,
+        vs: &VectorSelector,
+    ) -> Box<dyn Iterator<Item = &'a Arc<Labels>> + 'a> {
+        if self.resolution == Resolution::Raw {
+            Box::new(self.series(vs).iter().map(|s| &s.labels))
+        } else {
+            Box::new(
+                self.rollups
+                    .get(&key(vs))
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .map(|s| &s.labels),
+            )
+        }
     }
 
     /// The instant vector `vs` selects at `t`: each series' newest point in the lookback
@@ -665,86 +735,4 @@ fn children(e: &Expr) -> Vec<&Expr> {
         | Expr::StringLiteral(_)
         | Expr::Extension(_) => Vec::new(),
     }
-}
-
-/// Runs `expr` as an instant query at `t` (ms).
-pub fn instant_query(src: &dyn Source, expr: &Expr, t: i64, limits: &Limits) -> Result<Value> {
-    let ev = Evaluator::load(src, expr, t, t, limits)?;
-    let value = ev.eval(expr, t)?;
-    let series = match &value {
-        Value::Vector(v) => v.len(),
-        Value::Matrix(m) => m.len(),
-        _ => 0,
-    };
-    too_many_series(series, limits)?;
-    Ok(value)
-}
-
-fn too_many_series(n: usize, limits: &Limits) -> Result<()> {
-    if n > limits.max_series {
-        return Err(Error::Execution(format!(
-            "the answer would hold {n} series, more than the limit of {}; narrow the selectors or aggregate",
-            limits.max_series
-        )));
-    }
-    Ok(())
-}
-
-/// Runs `expr` as a range query: a series per label set with a point per step where it
-/// has a value.
-pub fn range_query(
-    src: &dyn Source,
-    expr: &Expr,
-    start: i64,
-    end: i64,
-    step: i64,
-    limits: &Limits,
-) -> Result<Vec<Series>> {
-    let mut ev = Evaluator::load(src, expr, start, end, limits)?;
-    let steps = Steps {
-        start,
-        step,
-        count: ((end - start) / step + 1) as usize,
-    };
-    ev.precompute(expr, steps);
-    ev.check_deadline()?;
-    // Every step hashes each output series' labels again: a fast hasher.
-    let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>, Hash> = HashMap::default();
-    let mut points = 0usize;
-    let mut t = start;
-    while t <= end {
-        ev.check_deadline()?;
-        match ev.eval(expr, t)? {
-            Value::Scalar(v) => by_labels
-                .entry(Arc::new(Labels::default()))
-                .or_default()
-                .push((t, v)),
-            Value::Vector(samples) => {
-                points += samples.len();
-                for s in samples {
-                    by_labels.entry(s.labels).or_default().push((t, s.v));
-                }
-            }
-            other => {
-                return Err(Error::BadData(format!(
-                "invalid expression type {:?} for range query, must be Scalar or instant Vector",
-                other.type_name()
-            )))
-            }
-        }
-        too_many_series(by_labels.len(), limits)?;
-        if points > limits.max_samples {
-            return Err(Error::Execution(
-                "query processing would load too many samples into memory in query execution"
-                    .into(),
-            ));
-        }
-        t += step;
-    }
-    let mut out: Vec<Series> = by_labels
-        .into_iter()
-        .map(|(labels, points)| Series { labels, points })
-        .collect();
-    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-    Ok(out)
 }

@@ -13,6 +13,7 @@ mod labels;
 mod math;
 pub mod range;
 mod rate;
+pub mod rollup;
 mod sort;
 mod time;
 

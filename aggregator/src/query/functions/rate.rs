@@ -13,7 +13,6 @@ use super::super::value::Window;
 /// window's edges (at most half an average interval beyond the points, and for counters
 /// not below zero).
 pub fn extrapolated_rate(p: &[(i64, f64)], w: Window, counter: bool, rate: bool) -> Option<f64> {
-    let (range_start, range_end, range) = (w.start, w.end, w.range);
     if p.len() < 2 {
         return None;
     }
@@ -28,10 +27,26 @@ pub fn extrapolated_rate(p: &[(i64, f64)], w: Window, counter: bool, rate: bool)
             previous = v;
         }
     }
+    Some(extrapolate(first, last, p.len(), result, w, counter, rate))
+}
+
+/// The change `result` between the first and last of `count` points in window `w`,
+/// extrapolated to the window's edges as [`extrapolated_rate`] does; per second when
+/// `rate`. Rollups give their first and last samples, count and change here.
+pub fn extrapolate(
+    first: (i64, f64),
+    last: (i64, f64),
+    count: usize,
+    mut result: f64,
+    w: Window,
+    counter: bool,
+    rate: bool,
+) -> f64 {
+    let (range_start, range_end, range) = (w.start, w.end, w.range);
     let mut to_start = (first.0 - range_start) as f64 / 1000.0;
     let to_end = (range_end - last.0) as f64 / 1000.0;
     let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let average = sampled / (p.len() - 1) as f64;
+    let average = sampled / (count - 1) as f64;
     if counter && result > 0.0 && first.1 >= 0.0 {
         let to_zero = sampled * (first.1 / result);
         if to_zero < to_start {
@@ -54,7 +69,7 @@ pub fn extrapolated_rate(p: &[(i64, f64)], w: Window, counter: bool, rate: bool)
     if rate {
         result /= range as f64 / 1000.0;
     }
-    Some(result)
+    result
 }
 
 /// `irate` and `idelta`: from the last two points.

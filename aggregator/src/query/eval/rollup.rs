@@ -1,0 +1,112 @@
+//! A range query's selectors and range functions answered from rollup buckets, for every
+//! step at once (the counterpart of `selector_table` and `kernel_table` over samples).
+//!
+//! Promise: at a step on a bucket boundary, with range windows that are whole buckets,
+//! each table holds what the raw tables hold over the same samples (see
+//! `functions::rollup`), except that a series ending with a stale marker stays visible
+//! until its lookback has passed: buckets keep no stale markers.
+
+use promql_parser::parser::{MatrixSelector, VectorSelector};
+
+use super::super::functions::rollup::{over, BucketKernel, Buckets};
+use super::super::rollup::Bucket;
+use super::super::value::{Sample, Window};
+use super::{key, ms, Evaluator, Steps, Table};
+
+impl Evaluator {
+    fn buckets_of(&self, vs: &VectorSelector) -> &[super::RollupSeries] {
+        self.rollups.get(&key(vs)).map_or(&[], Vec::as_slice)
+    }
+
+    /// A plain selector at every step: the last sample of the newest bucket ending at or
+    /// before the step, if it is within the lookback of the step's bucket boundary
+    /// (exactly the raw answer on a boundary; between boundaries the samples after the
+    /// boundary are not seen).
+    pub(super) fn rollup_selector_table(&self, vs: &VectorSelector, steps: Steps) -> Table {
+        let width = self.resolution.ms();
+        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
+        for s in self.buckets_of(vs) {
+            let b = &s.buckets;
+            let mut next = 0;
+            for (i, t) in steps.times() {
+                let r = self.reference(&vs.at, &vs.offset, t);
+                if next > 0 && b[next - 1].end > r {
+                    next = b.partition_point(|x| x.end <= r);
+                }
+                while next < b.len() && b[next].end <= r {
+                    next += 1;
+                }
+                let Some(newest) = next.checked_sub(1).map(|n| &b[n]) else {
+                    continue;
+                };
+                let boundary = r - r.rem_euclid(width);
+                if newest.last_t >= boundary - self.lookback {
+                    table[i].push(Sample {
+                        labels: s.labels.clone(),
+                        v: newest.last,
+                    });
+                }
+            }
+        }
+        table.into_iter().map(Some).collect()
+    }
+
+    /// A range function over `m` at every step, from the buckets ending in each window
+    /// and the sample on its left edge.
+    pub(super) fn rollup_kernel_table(
+        &self,
+        m: &MatrixSelector,
+        k: BucketKernel,
+        keeps_name: bool,
+        steps: Steps,
+    ) -> Table {
+        let range = ms(m.range);
+        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
+        for s in self.buckets_of(&m.vs) {
+            let b: &[Bucket] = &s.buckets;
+            let labels = if keeps_name {
+                s.labels.clone()
+            } else {
+                self.names.unnamed(&s.labels)
+            };
+            let (mut lo, mut hi) = (0, 0);
+            for (i, t) in steps.times() {
+                let r = self.reference(&m.vs.at, &m.vs.offset, t);
+                if hi > 0 && b[hi - 1].end > r {
+                    lo = 0;
+                    hi = 0;
+                }
+                while hi < b.len() && b[hi].end <= r {
+                    hi += 1;
+                }
+                while lo < hi && b[lo].end <= r - range {
+                    lo += 1;
+                }
+                let edge = lo
+                    .checked_sub(1)
+                    .map(|e| &b[e])
+                    .filter(|e| e.end == r - range && e.last_t == e.end)
+                    .map(|e| (e.last_t, e.last));
+                if lo >= hi && edge.is_none() {
+                    continue;
+                }
+                let window = Buckets {
+                    edge,
+                    buckets: &b[lo..hi],
+                };
+                let w = Window {
+                    start: r - range,
+                    end: r,
+                    range,
+                };
+                if let Some(v) = over(k, &window, w) {
+                    table[i].push(Sample {
+                        labels: labels.clone(),
+                        v,
+                    });
+                }
+            }
+        }
+        table.into_iter().map(Some).collect()
+    }
+}
