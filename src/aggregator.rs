@@ -32,10 +32,30 @@ pub struct AggregatorArgs {
     #[arg(long, env = "TELLTALE_DATA_DIR", default_value = "./telltale-data")]
     pub data_dir: PathBuf,
 
-    /// How long samples are kept (e.g. 90d, 2w).
+    /// How long raw samples are kept (e.g. 90d, 2w).
     #[arg(long, env = "TELLTALE_RETENTION", default_value = "90d", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+
+    /// How long 5-minute rollups (per-series summaries that answer long ranges) are kept.
+    #[arg(long = "retention-5m", env = "TELLTALE_RETENTION_5M", default_value = "90d", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde", rename = "retention-5m")]
+    pub retention_5m: Duration,
+
+    /// How long 1-hour rollups are kept.
+    #[arg(long = "retention-1h", env = "TELLTALE_RETENTION_1H", default_value = "365d", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde", rename = "retention-1h")]
+    pub retention_1h: Duration,
+
+    /// Samples one query may hold in memory at once (a range query is evaluated a block
+    /// of steps at a time, so this bounds memory, not the length of its range).
+    #[arg(long, env = "TELLTALE_QUERY_MAX_SAMPLES", default_value = "50000000", value_parser = clap::value_parser!(u64).range(1..))]
+    pub query_max_samples: u64,
+
+    /// How long one query may run.
+    #[arg(long, env = "TELLTALE_QUERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
 
     /// YAML map of bearer token to the cluster names it may write; without it, every
     /// writer is accepted.
@@ -94,6 +114,10 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
         listen,
         data_dir,
         retention,
+        retention_5m,
+        retention_1h,
+        query_max_samples,
+        query_timeout,
         auth_tokens,
         prices,
         flush_interval,
@@ -117,6 +141,13 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
             query_cache_max_bytes: usize::try_from(a.query_cache_max_bytes).unwrap_or(usize::MAX),
             clock: std::sync::Arc::new(telltale_model::time::SystemClock),
             retention: a.retention,
+            retention_5m: a.retention_5m,
+            retention_1h: a.retention_1h,
+            query_limits: telltale_aggregator::query::Limits {
+                max_samples: usize::try_from(a.query_max_samples).unwrap_or(usize::MAX),
+                timeout: a.query_timeout,
+                ..Default::default()
+            },
             auth_tokens: a.auth_tokens,
             prices: match &a.prices {
                 Some(p) => telltale_aggregator::billing::Prices::load(p).map_err(|e| {

@@ -52,11 +52,12 @@ pub fn run(args: ImportArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(e.into()))?;
     bar.finish_and_clear();
     println!(
-        "imported {} samples into {} files under {}; rejected {}",
+        "imported {} samples into {} files under {}; rejected {}; rolled up {} days",
         summary.imported,
         summary.files.len(),
         telltale_aggregator::store::layout::days_dir(&args.data_dir).display(),
-        summary.rejected
+        summary.rejected,
+        summary.rolled_up
     );
     for p in &summary.problems {
         println!("  rejected: {p}");

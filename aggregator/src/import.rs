@@ -47,6 +47,8 @@ pub struct Summary {
     pub problems: Vec<String>,
     /// Parquet files written.
     pub files: Vec<PathBuf>,
+    /// Complete days whose 5-minute and 1-hour rollups were built afterwards.
+    pub rolled_up: usize,
 }
 
 fn is_openmetrics(path: &Path) -> std::io::Result<bool> {
@@ -135,6 +137,10 @@ pub fn import(
     if head.samples() > 0 {
         write(&mut head, data_dir, &mut written, &mut out)?;
     }
+    // Long ranges over what was imported are answered from rollups at once, as they are
+    // for days the aggregator rolled up itself.
+    let now = telltale_model::time::to_millis(std::time::SystemTime::now());
+    out.rolled_up = crate::store::rollup::maintain(data_dir, now).len();
     Ok(out)
 }
 

@@ -47,8 +47,14 @@ pub struct Options {
     pub flush_samples: usize,
     /// Where "now" comes from (retention).
     pub clock: Arc<dyn telltale_model::time::Clock>,
-    /// How long data is kept.
+    /// How long raw samples are kept.
     pub retention: Duration,
+    /// How long 5-minute rollups are kept (`--retention-5m`).
+    pub retention_5m: Duration,
+    /// How long 1-hour rollups are kept (`--retention-1h`).
+    pub retention_1h: Duration,
+    /// Bounds on each query (`--query-max-samples`, `--query-timeout`).
+    pub query_limits: query::Limits,
     /// Bearer tokens and their clusters; `None` accepts every writer.
     pub auth_tokens: Option<PathBuf>,
     /// Bytes the query cache of file footers, series tables and label sets may hold
@@ -123,6 +129,8 @@ pub async fn run(
             flush_samples: opts.flush_samples,
             clock: opts.clock.clone(),
             retention: opts.retention,
+            retention_5m: opts.retention_5m,
+            retention_1h: opts.retention_1h,
             watch: Arc::new(billing::LateSamples {
                 frontier: frontier.clone(),
                 data_dir: opts.data_dir.clone(),
@@ -167,7 +175,7 @@ pub async fn run(
         )
         .merge(query::api::router(query::api::Api {
             source: store.clone(),
-            limits: query::Limits::default(),
+            limits: opts.query_limits.clone(),
             now: {
                 let clock = opts.clock.clone();
                 Arc::new(move || telltale_model::time::to_millis(clock.now()))

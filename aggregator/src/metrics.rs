@@ -36,6 +36,13 @@ pub const BILLING_COST: &str = "telltale_aggregator_billing_cost";
 /// `namespace="_other"`.
 pub const BILLING_NAMESPACES: usize = 200;
 
+/// Days rolled up (5-minute and 1-hour rollups built or rebuilt).
+pub const ROLLUP_DAYS: &str = "telltale_aggregator_rollup_days_total";
+/// Time to roll up the days a round found changed.
+pub const ROLLUP_DURATION: &str = "telltale_aggregator_rollup_duration_seconds";
+/// Bytes the query cache of file footers, series tables and label sets holds.
+pub const QUERY_CACHE_BYTES: &str = "telltale_aggregator_query_cache_bytes";
+
 /// Parquet files written by flushes.
 pub const FILES_WRITTEN: &str = "telltale_aggregator_parquet_files_written_total";
 
@@ -83,6 +90,12 @@ pub struct Metrics {
     pub partition_bytes: IntGaugeVec,
     /// Cost so far by namespace, period (`hour`, `month`) and currency.
     pub billing_cost: GaugeVec,
+    /// Days rolled up.
+    pub rollup_days: IntCounter,
+    /// Rollup rounds' durations.
+    pub rollup_duration: Histogram,
+    /// Bytes held by the query cache.
+    pub query_cache_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -148,7 +161,25 @@ impl Metrics {
                 ),
                 &["namespace", "period", "currency"],
             )?,
+            rollup_days: IntCounter::new(
+                ROLLUP_DAYS,
+                "Days whose 5-minute and 1-hour rollups were built or rebuilt.",
+            )?,
+            rollup_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    ROLLUP_DURATION,
+                    "Time to roll up the days a round found new or changed.",
+                )
+                .buckets(vec![0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]),
+            )?,
+            query_cache_bytes: IntGauge::new(
+                QUERY_CACHE_BYTES,
+                "Bytes the query cache of file footers, series tables and label sets holds (at most --query-cache-max-bytes).",
+            )?,
         };
+        registry.register(Box::new(m.rollup_days.clone()))?;
+        registry.register(Box::new(m.rollup_duration.clone()))?;
+        registry.register(Box::new(m.query_cache_bytes.clone()))?;
         registry.register(Box::new(m.billing_cost.clone()))?;
         registry.register(Box::new(m.partition_files.clone()))?;
         registry.register(Box::new(m.partition_bytes.clone()))?;

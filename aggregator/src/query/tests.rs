@@ -8,9 +8,10 @@ use promql_parser::label::Matcher;
 use proptest::prelude::*;
 use telltale_model::prom::STALE_NAN_BITS;
 
-use super::eval::{instant_query, parse, range_query, Value};
+use super::eval::{parse, Value};
 use super::plan::Requested;
 use super::rollup::Resolution;
+use super::run::{instant_query, range_query};
 use super::{Error, Labels, Limits, Series, Source, NAME};
 
 /// Series in memory.

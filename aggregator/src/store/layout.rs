@@ -7,6 +7,10 @@
 //!     part-<ms>-<n>.parquet            a flush of the head
 //!     part-<ms>-c<count>.parquet       a compaction of <count> files
 //!     part-<ms>-import<n>.parquet      written by `telltale import`
+//!   data/resolution=5m/day=YYYY-MM-DD/rollup-<sources>.parquet
+//!   data/resolution=1h/day=YYYY-MM-DD/rollup-<sources>.parquet
+//!                                      a day's 5-minute and 1-hour rollups; <sources>
+//!                                      names the raw files they were built from
 //!   corrupt/day=YYYY-MM-DD/            unreadable files moved aside
 //!   billing/day=YYYY-MM-DD/hour=HH.parquet   settled billing records of one hour
 //!   billing/settled, billing/resettle-from   billing's frontier and late-sample marks
@@ -83,6 +87,26 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The directory of the rollups at `resolution` (`5m` or `1h`).
+pub fn rollup_dir(data_dir: &Path, resolution: &str) -> PathBuf {
+    days_dir(data_dir).join(format!("resolution={resolution}"))
+}
+
+/// The directory of one day's rollups at `resolution`.
+pub fn rollup_day_dir(data_dir: &Path, resolution: &str, day: i64) -> PathBuf {
+    rollup_dir(data_dir, resolution).join(day_dir_name(day))
+}
+
+/// The days with a rollup directory at `resolution`, as (day, directory), oldest first.
+pub fn rollup_days(data_dir: &Path, resolution: &str) -> Vec<(i64, PathBuf)> {
+    dated_dirs(&rollup_dir(data_dir, resolution))
+}
+
+/// The rollup file built from raw files whose names hash to `sources`.
+pub fn rollup_file(sources: u64) -> String {
+    format!("rollup-{sources:016x}.parquet")
+}
+
 /// The file a flush writes: `stamp` is the flush's wall-clock ms, `n` its sequence number
 /// in this process.
 pub fn flush_file(stamp: i64, n: u64) -> String {
@@ -151,6 +175,10 @@ mod tests {
         assert_eq!(
             billing_hour_file(dir, DAY_MS + 5 * HOUR_MS),
             Path::new("/d/billing/day=1970-01-02/hour=05.parquet")
+        );
+        assert_eq!(
+            rollup_day_dir(dir, "5m", 1).join(rollup_file(255)),
+            Path::new("/d/data/resolution=5m/day=1970-01-02/rollup-00000000000000ff.parquet")
         );
         assert_eq!(
             temporary(Path::new("/x"), "a.parquet"),

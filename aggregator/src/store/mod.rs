@@ -6,7 +6,9 @@
 //! - [`head`]: samples since the last flush, in memory, by day and series;
 //! - [`partition`]: immutable day-partitioned Parquet files, their compaction and the
 //!   quarantine of unreadable ones;
-//! - [`retention`]: whole days past `--retention` deleted;
+//! - [`retention`]: whole days past `--retention` (and rollups past theirs) deleted;
+//! - [`rollup`]: each complete day summarised in 5-minute and 1-hour buckets, rebuilt
+//!   when its raw files change; [`select_rollup`] reads them;
 //! - [`select`]: a selector's series from the head, a flush in progress and the files,
 //!   with the cache of file footers and series tables;
 //! - here: [`Store`], which keeps the WAL and the head consistent, flushes, and answers
@@ -21,7 +23,9 @@ pub mod head;
 pub mod layout;
 pub mod partition;
 pub mod retention;
+pub mod rollup;
 pub mod select;
+pub mod select_rollup;
 pub mod wal;
 
 use std::collections::BTreeMap;
@@ -77,8 +81,12 @@ pub struct Config {
     pub flush_samples: usize,
     /// Where "now" comes from (retention).
     pub clock: Arc<dyn Clock>,
-    /// How long data is kept.
+    /// How long raw samples are kept.
     pub retention: Duration,
+    /// How long 5-minute rollups are kept.
+    pub retention_5m: Duration,
+    /// How long 1-hour rollups are kept.
+    pub retention_1h: Duration,
     /// Told about accepted samples.
     pub watch: Arc<dyn Watch>,
     /// The aggregator's own metrics.
@@ -102,6 +110,8 @@ pub struct Store {
     metrics: Metrics,
     clock: Arc<dyn Clock>,
     retention: Duration,
+    retention_5m: Duration,
+    retention_1h: Duration,
     watch: Arc<dyn Watch>,
     /// Heads taken by a flush and not yet in files: queries read them meanwhile.
     flushing: Mutex<Vec<Arc<BTreeMap<i64, head::Sorted>>>>,
@@ -151,6 +161,8 @@ impl Store {
             metrics: cfg.metrics,
             clock: cfg.clock,
             retention: cfg.retention,
+            retention_5m: cfg.retention_5m,
+            retention_1h: cfg.retention_1h,
             watch: cfg.watch,
             flushing: Mutex::new(Vec::new()),
             files: select::FileCache::new(cfg.query_cache_max_bytes),
@@ -254,14 +266,25 @@ impl Store {
                 continue;
             }
             let (dir, m) = (self.data_dir.clone(), self.metrics.clone());
+            let now = to_millis(self.clock.now());
             let _ = tokio::task::spawn_blocking(move || {
                 let start = std::time::Instant::now();
                 let c = partition::compact(&dir);
                 m.compaction_duration.observe(start.elapsed().as_secs_f64());
                 m.corrupt_files.inc_by(c.quarantined.len() as u64);
+                // Complete days whose raw files changed are rolled up again.
+                let start = std::time::Instant::now();
+                let built = rollup::maintain(&dir, now);
+                if !built.is_empty() {
+                    m.rollup_duration.observe(start.elapsed().as_secs_f64());
+                    m.rollup_days.inc_by(built.len() as u64);
+                }
                 report_usage(&m, &dir);
             })
             .await;
+            self.metrics
+                .query_cache_bytes
+                .set(self.files.bytes() as i64);
         }
     }
 
@@ -271,6 +294,12 @@ impl Store {
             let s = self.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 retention::enforce(&s.data_dir, &*s.clock, s.retention);
+                for (r, keep) in [
+                    (query::rollup::Resolution::FiveMinutes, s.retention_5m),
+                    (query::rollup::Resolution::Hour, s.retention_1h),
+                ] {
+                    retention::enforce_rollups(&s.data_dir, r.name(), &*s.clock, keep);
+                }
                 report_usage(&s.metrics, &s.data_dir);
             })
             .await;
@@ -308,6 +337,94 @@ impl query::Source for Store {
         .map_err(|e| query::Error::Storage(Box::new(e)))?;
         Ok(found.finish())
     }
+
+    /// Days with a current rollup file are read from it; the days between (today, days
+    /// not rolled up yet or whose rollup was removed) are rolled up here from their raw
+    /// samples. Parts are merged in time order, so the bucket ending at midnight, split
+    /// between two days, comes out whole.
+    fn select_rollup(
+        &self,
+        matchers: &[promql_parser::label::Matcher],
+        mint: i64,
+        maxt: i64,
+        resolution: query::rollup::Resolution,
+    ) -> Result<Vec<query::rollup::RollupSeries>, query::Error> {
+        use query::rollup::{bucketize, merge_into, Bucket};
+        use telltale_model::calendar::DAY_MS;
+        let storage = |e: partition::Error| query::Error::Storage(Box::new(e));
+        let width = resolution.ms();
+        // The samples of buckets ending in [mint, maxt].
+        let lo = mint - width + 1;
+        let (first, last) = (lo.div_euclid(DAY_MS), maxt.div_euclid(DAY_MS));
+        let mut files = Vec::new();
+        let mut segments: Vec<Segment> = Vec::new();
+        for (day, dir) in layout::rollup_days(&self.data_dir, resolution.name()) {
+            if day < first || day > last {
+                continue;
+            }
+            let present = layout::parquet_files(&dir);
+            self.files.forget_gone(&dir, &present);
+            if let Some(current) = present.last() {
+                segments.push(Segment::File(day, files.len()));
+                files.push(current.clone());
+            }
+        }
+        // The days between rolled-up days, as spans of raw samples.
+        let mut raw = Vec::new();
+        let mut next = first;
+        for s in segments.clone() {
+            let Segment::File(day, _) = s else { continue };
+            if day > next {
+                raw.push(Segment::Raw(next, day - 1));
+            }
+            next = day + 1;
+        }
+        if next <= last {
+            raw.push(Segment::Raw(next, last));
+        }
+        segments.extend(raw);
+        segments.sort_by_key(|s| match s {
+            Segment::File(d, _) | Segment::Raw(d, _) => *d,
+        });
+        let mut from_files = select_rollup::from_files(&self.files, &files, matchers, mint, maxt)
+            .map_err(storage)?;
+        let mut by_labels: std::collections::HashMap<Arc<query::Labels>, Vec<Bucket>, head::Hash> =
+            Default::default();
+        for s in segments {
+            let parts: Vec<select_rollup::Part> = match s {
+                Segment::File(_, i) => std::mem::take(&mut from_files[i]),
+                Segment::Raw(a, b) => query::Source::select(
+                    self,
+                    matchers,
+                    lo.max(a * DAY_MS),
+                    maxt.min((b + 1) * DAY_MS - 1),
+                )?
+                .into_iter()
+                .map(|s| (s.labels, bucketize(&s.points, width)))
+                .collect(),
+            };
+            for (labels, buckets) in parts {
+                merge_into(by_labels.entry(labels).or_default(), buckets);
+            }
+        }
+        let mut out: Vec<query::rollup::RollupSeries> = by_labels
+            .into_iter()
+            .filter_map(|(labels, mut buckets)| {
+                buckets.retain(|b| b.end >= mint && b.end <= maxt);
+                (!buckets.is_empty()).then_some(query::rollup::RollupSeries { labels, buckets })
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+}
+
+/// A part of a rollup read: a day's rollup file (its index among the files read), or
+/// days `from..=to` rolled up from raw samples.
+#[derive(Clone, Copy)]
+enum Segment {
+    File(i64, usize),
+    Raw(i64, i64),
 }
 
 /// Sets the per-day file and byte gauges from what is on disk.
@@ -341,5 +458,7 @@ fn insert(head: &mut head::Head, req: &RequestRef<'_>, oldest: i64, watch: &dyn 
     skipped
 }
 
+#[cfg(test)]
+mod rollup_tests;
 #[cfg(test)]
 mod tests;

@@ -20,9 +20,27 @@ pub fn cutoff(clock: &dyn Clock, retention: Duration) -> i64 {
 /// Deletes the day partitions under `data_dir` whose every millisecond is before the
 /// cutoff; returns them.
 pub fn enforce(data_dir: &Path, clock: &dyn Clock, retention: Duration) -> Vec<PathBuf> {
-    let cut = cutoff(clock, retention);
+    remove_past(layout::day_dirs(data_dir), cutoff(clock, retention))
+}
+
+/// Deletes the days of rollups at `resolution` (`5m`, `1h`) wholly before the cutoff of
+/// their own retention; returns them.
+pub fn enforce_rollups(
+    data_dir: &Path,
+    resolution: &str,
+    clock: &dyn Clock,
+    retention: Duration,
+) -> Vec<PathBuf> {
+    remove_past(
+        layout::rollup_days(data_dir, resolution),
+        cutoff(clock, retention),
+    )
+}
+
+/// Deletes the day directories of `days` wholly before `cut`.
+fn remove_past(days: Vec<(i64, PathBuf)>, cut: i64) -> Vec<PathBuf> {
     let mut gone = Vec::new();
-    for (day, path) in layout::day_dirs(data_dir) {
+    for (day, path) in days {
         let name = layout::day_dir_name(day);
         // The partition ends at the start of the next day.
         if (day + 1) * DAY_MS <= cut {

@@ -57,7 +57,7 @@ struct CacheInner {
 }
 
 /// A file's index and the candidate label sets of a query's matchers.
-type Indexed = (Arc<FileIndex>, Option<Vec<Arc<Labels>>>);
+pub(super) type Indexed = (Arc<FileIndex>, Option<Vec<Arc<Labels>>>);
 
 impl CacheInner {
     /// The cached label sets holding the pair of the most selective equality matcher
@@ -102,14 +102,14 @@ fn labels_cost(labels: &Labels) -> usize {
 }
 
 /// A series in a file: key, labels, first row, rows.
-type TableRow = (SeriesKey, Arc<Labels>, u64, u64);
+pub(super) type TableRow = (SeriesKey, Arc<Labels>, u64, u64);
 
 /// A file's footer and series table.
 pub struct FileIndex {
-    meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    pub(super) meta: parquet::arrow::arrow_reader::ArrowReaderMetadata,
     /// Per series in row order: key, labels, first row, rows; `None` for files written
     /// before the table existed.
-    series: Option<Vec<TableRow>>,
+    pub(super) series: Option<Vec<TableRow>>,
     /// Table index by labels address.
     rows: HashMap<usize, usize, Hash>,
     /// What the footer and the table take in the cache.
@@ -132,7 +132,7 @@ impl FileCache {
 
     /// Drops the files of `dir` that are no longer among `present` (compaction and
     /// retention remove files; their names are not reused).
-    fn forget_gone(&self, dir: &Path, present: &[std::path::PathBuf]) {
+    pub(super) fn forget_gone(&self, dir: &Path, present: &[std::path::PathBuf]) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut freed = 0;
         inner.files.retain(|path, index| {
@@ -147,7 +147,11 @@ impl FileCache {
 
     /// A file's index, and the candidates for `matchers` (see
     /// [`CacheInner::candidates`]), looked up together so both see the same postings.
-    fn index(&self, path: &Path, matchers: &[Matcher]) -> Result<Indexed, partition::Error> {
+    pub(super) fn index(
+        &self,
+        path: &Path,
+        matchers: &[Matcher],
+    ) -> Result<Indexed, partition::Error> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = inner.files.get(path) {
             let candidates = inner.candidates(matchers);
@@ -332,7 +336,7 @@ pub fn parse_labels(metric: &str, json: &str) -> Labels {
 }
 
 /// The one metric name `matchers` ask for by equality, if any.
-fn exact_name(matchers: &[Matcher]) -> Option<&str> {
+pub(super) fn exact_name(matchers: &[Matcher]) -> Option<&str> {
     matchers
         .iter()
         .find(|m| m.name == NAME && m.op == MatchOp::Equal)
@@ -379,7 +383,7 @@ pub fn from_files(
 }
 
 /// Row groups of a file that may hold rows of `name` (when given) in `[mint, maxt]`.
-fn row_groups(
+pub(super) fn row_groups(
     meta: &parquet::file::metadata::ParquetMetaData,
     name: Option<&str>,
     mint: i64,
@@ -494,7 +498,7 @@ fn from_untabled(
 
 /// The rows of `groups` to read for the `wanted` series (from the file's series table,
 /// in row order): per row group, a row selection and the series runs it selects.
-fn plan(
+pub(super) fn plan(
     meta: &parquet::file::metadata::ParquetMetaData,
     groups: &[usize],
     wanted: &[(u64, u64, usize)],
@@ -625,7 +629,7 @@ type RunPoints = (usize, Vec<(i64, f64)>);
 
 /// The rows of a file's series that pass `matchers`, in row order: (first, end, table
 /// index). With an equality matcher only the label sets holding its pair are tried.
-fn wanted_rows(
+pub(super) fn wanted_rows(
     candidates: Option<Vec<Arc<Labels>>>,
     index: &FileIndex,
     table: &[TableRow],
@@ -659,11 +663,11 @@ fn wanted_rows(
 
 /// What to read of one row group: its row selection and the series runs it selects
 /// (table index, rows).
-struct Plan {
-    group: usize,
-    selectors: Vec<parquet::arrow::arrow_reader::RowSelector>,
-    runs: Vec<(usize, usize)>,
-    rows: usize,
+pub(super) struct Plan {
+    pub(super) group: usize,
+    pub(super) selectors: Vec<parquet::arrow::arrow_reader::RowSelector>,
+    pub(super) runs: Vec<(usize, usize)>,
+    pub(super) rows: usize,
 }
 
 /// Reads the planned rows' timestamps and values: per run, the series and its points in

@@ -23,6 +23,7 @@ use super::error::Error;
 use super::eval;
 use super::limits::Limits;
 use super::plan::Requested;
+use super::run;
 use super::source::{matchers, Source};
 use super::value::{Series, NAME};
 
@@ -182,7 +183,7 @@ async fn query(State(api): State<Api>, p: Params) -> Result<Response, Error> {
     let expr = parse_param(&p)?;
     let t = p.time("time", (api.now)())?;
     let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
-    let value = blocking(move || eval::instant_query(&*source, &expr, t, &limits)).await?;
+    let value = blocking(move || run::instant_query(&*source, &expr, t, &limits)).await?;
     Ok(success(&instant_json(&value, t)))
 }
 
@@ -242,7 +243,7 @@ async fn query_range(State(api): State<Api>, p: Params) -> Result<Response, Erro
     let stats = p.get("stats").is_some_and(|v| !v.is_empty());
     let (source, limits) = (api.source.clone(), p.limits(&api.limits)?);
     let answer =
-        blocking(move || eval::range_query(&*source, &expr, start, end, step, &limits, requested))
+        blocking(move || run::range_query(&*source, &expr, start, end, step, &limits, requested))
             .await?;
     let mut out = String::from("{\"resultType\":\"matrix\",\"result\":[");
     for (i, s) in answer.series.iter().enumerate() {

@@ -1,8 +1,9 @@
 //! The evaluator: Prometheus 2.42's semantics, one evaluation time at a time.
 //!
-//! Every selector's series are loaded once for the whole query (the union of the time
-//! ranges it is read over, subqueries and `@` included), then the expression is evaluated
-//! at each step. A range query's answer at a step is, by definition, the instant query's
+//! Every selector's series are loaded once for the times evaluated (the union of the time
+//! ranges it is read over, subqueries and `@` included; a range query loads block by
+//! block, see `query::run`), then the expression is evaluated at each step, from raw
+//! samples or, where the planner chose a rollup, from buckets (`rollup.rs`). A range query's answer at a step is, by definition, the instant query's
 //! at that time; evaluating step by step keeps the two the same by construction.
 //!
 //! This file walks the expression, reads selectors and evaluates each call's arguments;
@@ -12,7 +13,6 @@
 mod aggregate;
 mod binary;
 mod rollup;
-mod run;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -38,7 +38,6 @@ pub use super::parse::parse;
 #[cfg(test)]
 pub(crate) use super::parse::FUNCTIONS_2_42;
 pub use super::value::Value;
-pub use run::{instant_query, range_query, Answer};
 
 /// Milliseconds since the epoch of a `SystemTime` (negative before it).
 fn millis(t: SystemTime) -> i64 {
@@ -92,10 +91,13 @@ type Table = Vec<Option<Vec<Sample>>>;
 
 /// A range query's evaluation times.
 #[derive(Debug, Clone, Copy)]
-struct Steps {
-    start: i64,
-    step: i64,
-    count: usize,
+pub(crate) struct Steps {
+    /// The first evaluation time (ms).
+    pub start: i64,
+    /// Between evaluation times (ms).
+    pub step: i64,
+    /// How many.
+    pub count: usize,
 }
 
 impl Steps {
@@ -127,7 +129,7 @@ impl Evaluator {
 
     /// An evaluator of a query over `[start, end]` (what `@ start()` and `@ end()` mean)
     /// reading at `resolution`, with nothing loaded yet.
-    fn new(start: i64, end: i64, limits: &Limits, resolution: Resolution) -> Evaluator {
+    pub(crate) fn new(start: i64, end: i64, limits: &Limits, resolution: Resolution) -> Evaluator {
         Evaluator {
             data: HashMap::new(),
             rollups: HashMap::new(),
@@ -147,7 +149,7 @@ impl Evaluator {
     /// Loads, in place of what was loaded before, what `expr` reads when evaluated at
     /// each time in `[from, to]`; returns the samples (or buckets) loaded. Fails with
     /// [`Error::TooManySamples`] past `max_samples`.
-    fn load_times(
+    pub(crate) fn load_times(
         &mut self,
         src: &dyn Source,
         expr: &Expr,
@@ -314,7 +316,7 @@ impl Evaluator {
     /// every step at once, series by series: each series' points are walked once with
     /// two cursors instead of searched at every step. Nodes under a subquery (evaluated
     /// at its own times) are left to step-by-step evaluation.
-    fn precompute(&mut self, expr: &Expr, steps: Steps) {
+    pub(crate) fn precompute(&mut self, expr: &Expr, steps: Steps) {
         self.steps = Some(steps);
         let mut tables = HashMap::default();
         let mut unique = Default::default();

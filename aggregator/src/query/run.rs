@@ -12,14 +12,14 @@ use std::sync::Arc;
 use promql_parser::parser::Expr;
 use telltale_model::calendar::DAY_MS;
 
-use super::super::error::{Error, Result};
-use super::super::intern::Hash;
-use super::super::limits::Limits;
-use super::super::plan::{self, Requested};
-use super::super::rollup::Resolution;
-use super::super::source::Source;
-use super::super::value::{Labels, Series, Value};
-use super::{Evaluator, Steps};
+use super::error::{Error, Result};
+use super::eval::{Evaluator, Steps};
+use super::intern::Hash;
+use super::limits::Limits;
+use super::plan::{self, Requested};
+use super::rollup::Resolution;
+use super::source::Source;
+use super::value::{Labels, Series, Value};
 
 /// A range query's answer and how it was reached.
 #[derive(Debug)]

@@ -1,0 +1,193 @@
+//! Finding a selector's buckets in rollup files: the counterpart of [`super::select`]
+//! for `data/resolution=*/`. The same file cache and planner pick a file's row groups and
+//! series runs; only the columns read differ. Days are read in parallel.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Float64Array, TimestampMillisecondArray, UInt32Array};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use promql_parser::label::Matcher;
+
+use super::partition::{self, column, Error};
+use super::select::{self, FileCache, FileIndex, Found, Plan};
+use crate::query::rollup::Bucket;
+use crate::query::Labels;
+
+/// One series' buckets from one file.
+pub type Part = (Arc<Labels>, Vec<Bucket>);
+
+/// A planned read of one rollup file.
+struct Read {
+    path: PathBuf,
+    index: Arc<FileIndex>,
+    plans: Vec<Plan>,
+}
+
+/// The buckets ending in `[mint, maxt]` of the series passing `matchers`, from each of
+/// `files` (in the order given; a file with nothing wanted gives nothing).
+pub fn from_files(
+    cache: &FileCache,
+    files: &[PathBuf],
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<Vec<Part>>, Error> {
+    let mut found = Found::default();
+    let mut reads = Vec::with_capacity(files.len());
+    for path in files {
+        let (index, candidates) = cache.index(path, matchers)?;
+        let meta = index.meta.metadata().clone();
+        let groups = select::row_groups(&meta, select::exact_name(matchers), mint, maxt);
+        let Some(table) = &index.series else {
+            return Err(Error::Format {
+                path: path.clone(),
+                message: "a rollup file without its series table".into(),
+            });
+        };
+        let wanted = select::wanted_rows(candidates, &index, table, matchers, &mut found);
+        let plans = select::plan(&meta, &groups, &wanted);
+        reads.push(Read {
+            path: path.clone(),
+            index: index.clone(),
+            plans,
+        });
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = reads.len().div_ceil(cores).max(1);
+    let results: Vec<Result<Vec<Vec<Part>>, Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = reads
+            .chunks(chunk)
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .iter()
+                        .map(|r| read(r, mint, maxt))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Format {
+                        path: PathBuf::new(),
+                        message: "a rollup reading thread failed".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(files.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The planned series runs of one file, buckets ending in `[mint, maxt]`.
+fn read(r: &Read, mint: i64, maxt: i64) -> Result<Vec<Part>, Error> {
+    let Some(table) = &r.index.series else {
+        return Ok(Vec::new());
+    };
+    if r.plans.is_empty() {
+        return Ok(Vec::new());
+    }
+    let path: &Path = &r.path;
+    let format = |message: String| Error::Format {
+        path: path.to_owned(),
+        message,
+    };
+    let file = partition::open(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, r.index.meta.clone());
+    let mask = parquet::arrow::ProjectionMask::columns(
+        builder.parquet_schema(),
+        [
+            "timestamp",
+            "first_timestamp",
+            "last_timestamp",
+            "count",
+            "resets",
+            "changes",
+            "sum",
+            "min",
+            "max",
+            "first",
+            "last",
+            "drops",
+        ],
+    );
+    let selectors: Vec<_> = r
+        .plans
+        .iter()
+        .flat_map(|p| p.selectors.iter().copied())
+        .collect();
+    let reader = builder
+        .with_row_groups(r.plans.iter().map(|p| p.group).collect())
+        .with_row_selection(RowSelection::from(selectors))
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| format(e.to_string()))?;
+    let mut runs = r.plans.iter().flat_map(|p| p.runs.iter().copied());
+    let mut out: Vec<(usize, Vec<Bucket>)> = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for batch in reader {
+        let batch = batch.map_err(|e| format(e.to_string()))?;
+        let time = |n| column::<TimestampMillisecondArray>(path, &batch, n);
+        let count = |n| column::<UInt32Array>(path, &batch, n);
+        let float = |n| column::<Float64Array>(path, &batch, n);
+        let (end, first_t, last_t) = (
+            time("timestamp")?,
+            time("first_timestamp")?,
+            time("last_timestamp")?,
+        );
+        let (cnt, resets, changes) = (count("count")?, count("resets")?, count("changes")?);
+        let (sum, min, max) = (float("sum")?, float("min")?, float("max")?);
+        let (first, last, drops) = (float("first")?, float("last")?, float("drops")?);
+        let mut i = 0;
+        while i < batch.num_rows() {
+            let (series, left) = match current.take() {
+                Some(c) if c.1 > 0 => c,
+                _ => match runs.next() {
+                    Some(r) => r,
+                    None => return Err(format("more rows than the series table holds".into())),
+                },
+            };
+            let n = left.min(batch.num_rows() - i);
+            if out.last().is_none_or(|o| o.0 != series) {
+                out.push((series, Vec::with_capacity(n)));
+            }
+            if let Some((_, buckets)) = out.last_mut() {
+                for j in i..i + n {
+                    let e = end.value(j);
+                    if e < mint || e > maxt {
+                        continue;
+                    }
+                    buckets.push(Bucket {
+                        end: e,
+                        count: cnt.value(j),
+                        sum: sum.value(j),
+                        min: min.value(j),
+                        max: max.value(j),
+                        first_t: first_t.value(j),
+                        first: first.value(j),
+                        last_t: last_t.value(j),
+                        last: last.value(j),
+                        drops: drops.value(j),
+                        resets: resets.value(j),
+                        changes: changes.value(j),
+                    });
+                }
+            }
+            i += n;
+            current = Some((series, left - n));
+        }
+    }
+    Ok(out
+        .into_iter()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(i, b)| (table[i].1.clone(), b))
+        .collect())
+}
