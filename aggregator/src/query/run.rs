@@ -1,7 +1,7 @@
 //! Running a query: an instant query evaluated once, a range query in blocks of steps.
 //!
 //! A range query loads and evaluates one block of steps at a time (a day of steps from
-//! raw samples, a week from 5-minute rollups, a month from 1-hour ones), so what it holds
+//! raw samples or 5-minute rollups, a week from 1-hour ones), so what it holds
 //! at once is what one block's windows read plus the answer so far, however long its
 //! range. A block that would hold more than `--query-max-samples` is halved and read
 //! again; a single step that would is refused, with Prometheus's words.
@@ -61,8 +61,9 @@ fn too_many_series(n: usize, limits: &Limits) -> Result<()> {
 fn block_span(resolution: Resolution) -> i64 {
     match resolution {
         Resolution::Raw => DAY_MS,
-        Resolution::FiveMinutes => 7 * DAY_MS,
-        Resolution::Hour => 31 * DAY_MS,
+        // A bucket takes five times a sample's memory, and there are 20 to 240 times fewer.
+        Resolution::FiveMinutes => DAY_MS,
+        Resolution::Hour => 7 * DAY_MS,
     }
 }
 
