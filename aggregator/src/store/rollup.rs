@@ -442,9 +442,11 @@ pub fn maintain(data_dir: &Path, now: i64) -> Vec<(i64, Built)> {
         if (day + 1) * DAY_MS + SETTLE_MS > now {
             continue;
         }
+        let start = std::time::Instant::now();
         match build_day(data_dir, day) {
             Ok(Some(b)) => {
-                tracing::info!(day = %telltale_model::calendar::day_name(day), series = b.series, samples = b.samples, "rolled up a day");
+                let seconds = start.elapsed().as_secs_f64();
+                tracing::info!(day = %telltale_model::calendar::day_name(day), series = b.series, samples = b.samples, seconds, "rolled up a day");
                 out.push((day, b));
             }
             Ok(None) => {}
