@@ -24,10 +24,8 @@
 //!    must equal Prometheus's exactly (buckets cover (end - width, end] and the sample at
 //!    a window's left edge is kept, so Prometheus 2.42's closed window is reproduced).
 //!    Where they are not ("coarse": at least five buckets per step and window) the
-//!    rollup reads the buckets ending in the window, i.e. the window moved back to the
-//!    last bucket end: selectors and `*_over_time` must equal Prometheus's answer to the
-//!    [`shifted`] query exactly; rate, increase and delta, extrapolated from those samples,
-//!    must be within the edge effect of Prometheus's own answer (see [`evaluate`]).
+//!    rollup answers for the window moved back to the last bucket end: every answer must
+//!    equal Prometheus's answer to the [`shifted`] query exactly.
 //!    Skipped, with a message, when no answer carries the header (no rollups).
 //!
 //! The summary prints, per query, evaluation and resolution, the largest difference of
@@ -246,16 +244,6 @@ fn windows(q: &str) -> Vec<i64> {
     q.split(['[', ']']).skip(1).step_by(2).map(ms).collect()
 }
 
-/// The query with every window `[r]` made `[r - 1ms]`: Prometheus 2.42's closed window then
-/// holds exactly the minute-aligned samples of (t - r, t].
-fn half_open(q: &str) -> String {
-    let part = |(i, p): (usize, &str)| match i % 2 {
-        0 => p.to_string(),
-        _ => format!("[{}ms]", ms(p) - 1),
-    };
-    q.split(['[', ']']).enumerate().map(part).collect()
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Eval {
     Instant(i64),
@@ -306,11 +294,12 @@ fn predicted(q: &str, eval: Eval) -> (&'static str, i64, bool) {
         .map_or(("raw", 0, false), |(r, name)| (name, r, !aligned(r)))
 }
 
-/// The query of `template` as Prometheus evaluates a coarse rollup: every window `[r]` made
-/// `[r - 1ms]`, every selector moved back `offset` ms. At a step `offset` past a bucket's
-/// end the rollup reads the buckets ending in (t - r, t], which hold the minute-aligned
-/// samples of (t - offset - r, t - offset]: Prometheus's closed window of `[r - 1ms]
-/// offset <offset>`; a plain selector reads the last bucket's last sample, at t - offset.
+/// The query of `template` as Prometheus evaluates a coarse rollup: every selector moved
+/// back `offset` ms. At a step `offset` past a bucket's end the rollup answers for the last
+/// bucket end, t - offset: its windows are the buckets ending in (t - offset - r,
+/// t - offset] and the sample on the left edge (Prometheus's closed window of `[r] offset
+/// <offset>`, extrapolated to that window's edges); a plain selector reads the last
+/// bucket's last sample.
 fn shifted(template: &str, offset: i64) -> String {
     let mut out = String::new();
     let mut chars = template.chars().peekable();
@@ -320,28 +309,7 @@ fn shifted(template: &str, offset: i64) -> String {
             write!(out, " offset {offset}ms").unwrap();
         }
     }
-    expand(&half_open(&out))
-}
-
-/// How a coarse rollup's answer relates to Prometheus's (aligned ones are exact).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
-    /// Selectors, `*_over_time` and aggregations over them: exactly the [`shifted`] query.
-    Exact,
-    /// rate, increase, delta: extrapolated from the shifted samples to the true window,
-    /// within two buckets' share of the window of Prometheus's answer (see [`evaluate`]).
-    Extrapolated,
-}
-
-fn kind(q: &str) -> Kind {
-    if ["rate(", "increase(", "delta("]
-        .iter()
-        .any(|f| q.contains(f))
-    {
-        Kind::Extrapolated
-    } else {
-        Kind::Exact
-    }
+    expand(&out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -562,23 +530,8 @@ fn evaluate(s: &Servers, template: &str, eval: Eval) -> Outcome {
         let reference = ask(&s.prometheus, &sq, None).1;
         auto_shifted = compare(&reference, &got, EXACT, &ctx, &mut ignored);
         prom_shifted = compare(&want, &reference, EXACT, &ctx, &mut ignored);
-        if kind(&q) == Kind::Exact {
-            let ctx = format!("{ctx} against Prometheus's {sq}");
-            compare(&reference, &got, EXACT, &ctx, &mut auto_fails);
-        } else {
-            // The rollup's window has the buckets ending in (t - range, t]: up to a bucket
-            // of samples moved at each edge, so two buckets' share of the shortest window
-            // (16.7% for 1 h on 5m, 33% for 6 h on 1h: loose, but it catches a wrong bucket
-            // or a missed reset; measured at most 3.9% and 6.4%). Extrapolating those
-            // samples to the true window also biases rate low by (offset - 30 s) / range
-            // (2.5% for 1 h 2 min off 5m buckets; the shifted column shows it). A gauge's
-            // delta can be near zero: two buckets' largest change, absolute.
-            let r = 2.0 * width as f64 / *windows(&q).iter().min().unwrap() as f64;
-            let delta = q.contains("delta(");
-            let abs = 2.0 * s.gauge_change[usize::from(width == HOUR_MS)];
-            let tol = Tol(r, if delta { abs } else { EXACT.1 });
-            compare(&want, &got, tol, &ctx, &mut auto_fails);
-        }
+        let ctx = format!("{ctx} against Prometheus's {sq}");
+        compare(&reference, &got, EXACT, &ctx, &mut auto_fails);
     } else {
         compare(&want, &got, EXACT, &ctx, &mut auto_fails);
     }

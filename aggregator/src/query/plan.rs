@@ -8,7 +8,8 @@
 //!   buckets; the answer is then the raw answer (up to float rounding; see the rollup
 //!   kernels), or
 //! - coarse: the step and every range window are at least five buckets (Thanos's rule
-//!   for its downsampled blocks); the answer differs from raw only at window edges.
+//!   for its downsampled blocks); a step between bucket boundaries is then answered as
+//!   raw data answers at the last boundary before it (at most a bucket earlier).
 //!
 //! Anything else, and every instant query, reads raw samples. A resolution asked for by
 //! `max_source_resolution` is used when it can answer the expression at all.

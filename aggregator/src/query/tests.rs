@@ -385,3 +385,41 @@ fn rollups_answer_aligned_queries_as_raw_samples_do() {
         }
     }
 }
+
+#[test]
+fn between_bucket_boundaries_rollups_answer_for_the_last_boundary() {
+    const M: i64 = 60_000;
+    const H: i64 = 60 * M;
+    let src = month(3, 3);
+    let lim = Limits::default();
+    // Steps 7 minutes past the hour, every 30 minutes: five 5-minute buckets per step and
+    // window, not aligned; each answer is the raw one 2 minutes earlier.
+    for f in [
+        "rate(c[1h]{})",
+        "increase(c[2h]{})",
+        "delta(g[30m]{})",
+        "avg_over_time(g[1h]{})",
+        "count_over_time(g[1h]{})",
+        "last_over_time(g[1h]{})",
+        "g{}",
+    ] {
+        let rollup = parse(&f.replace("{}", "")).unwrap();
+        let shifted = parse(&f.replace("{}", " offset 2m")).unwrap();
+        let (start, end, step) = (H + 7 * M, 2 * 24 * H, 30 * M);
+        let auto = range_query(&src, &rollup, start, end, step, &lim, Requested::Auto).unwrap();
+        assert_eq!(auto.resolution, Resolution::FiveMinutes, "{f}");
+        let raw = Requested::Exactly(Resolution::Raw);
+        let want = range_query(&src, &shifted, start, end, step, &lim, raw).unwrap();
+        assert_eq!(auto.series.len(), want.series.len(), "{f}");
+        for (a, w) in auto.series.iter().zip(&want.series) {
+            assert_eq!(a.points.len(), w.points.len(), "{f} {}", a.labels);
+            for (x, y) in a.points.iter().zip(&w.points) {
+                assert!(
+                    x.0 == y.0 && (x.1 - y.1).abs() <= 1e-9 * y.1.abs().max(1.0),
+                    "{f} {}: {x:?} vs {y:?}",
+                    a.labels
+                );
+            }
+        }
+    }
+}

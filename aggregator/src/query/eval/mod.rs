@@ -219,7 +219,7 @@ impl Evaluator {
         match expr {
             // A rollup's newest bucket may end up to a bucket before the evaluation time.
             Expr::VectorSelector(vs) => add(vs, self.lookback + self.resolution.ms()),
-            Expr::MatrixSelector(m) => add(&m.vs, ms(m.range)),
+            Expr::MatrixSelector(m) => add(&m.vs, ms(m.range) + self.resolution.ms()),
             Expr::Subquery(sq) => {
                 let (lo, hi) = match &sq.at {
                     Some(a) => (self.at_ms(a), self.at_ms(a)),

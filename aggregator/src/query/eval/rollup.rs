@@ -3,7 +3,7 @@
 //!
 //! Promise: at a step on a bucket boundary, with range windows that are whole buckets,
 //! each table holds what the raw tables hold over the same samples (see
-//! `functions::rollup`), except that a series ending with a stale marker stays visible
+//! `functions::rollup`); between boundaries, what they hold at the last boundary, except that a series ending with a stale marker stays visible
 //! until its lookback has passed: buckets keep no stale markers.
 
 use promql_parser::parser::{MatrixSelector, VectorSelector};
@@ -52,7 +52,8 @@ impl Evaluator {
     }
 
     /// A range function over `m` at every step, from the buckets ending in each window
-    /// and the sample on its left edge.
+    /// and the sample on its left edge; between bucket boundaries, the window ending at
+    /// the last boundary.
     pub(super) fn rollup_kernel_table(
         &self,
         m: &MatrixSelector,
@@ -61,6 +62,7 @@ impl Evaluator {
         steps: Steps,
     ) -> Table {
         let range = ms(m.range);
+        let width = self.resolution.ms();
         let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
         for s in self.buckets_of(&m.vs) {
             let b: &[Bucket] = &s.buckets;
@@ -71,7 +73,10 @@ impl Evaluator {
             };
             let (mut lo, mut hi) = (0, 0);
             for (i, t) in steps.times() {
+                // Between bucket boundaries the window is moved back to the last one, so
+                // the answer is the raw one for that window (extrapolated to its edges).
                 let r = self.reference(&m.vs.at, &m.vs.offset, t);
+                let r = r - r.rem_euclid(width);
                 if hi > 0 && b[hi - 1].end > r {
                     lo = 0;
                     hi = 0;
