@@ -63,6 +63,63 @@ impl Resolution {
     }
 }
 
+/// Which of a bucket's fields a query reads; the others may be left at zero by the source
+/// (a file's columns not read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fields(u16);
+
+impl Fields {
+    /// `count`.
+    pub const COUNT: Fields = Fields(1);
+    /// `sum`.
+    pub const SUM: Fields = Fields(1 << 1);
+    /// `min`.
+    pub const MIN: Fields = Fields(1 << 2);
+    /// `max`.
+    pub const MAX: Fields = Fields(1 << 3);
+    /// `first_t` and `first`.
+    pub const FIRST: Fields = Fields(1 << 4);
+    /// `last_t` and `last` (a plain selector's value, a window's left-edge sample).
+    pub const LAST: Fields = Fields(1 << 5);
+    /// `drops`.
+    pub const DROPS: Fields = Fields(1 << 6);
+    /// `resets`.
+    pub const RESETS: Fields = Fields(1 << 7);
+    /// `changes`.
+    pub const CHANGES: Fields = Fields(1 << 8);
+    /// Every field.
+    pub const ALL: Fields = Fields(0x1ff);
+
+    /// Both sets.
+    pub const fn and(self, other: Fields) -> Fields {
+        Fields(self.0 | other.0)
+    }
+
+    /// Whether every field of `other` is in this set.
+    pub fn has(self, other: Fields) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// What the range function `name` reads of the buckets in its windows (with the last
+    /// sample, for the window's left edge); every field for a function rollups do not
+    /// answer.
+    pub fn of_function(name: &str) -> Fields {
+        let f = match name {
+            "rate" | "increase" | "delta" => Fields::COUNT.and(Fields::FIRST).and(Fields::DROPS),
+            "changes" => Fields::CHANGES.and(Fields::FIRST),
+            "resets" => Fields::RESETS.and(Fields::FIRST),
+            "count_over_time" | "present_over_time" => Fields::COUNT,
+            "sum_over_time" => Fields::SUM,
+            "avg_over_time" => Fields::SUM.and(Fields::COUNT),
+            "min_over_time" => Fields::MIN,
+            "max_over_time" => Fields::MAX,
+            "last_over_time" => Fields::LAST,
+            _ => Fields::ALL,
+        };
+        f.and(Fields::LAST)
+    }
+}
+
 /// The samples of one series in `(end - resolution, end]`, summarised.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {

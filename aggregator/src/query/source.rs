@@ -5,7 +5,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::VectorSelector;
 
 use super::error::Error;
-use super::rollup::{bucketize, Resolution, RollupSeries};
+use super::rollup::{bucketize, Fields, Resolution, RollupSeries};
 use super::value::{Series, NAME};
 
 /// Where series come from.
@@ -15,15 +15,18 @@ pub trait Source: Sync {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<Series>, Error>;
 
     /// Every series matching `matchers` with its buckets at `resolution` (not raw) whose
-    /// end is in `[mint, maxt]`; series without one left out. Unless the source keeps
-    /// rollups, they are built here from the raw samples they summarise.
+    /// end is in `[mint, maxt]`; series without one left out. Only `fields` need be
+    /// filled in. Unless the source keeps rollups, they are built here from the raw
+    /// samples they summarise.
     fn select_rollup(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
         resolution: Resolution,
+        fields: Fields,
     ) -> Result<Vec<RollupSeries>, Error> {
+        let _ = fields;
         let width = resolution.ms().max(1);
         let raw = self.select(matchers, mint - width + 1, maxt)?;
         Ok(raw

@@ -348,6 +348,7 @@ impl query::Source for Store {
         mint: i64,
         maxt: i64,
         resolution: query::rollup::Resolution,
+        fields: query::rollup::Fields,
     ) -> Result<Vec<query::rollup::RollupSeries>, query::Error> {
         use query::rollup::{bucketize, merge_into, Bucket};
         use telltale_model::calendar::DAY_MS;
@@ -386,8 +387,9 @@ impl query::Source for Store {
         segments.sort_by_key(|s| match s {
             Segment::File(d, _) | Segment::Raw(d, _) => *d,
         });
-        let mut from_files = select_rollup::from_files(&self.files, &files, matchers, mint, maxt)
-            .map_err(storage)?;
+        let mut from_files =
+            select_rollup::from_files(&self.files, &files, matchers, mint, maxt, fields)
+                .map_err(storage)?;
         let mut by_labels: std::collections::HashMap<Arc<query::Labels>, Vec<Bucket>, head::Hash> =
             Default::default();
         for s in segments {

@@ -14,7 +14,7 @@ use telltale_model::time::MockClock;
 
 use super::head::SeriesKey;
 use super::{layout, partition, retention, rollup, Store};
-use crate::query::rollup::{bucketize, Resolution, RollupSeries};
+use crate::query::rollup::{bucketize, Fields, Resolution, RollupSeries};
 use crate::query::{Source, NAME};
 
 /// 2026-11-02, a Monday.
@@ -156,13 +156,36 @@ async fn rollup_files_answer_as_the_raw_samples_do_and_follow_late_samples() {
             let want = from_raw(&store, &m, mint, maxt, r);
             assert!(!want.is_empty());
             assert_eq!(
-                store.select_rollup(&m, mint, maxt, r).unwrap(),
+                store.select_rollup(&m, mint, maxt, r, Fields::ALL).unwrap(),
                 want,
                 "{r:?} {mint} {maxt}"
             );
         }
     }
-    let whole = store.select_rollup(&m, d0, now, Resolution::Hour).unwrap();
+    // Only the fields asked for are read; they are those of the whole bucket.
+    let last = store
+        .select_rollup(&m, d0, now, Resolution::FiveMinutes, Fields::LAST)
+        .unwrap();
+    let all = store
+        .select_rollup(&m, d0, now, Resolution::FiveMinutes, Fields::ALL)
+        .unwrap();
+    assert_eq!(last.len(), all.len());
+    for (l, a) in last.iter().zip(&all) {
+        let pick = |s: &RollupSeries| -> Vec<(i64, i64, u64)> {
+            s.buckets
+                .iter()
+                .map(|b| (b.end, b.last_t, b.last.to_bits()))
+                .collect()
+        };
+        assert_eq!(pick(l), pick(a));
+        // Day one's buckets come from its file, which read no other column.
+        let day_one = l.buckets.iter().filter(|b| b.end < d0 + DAY_MS);
+        assert!(day_one.clone().count() > 0);
+        assert!(day_one.clone().all(|b| b.count == 0 && b.sum == 0.0));
+    }
+    let whole = store
+        .select_rollup(&m, d0, now, Resolution::Hour, Fields::ALL)
+        .unwrap();
     let midnight = whole[0]
         .buckets
         .iter()
@@ -176,7 +199,7 @@ async fn rollup_files_answer_as_the_raw_samples_do_and_follow_late_samples() {
     let want = from_raw(&store, &m, d0, now, Resolution::FiveMinutes);
     assert_eq!(
         store
-            .select_rollup(&m, d0, now, Resolution::FiveMinutes)
+            .select_rollup(&m, d0, now, Resolution::FiveMinutes, Fields::ALL)
             .unwrap(),
         want
     );
@@ -193,7 +216,7 @@ async fn rollup_files_answer_as_the_raw_samples_do_and_follow_late_samples() {
     for r in Resolution::ROLLUPS {
         let files = layout::parquet_files(&layout::rollup_day_dir(dir.path(), r.name(), DAY));
         assert_eq!(files.len(), 1, "{files:?}");
-        let got = store.select_rollup(&m, d0, now, r).unwrap();
+        let got = store.select_rollup(&m, d0, now, r, Fields::ALL).unwrap();
         assert_eq!(got, from_raw(&store, &m, d0, now, r));
         assert!(got.iter().any(|s| s.labels.get("pod") == "late"));
     }

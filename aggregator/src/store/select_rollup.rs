@@ -11,7 +11,7 @@ use promql_parser::label::Matcher;
 
 use super::partition::{self, column, Error};
 use super::select::{self, FileCache, FileIndex, Found, Plan};
-use crate::query::rollup::Bucket;
+use crate::query::rollup::{Bucket, Fields};
 use crate::query::Labels;
 
 /// One series' buckets from one file.
@@ -32,6 +32,7 @@ pub fn from_files(
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
+    fields: Fields,
 ) -> Result<Vec<Vec<Part>>, Error> {
     let mut found = Found::default();
     let mut reads = Vec::with_capacity(files.len());
@@ -62,7 +63,7 @@ pub fn from_files(
                 scope.spawn(move || {
                     share
                         .iter()
-                        .map(|r| read(r, mint, maxt))
+                        .map(|r| read(r, mint, maxt, fields))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
@@ -86,8 +87,22 @@ pub fn from_files(
     Ok(out)
 }
 
-/// The planned series runs of one file, buckets ending in `[mint, maxt]`.
-fn read(r: &Read, mint: i64, maxt: i64) -> Result<Vec<Part>, Error> {
+/// The columns holding each field.
+const COLUMNS: [(Fields, &[&str]); 9] = [
+    (Fields::COUNT, &["count"]),
+    (Fields::SUM, &["sum"]),
+    (Fields::MIN, &["min"]),
+    (Fields::MAX, &["max"]),
+    (Fields::FIRST, &["first_timestamp", "first"]),
+    (Fields::LAST, &["last_timestamp", "last"]),
+    (Fields::DROPS, &["drops"]),
+    (Fields::RESETS, &["resets"]),
+    (Fields::CHANGES, &["changes"]),
+];
+
+/// The planned series runs of one file, buckets ending in `[mint, maxt]`, with only
+/// `fields` read (the others left zero).
+fn read(r: &Read, mint: i64, maxt: i64, fields: Fields) -> Result<Vec<Part>, Error> {
     let Some(table) = &r.index.series else {
         return Ok(Vec::new());
     };
@@ -101,23 +116,13 @@ fn read(r: &Read, mint: i64, maxt: i64) -> Result<Vec<Part>, Error> {
     };
     let file = partition::open(path)?;
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, r.index.meta.clone());
-    let mask = parquet::arrow::ProjectionMask::columns(
-        builder.parquet_schema(),
-        [
-            "timestamp",
-            "first_timestamp",
-            "last_timestamp",
-            "count",
-            "resets",
-            "changes",
-            "sum",
-            "min",
-            "max",
-            "first",
-            "last",
-            "drops",
-        ],
-    );
+    let mut columns = vec!["timestamp"];
+    for (f, names) in COLUMNS {
+        if fields.has(f) {
+            columns.extend_from_slice(names);
+        }
+    }
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), columns);
     let selectors: Vec<_> = r
         .plans
         .iter()
@@ -135,17 +140,38 @@ fn read(r: &Read, mint: i64, maxt: i64) -> Result<Vec<Part>, Error> {
     let mut current: Option<(usize, usize)> = None;
     for batch in reader {
         let batch = batch.map_err(|e| format(e.to_string()))?;
+        let wanted = |f: Fields| fields.has(f);
         let time = |n| column::<TimestampMillisecondArray>(path, &batch, n);
-        let count = |n| column::<UInt32Array>(path, &batch, n);
-        let float = |n| column::<Float64Array>(path, &batch, n);
-        let (end, first_t, last_t) = (
-            time("timestamp")?,
-            time("first_timestamp")?,
-            time("last_timestamp")?,
-        );
-        let (cnt, resets, changes) = (count("count")?, count("resets")?, count("changes")?);
-        let (sum, min, max) = (float("sum")?, float("min")?, float("max")?);
-        let (first, last, drops) = (float("first")?, float("last")?, float("drops")?);
+        let count = |f, n| {
+            wanted(f)
+                .then(|| column::<UInt32Array>(path, &batch, n))
+                .transpose()
+        };
+        let float = |f, n| {
+            wanted(f)
+                .then(|| column::<Float64Array>(path, &batch, n))
+                .transpose()
+        };
+        let end = time("timestamp")?;
+        let first_t = wanted(Fields::FIRST)
+            .then(|| time("first_timestamp"))
+            .transpose()?;
+        let last_t = wanted(Fields::LAST)
+            .then(|| time("last_timestamp"))
+            .transpose()?;
+        let cnt = count(Fields::COUNT, "count")?;
+        let resets = count(Fields::RESETS, "resets")?;
+        let changes = count(Fields::CHANGES, "changes")?;
+        let sum = float(Fields::SUM, "sum")?;
+        let min = float(Fields::MIN, "min")?;
+        let max = float(Fields::MAX, "max")?;
+        let first = float(Fields::FIRST, "first")?;
+        let last = float(Fields::LAST, "last")?;
+        let drops = float(Fields::DROPS, "drops")?;
+        let ts =
+            |a: &Option<TimestampMillisecondArray>, j: usize| a.as_ref().map_or(0, |a| a.value(j));
+        let u = |a: &Option<UInt32Array>, j: usize| a.as_ref().map_or(0, |a| a.value(j));
+        let f = |a: &Option<Float64Array>, j: usize| a.as_ref().map_or(0.0, |a| a.value(j));
         let mut i = 0;
         while i < batch.num_rows() {
             let (series, left) = match current.take() {
@@ -167,17 +193,17 @@ fn read(r: &Read, mint: i64, maxt: i64) -> Result<Vec<Part>, Error> {
                     }
                     buckets.push(Bucket {
                         end: e,
-                        count: cnt.value(j),
-                        sum: sum.value(j),
-                        min: min.value(j),
-                        max: max.value(j),
-                        first_t: first_t.value(j),
-                        first: first.value(j),
-                        last_t: last_t.value(j),
-                        last: last.value(j),
-                        drops: drops.value(j),
-                        resets: resets.value(j),
-                        changes: changes.value(j),
+                        count: u(&cnt, j),
+                        sum: f(&sum, j),
+                        min: f(&min, j),
+                        max: f(&max, j),
+                        first_t: ts(&first_t, j),
+                        first: f(&first, j),
+                        last_t: ts(&last_t, j),
+                        last: f(&last, j),
+                        drops: f(&drops, j),
+                        resets: u(&resets, j),
+                        changes: u(&changes, j),
                     });
                 }
             }

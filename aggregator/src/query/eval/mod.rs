@@ -30,7 +30,7 @@ use super::functions::range::{kernel, Kernel};
 use super::functions::rollup::bucket_kernel;
 use super::intern::{Hash, Interner};
 use super::limits::Limits;
-use super::rollup::{Resolution, RollupSeries};
+use super::rollup::{Fields, Resolution, RollupSeries};
 use super::source::{matchers, Source};
 use super::value::{no_duplicates, Labels, RangeArg, Sample, Series, Window, NAME};
 
@@ -161,6 +161,10 @@ impl Evaluator {
         self.rollups.clear();
         let mut wanted: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
         self.ranges(expr, from, to, &mut wanted);
+        let mut fields = HashMap::new();
+        if self.resolution != Resolution::Raw {
+            rollup::fields(expr, &mut fields);
+        }
         let mut loaded = 0usize;
         for (k, (vs, mint, maxt)) in wanted {
             if self.resolution == Resolution::Raw {
@@ -168,7 +172,8 @@ impl Evaluator {
                 loaded += series.iter().map(|s| s.points.len()).sum::<usize>();
                 self.data.insert(k, series);
             } else {
-                let series = src.select_rollup(&matchers(vs), mint, maxt, self.resolution)?;
+                let f = fields.get(&k).copied().unwrap_or(Fields::ALL);
+                let series = src.select_rollup(&matchers(vs), mint, maxt, self.resolution, f)?;
                 loaded += series.iter().map(|s| s.buckets.len()).sum::<usize>();
                 self.rollups.insert(k, series);
             }

@@ -6,12 +6,44 @@
 //! `functions::rollup`); between boundaries, what they hold at the last boundary, except that a series ending with a stale marker stays visible
 //! until its lookback has passed: buckets keep no stale markers.
 
-use promql_parser::parser::{MatrixSelector, VectorSelector};
+use std::collections::HashMap;
+
+use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 
 use super::super::functions::rollup::{over, BucketKernel, Buckets};
-use super::super::rollup::Bucket;
+use super::super::rollup::{Bucket, Fields};
 use super::super::value::{Sample, Window};
-use super::{key, ms, Evaluator, Steps, Table};
+use super::{children, key, ms, Evaluator, Steps, Table};
+
+/// What each selector of `expr` reads of its buckets, by selector: the last sample of a
+/// plain selector, what its range function needs of a matrix selector.
+pub(super) fn fields(expr: &Expr, out: &mut HashMap<usize, Fields>) {
+    let mut add = |vs: &VectorSelector, f: Fields| {
+        let e = out.entry(key(vs)).or_default();
+        *e = e.and(f);
+    };
+    match expr {
+        Expr::VectorSelector(vs) => add(vs, Fields::LAST),
+        Expr::MatrixSelector(m) => add(&m.vs, Fields::ALL),
+        Expr::Call(c) => match c.args.args.as_slice() {
+            [only] if matches!(**only, Expr::MatrixSelector(_)) => {
+                if let Expr::MatrixSelector(m) = &**only {
+                    add(&m.vs, Fields::of_function(c.func.name));
+                }
+            }
+            args => {
+                for a in args {
+                    fields(a, out);
+                }
+            }
+        },
+        other => {
+            for child in children(other) {
+                fields(child, out);
+            }
+        }
+    }
+}
 
 impl Evaluator {
     fn buckets_of(&self, vs: &VectorSelector) -> &[super::RollupSeries] {
