@@ -253,7 +253,15 @@ pub fn bucketize(points: &[(i64, f64)], width: i64) -> Vec<Bucket> {
 
 /// Merges `later` (buckets of samples all later than `into`'s of the same end) into
 /// `into`, both sorted by end.
-pub fn merge_into(into: &mut Vec<Bucket>, later: Vec<Bucket>) {
+pub fn merge_into(into: &mut Vec<Bucket>, mut later: Vec<Bucket>) {
+    // The usual case: `later` starts after `into` ends, or with the bucket `into` ends
+    // with (the one ending at midnight, split between two days).
+    if let (Some(last), Some(first)) = (into.last_mut(), later.first()) {
+        if first.end == last.end {
+            last.merge(first);
+            later.remove(0);
+        }
+    }
     if into
         .last()
         .is_none_or(|b| later.first().is_none_or(|l| l.end > b.end))
