@@ -405,8 +405,13 @@ impl query::Source for Store {
                 .map(|s| (s.labels, bucketize(&s.points, width)))
                 .collect(),
             };
+            // A series' buckets of the whole read, allocated once.
+            let expected = ((maxt - mint) / width + 2).clamp(0, 1 << 16) as usize;
             for (labels, buckets) in parts {
-                merge_into(by_labels.entry(labels).or_default(), buckets);
+                let into = by_labels
+                    .entry(labels)
+                    .or_insert_with(|| Vec::with_capacity(expected));
+                merge_into(into, buckets);
             }
         }
         let mut out: Vec<query::rollup::RollupSeries> = by_labels
