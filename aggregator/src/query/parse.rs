@@ -7,7 +7,7 @@
 //! error's message starts with its `line:column:` as Prometheus's does.
 
 use promql_parser::parser::token;
-use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::parser::{Call, Expr, MatrixSelector, Offset, VectorSelector};
 
 use super::error::{Error, Result};
 
@@ -299,4 +299,24 @@ fn check_selector(v: &VectorSelector) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// An `offset` in ms (negative for `offset -5m`), 0 without one.
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        None => 0,
+    }
+}
+
+/// The matrix selector that is a call's only argument (`rate(x[5m])`), if it is one.
+pub(crate) fn only_matrix(c: &Call) -> Option<&MatrixSelector> {
+    match c.args.args.as_slice() {
+        [only] => match &**only {
+            Expr::MatrixSelector(m) => Some(m),
+            _ => None,
+        },
+        _ => None,
+    }
 }

@@ -14,9 +14,10 @@
 //! Anything else, and every instant query, reads raw samples. A resolution asked for by
 //! `max_source_resolution` is used when it can answer the expression at all.
 
-use promql_parser::parser::{Expr, Offset, VectorSelector};
+use promql_parser::parser::{Expr, VectorSelector};
 
 use super::functions::rollup::bucket_kernel;
+use super::parse::{offset_ms, only_matrix};
 use super::rollup::Resolution;
 
 /// What a request asked for.
@@ -74,14 +75,6 @@ pub fn resolution(expr: &Expr, start: i64, step: i64, requested: Requested) -> R
     }
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
-    match o {
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
-        None => 0,
-    }
-}
-
 fn selector(vs: &VectorSelector, reads: &mut Reads) {
     if vs.at.is_some() {
         reads.answerable = false;
@@ -92,27 +85,18 @@ fn selector(vs: &VectorSelector, reads: &mut Reads) {
 fn walk(expr: &Expr, reads: &mut Reads) {
     match expr {
         Expr::VectorSelector(vs) => selector(vs, reads),
-        Expr::Call(c) => {
-            let matrix = match c.args.args.as_slice() {
-                [only] => match &**only {
-                    Expr::MatrixSelector(m) => Some(m),
-                    _ => None,
-                },
-                _ => None,
-            };
-            match matrix {
-                Some(m) if bucket_kernel(c.func.name).is_some() => {
-                    selector(&m.vs, reads);
-                    reads.ranges.push(m.range.as_millis() as i64);
-                }
-                _ if c.func.name == "timestamp" => reads.answerable = false,
-                _ => {
-                    for a in &c.args.args {
-                        walk(a, reads);
-                    }
+        Expr::Call(c) => match only_matrix(c) {
+            Some(m) if bucket_kernel(c.func.name).is_some() => {
+                selector(&m.vs, reads);
+                reads.ranges.push(m.range.as_millis() as i64);
+            }
+            _ if c.func.name == "timestamp" => reads.answerable = false,
+            _ => {
+                for a in &c.args.args {
+                    walk(a, reads);
                 }
             }
-        }
+        },
         // A range vector anywhere else is read sample by sample.
         Expr::MatrixSelector(_) | Expr::Subquery(_) | Expr::Extension(_) => {
             reads.answerable = false

@@ -37,6 +37,7 @@ use super::value::{no_duplicates, Labels, RangeArg, Sample, Series, Window, NAME
 pub use super::parse::parse;
 #[cfg(test)]
 pub(crate) use super::parse::FUNCTIONS_2_42;
+use super::parse::{offset_ms, only_matrix};
 pub use super::value::Value;
 
 /// Milliseconds since the epoch of a `SystemTime` (negative before it).
@@ -49,14 +50,6 @@ fn millis(t: SystemTime) -> i64 {
 
 fn ms(d: Duration) -> i64 {
     d.as_millis() as i64
-}
-
-fn offset_ms(o: &Option<Offset>) -> i64 {
-    match o {
-        Some(Offset::Pos(d)) => ms(*d),
-        Some(Offset::Neg(d)) => -ms(*d),
-        None => 0,
-    }
 }
 
 /// A selector's key in the loaded data: its address in the parsed expression.
@@ -346,14 +339,7 @@ impl Evaluator {
                 tables.insert(node, self.selector_table(vs, steps));
             }
             Expr::Call(c) => {
-                let matrix = match c.args.args.as_slice() {
-                    [only] => match &**only {
-                        Expr::MatrixSelector(m) => Some(m),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                match (matrix, kernel(c.func.name)) {
+                match (only_matrix(c), kernel(c.func.name)) {
                     (Some(m), Some((k, keeps_name))) => {
                         let table = if self.resolution == Resolution::Raw {
                             self.kernel_table(m, k, keeps_name, steps)
@@ -367,13 +353,9 @@ impl Evaluator {
                         };
                         tables.insert(node, table);
                         let mut seen = std::collections::HashSet::new();
-                        let distinct = self.labels_of(&m.vs).all(|l| {
-                            seen.insert(if keeps_name {
-                                l.clone()
-                            } else {
-                                self.names.unnamed(l)
-                            })
-                        });
+                        let distinct = self
+                            .labels_of(&m.vs)
+                            .all(|l| seen.insert(self.kernel_labels(l, keeps_name)));
                         if distinct {
                             unique.insert(node);
                         }
@@ -445,11 +427,7 @@ impl Evaluator {
                 } else {
                     std::borrow::Cow::Borrowed(&s.points)
                 };
-            let labels = if keeps_name {
-                s.labels.clone()
-            } else {
-                self.names.unnamed(&s.labels)
-            };
+            let labels = self.kernel_labels(&s.labels, keeps_name);
             let (mut lo, mut hi) = (0, 0);
             for (i, t) in steps.times() {
                 let r = self.reference(&m.vs.at, &m.vs.offset, t);
@@ -480,6 +458,16 @@ impl Evaluator {
             }
         }
         table.into_iter().map(Some).collect()
+    }
+
+    /// The labels a range function's answer for a series has: the series' own when the
+    /// function keeps the name, else without `__name__` (made once per label set).
+    fn kernel_labels(&self, labels: &Arc<Labels>, keeps_name: bool) -> Arc<Labels> {
+        if keeps_name {
+            labels.clone()
+        } else {
+            self.names.unnamed(labels)
+        }
     }
 
     fn series(&self, vs: &VectorSelector) -> &[Series] {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 
 use super::super::functions::rollup::{over, BucketKernel, Buckets};
+use super::super::parse::only_matrix;
 use super::super::rollup::{Bucket, Fields};
 use super::super::value::{Sample, Window};
 use super::{children, key, ms, Evaluator, Steps, Table};
@@ -25,14 +26,10 @@ pub(super) fn fields(expr: &Expr, out: &mut HashMap<usize, Fields>) {
     match expr {
         Expr::VectorSelector(vs) => add(vs, Fields::LAST),
         Expr::MatrixSelector(m) => add(&m.vs, Fields::ALL),
-        Expr::Call(c) => match c.args.args.as_slice() {
-            [only] if matches!(**only, Expr::MatrixSelector(_)) => {
-                if let Expr::MatrixSelector(m) = &**only {
-                    add(&m.vs, Fields::of_function(c.func.name));
-                }
-            }
-            args => {
-                for a in args {
+        Expr::Call(c) => match only_matrix(c) {
+            Some(m) => add(&m.vs, Fields::of_function(c.func.name)),
+            None => {
+                for a in &c.args.args {
                     fields(a, out);
                 }
             }
@@ -98,11 +95,7 @@ impl Evaluator {
         let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
         for s in self.buckets_of(&m.vs) {
             let b: &[Bucket] = &s.buckets;
-            let labels = if keeps_name {
-                s.labels.clone()
-            } else {
-                self.names.unnamed(&s.labels)
-            };
+            let labels = self.kernel_labels(&s.labels, keeps_name);
             let (mut lo, mut hi) = (0, 0);
             for (i, t) in steps.times() {
                 // Between bucket boundaries the window is moved back to the last one, so
