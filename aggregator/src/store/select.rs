@@ -699,41 +699,75 @@ fn read_plans(
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| format(e.to_string()))?;
-    let mut runs = plans.iter().flat_map(|p| p.runs.iter().copied());
+    let mut runs = Runs::new(plans);
     let mut out: Vec<RunPoints> = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
     for batch in reader {
         let batch = batch.map_err(|e| format(e.to_string()))?;
         let t = column::<TimestampMillisecondArray>(path, &batch, "timestamp")?;
         let v = column::<Float64Array>(path, &batch, "value")?;
         let (t, v) = (t.values(), v.values());
-        let mut i = 0;
-        while i < t.len() {
-            let (series, left) = match current.take() {
-                Some(c) if c.1 > 0 => c,
-                _ => match runs.next() {
-                    Some(r) => r,
-                    None => return Err(format("more rows than the series table holds".into())),
-                },
-            };
-            let n = left.min(t.len() - i);
-            if out.last().is_none_or(|o| o.0 != series) {
-                out.push((series, Vec::with_capacity(n)));
-            }
-            if let Some((_, points)) = out.last_mut() {
-                points.extend(
-                    t[i..i + n]
-                        .iter()
-                        .zip(&v[i..i + n])
-                        .filter(|(ts, _)| **ts >= mint && **ts <= maxt)
-                        .map(|(ts, v)| (*ts, *v)),
-                );
-            }
-            i += n;
-            current = Some((series, left - n));
+        let whole = runs.split(t.len(), &mut out, |points, rows| {
+            points.extend(
+                t[rows.clone()]
+                    .iter()
+                    .zip(&v[rows])
+                    .filter(|(ts, _)| **ts >= mint && **ts <= maxt)
+                    .map(|(ts, v)| (*ts, *v)),
+            );
+        });
+        if !whole {
+            return Err(format("more rows than the series table holds".into()));
         }
     }
     Ok(out)
+}
+
+/// The planned series runs of a file's reads, handed out over the rows of the record
+/// batches as they come (a run may span batches, a batch many runs).
+pub(super) struct Runs<'p> {
+    runs: Box<dyn Iterator<Item = (usize, usize)> + 'p>,
+    /// The run under way: table index, rows left.
+    current: Option<(usize, usize)>,
+}
+
+impl<'p> Runs<'p> {
+    pub(super) fn new(plans: &'p [Plan]) -> Runs<'p> {
+        Runs {
+            runs: Box::new(plans.iter().flat_map(|p| p.runs.iter().copied())),
+            current: None,
+        }
+    }
+
+    /// Splits the next `rows` rows among the runs: `fill` gets each run's part, with the
+    /// list of its series in `out` (a new entry when the series changes). False when
+    /// the rows outnumber the runs.
+    pub(super) fn split<T>(
+        &mut self,
+        rows: usize,
+        out: &mut Vec<(usize, Vec<T>)>,
+        mut fill: impl FnMut(&mut Vec<T>, std::ops::Range<usize>),
+    ) -> bool {
+        let mut i = 0;
+        while i < rows {
+            let (series, left) = match self.current.take() {
+                Some(c) if c.1 > 0 => c,
+                _ => match self.runs.next() {
+                    Some(r) => r,
+                    None => return false,
+                },
+            };
+            let n = left.min(rows - i);
+            if out.last().is_none_or(|o| o.0 != series) {
+                out.push((series, Vec::with_capacity(n)));
+            }
+            if let Some((_, items)) = out.last_mut() {
+                fill(items, i..i + n);
+            }
+            i += n;
+            self.current = Some((series, left - n));
+        }
+        true
+    }
 }
 
 /// Adds what a flush has taken from the head and not yet written.

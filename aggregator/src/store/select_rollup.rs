@@ -10,7 +10,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection
 use promql_parser::label::Matcher;
 
 use super::partition::{self, column, Error};
-use super::select::{self, FileCache, FileIndex, Found, Plan};
+use super::select::{self, FileCache, FileIndex, Found, Plan, Runs};
 use crate::query::rollup::{Bucket, Fields};
 use crate::query::Labels;
 
@@ -135,9 +135,8 @@ fn read(r: &Read, mint: i64, maxt: i64, fields: Fields) -> Result<Vec<Part>, Err
         .with_batch_size(64 * 1024)
         .build()
         .map_err(|e| format(e.to_string()))?;
-    let mut runs = r.plans.iter().flat_map(|p| p.runs.iter().copied());
+    let mut runs = Runs::new(&r.plans);
     let mut out: Vec<(usize, Vec<Bucket>)> = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
     for batch in reader {
         let batch = batch.map_err(|e| format(e.to_string()))?;
         let wanted = |f: Fields| fields.has(f);
@@ -172,43 +171,30 @@ fn read(r: &Read, mint: i64, maxt: i64, fields: Fields) -> Result<Vec<Part>, Err
             |a: &Option<TimestampMillisecondArray>, j: usize| a.as_ref().map_or(0, |a| a.value(j));
         let u = |a: &Option<UInt32Array>, j: usize| a.as_ref().map_or(0, |a| a.value(j));
         let f = |a: &Option<Float64Array>, j: usize| a.as_ref().map_or(0.0, |a| a.value(j));
-        let mut i = 0;
-        while i < batch.num_rows() {
-            let (series, left) = match current.take() {
-                Some(c) if c.1 > 0 => c,
-                _ => match runs.next() {
-                    Some(r) => r,
-                    None => return Err(format("more rows than the series table holds".into())),
-                },
-            };
-            let n = left.min(batch.num_rows() - i);
-            if out.last().is_none_or(|o| o.0 != series) {
-                out.push((series, Vec::with_capacity(n)));
-            }
-            if let Some((_, buckets)) = out.last_mut() {
-                for j in i..i + n {
-                    let e = end.value(j);
-                    if e < mint || e > maxt {
-                        continue;
-                    }
-                    buckets.push(Bucket {
-                        end: e,
-                        count: u(&cnt, j),
-                        sum: f(&sum, j),
-                        min: f(&min, j),
-                        max: f(&max, j),
-                        first_t: ts(&first_t, j),
-                        first: f(&first, j),
-                        last_t: ts(&last_t, j),
-                        last: f(&last, j),
-                        drops: f(&drops, j),
-                        resets: u(&resets, j),
-                        changes: u(&changes, j),
-                    });
+        let whole = runs.split(batch.num_rows(), &mut out, |buckets, rows| {
+            for j in rows {
+                let e = end.value(j);
+                if e < mint || e > maxt {
+                    continue;
                 }
+                buckets.push(Bucket {
+                    end: e,
+                    count: u(&cnt, j),
+                    sum: f(&sum, j),
+                    min: f(&min, j),
+                    max: f(&max, j),
+                    first_t: ts(&first_t, j),
+                    first: f(&first, j),
+                    last_t: ts(&last_t, j),
+                    last: f(&last, j),
+                    drops: f(&drops, j),
+                    resets: u(&resets, j),
+                    changes: u(&changes, j),
+                });
             }
-            i += n;
-            current = Some((series, left - n));
+        });
+        if !whole {
+            return Err(format("more rows than the series table holds".into()));
         }
     }
     Ok(out
