@@ -183,11 +183,7 @@ pub fn write_hour(data_dir: &Path, hour: i64, records: &[Record]) -> Result<(), 
         .map_err(|e| format(e.to_string()))?;
     w.write(&batch).map_err(|e| format(e.to_string()))?;
     let file = w.into_inner().map_err(|e| format(e.to_string()))?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    partition::publish(&file, &tmp, &path).map_err(io)?;
     Ok(())
 }
 

@@ -239,12 +239,20 @@ pub fn write_day(
         table,
     ));
     let file = w.into_inner().map_err(format)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    if let Ok(d) = std::fs::File::open(&dir) {
+    publish(&file, &tmp, &path).map_err(io)?;
+    Ok((path, written))
+}
+
+/// Makes `file`, written under the temporary name `tmp`, durable and renames it to
+/// `path` in the same directory, so a reader sees the whole file or none of it.
+pub fn publish(file: &std::fs::File, tmp: &Path, path: &Path) -> std::io::Result<()> {
+    file.sync_all()?;
+    std::fs::rename(tmp, path)?;
+    // The rename itself is durable once the directory is (best effort).
+    if let Some(Ok(d)) = path.parent().map(std::fs::File::open) {
         let _ = d.sync_all();
     }
-    Ok((path, written))
+    Ok(())
 }
 
 /// Opens a file of the store, the error naming it.

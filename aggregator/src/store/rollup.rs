@@ -257,17 +257,10 @@ impl Writer {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        let io = |source| Error::Io {
+        partition::publish(&file, &tmp, &path).map_err(|source| Error::Io {
             path: path.clone(),
             source,
-        };
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        })?;
         Ok(path)
     }
 }
