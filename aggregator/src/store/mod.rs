@@ -358,7 +358,7 @@ impl query::Source for Store {
         let lo = mint - width + 1;
         let (first, last) = (lo.div_euclid(DAY_MS), maxt.div_euclid(DAY_MS));
         let mut files = Vec::new();
-        let mut segments: Vec<Segment> = Vec::new();
+        let mut rolled = std::collections::BTreeMap::new();
         for (day, dir) in layout::rollup_days(&self.data_dir, resolution.name()) {
             if day < first || day > last {
                 continue;
@@ -366,27 +366,19 @@ impl query::Source for Store {
             let present = layout::parquet_files(&dir);
             self.files.forget_gone(&dir, &present);
             if let Some(current) = present.last() {
-                segments.push(Segment::File(day, files.len()));
+                rolled.insert(day, files.len());
                 files.push(current.clone());
             }
         }
-        // The days between rolled-up days, as spans of raw samples.
-        let mut raw = Vec::new();
-        let mut next = first;
-        for s in segments.clone() {
-            let Segment::File(day, _) = s else { continue };
-            if day > next {
-                raw.push(Segment::Raw(next, day - 1));
+        // In time order: each rolled-up day, and the spans of days between as raw samples.
+        let mut segments: Vec<Segment> = Vec::new();
+        for day in first..=last {
+            match (rolled.get(&day), segments.last_mut()) {
+                (Some(&i), _) => segments.push(Segment::File(i)),
+                (None, Some(Segment::Raw(_, to))) if *to + 1 == day => *to = day,
+                (None, _) => segments.push(Segment::Raw(day, day)),
             }
-            next = day + 1;
         }
-        if next <= last {
-            raw.push(Segment::Raw(next, last));
-        }
-        segments.extend(raw);
-        segments.sort_by_key(|s| match s {
-            Segment::File(d, _) | Segment::Raw(d, _) => *d,
-        });
         let mut from_files =
             select_rollup::from_files(&self.files, &files, matchers, mint, maxt, fields)
                 .map_err(storage)?;
@@ -394,7 +386,7 @@ impl query::Source for Store {
             Default::default();
         for s in segments {
             let parts: Vec<select_rollup::Part> = match s {
-                Segment::File(_, i) => std::mem::take(&mut from_files[i]),
+                Segment::File(i) => std::mem::take(&mut from_files[i]),
                 Segment::Raw(a, b) => query::Source::select(
                     self,
                     matchers,
@@ -428,9 +420,8 @@ impl query::Source for Store {
 
 /// A part of a rollup read: a day's rollup file (its index among the files read), or
 /// days `from..=to` rolled up from raw samples.
-#[derive(Clone, Copy)]
 enum Segment {
-    File(i64, usize),
+    File(usize),
     Raw(i64, i64),
 }
 
