@@ -25,7 +25,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use telltale_aggregator::store::head::SeriesKey;
@@ -33,7 +33,7 @@ use telltale_aggregator::store::partition;
 use telltale_model::calendar::DAY_MS;
 
 mod common;
-use common::{dir_bytes, free_port, wait_ready, Killed};
+use common::{dir_bytes, Killed};
 
 const COUNTERS: usize = 9_000;
 const NAMESPACES: usize = 50;
@@ -155,40 +155,18 @@ fn write_text(path: &Path, specs: &[Spec], day: i64) {
 
 fn start_ours(data: &Path) -> (Killed, String) {
     let (ours, url) = common::start_aggregator(data);
-    wait_idle(ours.0.id());
+    common::wait_idle(ours.0.id(), Duration::from_secs(120), 1, "the aggregator");
     (ours, url)
 }
 
 /// Waits until process `pid` has used under 5% of a core for a second (the aggregator
 /// settles billing from the files at start), up to two minutes.
-fn wait_idle(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        let before = common::process_cpu(pid);
-        std::thread::sleep(Duration::from_secs(1));
-        if common::process_cpu(pid) - before < Duration::from_millis(50) {
-            return;
-        }
-    }
-    println!("  (the aggregator was still busy after two minutes)");
-}
-
 fn start_prometheus(dir: &Path, tsdb: &Path) -> Option<(Killed, String)> {
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=400d")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/-/ready"));
-    Some((Killed(child), url))
+    common::start_prometheus(
+        dir,
+        tsdb,
+        &["--storage.tsdb.retention.time=400d".to_string()],
+    )
 }
 
 /// Runs a range query: (wall time, series, points).

@@ -96,12 +96,18 @@ impl Drop for Killed {
 
 /// `telltale aggregator` on a free port with `data`, once it answers `/readyz`; its URL.
 pub fn start_aggregator(data: &Path) -> (Killed, String) {
+    start_aggregator_with(data, &[])
+}
+
+/// [`start_aggregator`] with more flags.
+pub fn start_aggregator_with(data: &Path, flags: &[&str]) -> (Killed, String) {
     use std::process::{Command, Stdio};
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
         .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data)
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -110,6 +116,48 @@ pub fn start_aggregator(data: &Path) -> (Killed, String) {
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&format!("{url}/readyz"));
     (killed, url)
+}
+
+/// Prometheus on a free port over the TSDB in `tsdb` (its config written in `dir`), with
+/// `flags` added, once it is ready; `None` when it cannot be started.
+pub fn start_prometheus(dir: &Path, tsdb: &Path, flags: &[String]) -> Option<(Killed, String)> {
+    use std::process::{Command, Stdio};
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+        .args(flags)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{url}/-/ready"));
+    Some((Killed(child), url))
+}
+
+/// Waits until process `pid` has used under 50 ms of CPU in each of `quiet` seconds in a
+/// row, at most `limit` (then says `who` was still busy); how long it waited.
+pub fn wait_idle(pid: u32, limit: Duration, quiet: u32, who: &str) -> Duration {
+    let begin = std::time::Instant::now();
+    let mut still = 0;
+    while begin.elapsed() < limit {
+        let before = process_cpu(pid);
+        std::thread::sleep(Duration::from_secs(1));
+        if process_cpu(pid) - before < Duration::from_millis(50) {
+            still += 1;
+            if still == quiet {
+                return begin.elapsed();
+            }
+        } else {
+            still = 0;
+        }
+    }
+    println!("  ({who} was still busy after {limit:?})");
+    begin.elapsed()
 }
 
 /// Waits until `url` answers (up to 30 s).

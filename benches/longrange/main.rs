@@ -57,13 +57,13 @@ mod measure;
 mod report;
 mod systems;
 
-use common::dir_bytes;
+use common::{dir_bytes, wait_idle};
 use data::{last_day, Set};
 use measure::{measure, Case, CaseResult, Targets};
 use report::{mib, print_tables, report_case, Prepared};
 use systems::{
     ensure_tool, import_summary, ours_bytes, start_prometheus, start_vm, telltale_import,
-    vm_import, vm_settle, wait_idle, wait_prometheus_compaction,
+    vm_import, vm_settle, wait_prometheus_compaction,
 };
 
 fn env_num(name: &str, default: i64) -> i64 {
@@ -207,7 +207,7 @@ fn main() {
                 wait_prometheus_compaction(proc.0.id(), url);
                 std::fs::write(dir_a.join("prometheus.done"), "").unwrap();
             } else {
-                wait_idle(proc.0.id(), Duration::from_secs(600), "Prometheus");
+                wait_idle(proc.0.id(), Duration::from_secs(600), 2, "Prometheus");
             }
         } else {
             println!("  SKIPPED Prometheus: it did not start");

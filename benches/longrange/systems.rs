@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{dir_bytes, free_port, process_cpu, wait_ready, Killed};
+use crate::common::{
+    self, dir_bytes, free_port, start_aggregator_with, wait_idle, wait_ready, Killed,
+};
 use crate::data::Set;
 
 /// Every system's query timeout (theirs are 2 min for Telltale and Prometheus, 30 s for
@@ -47,27 +49,6 @@ pub fn ensure_tool(binary: &str, package: &str, what: &str) -> bool {
          (apt-get install {package} as root)"
     );
     false
-}
-
-/// Waits until process `pid` has used under 5% of a core for two seconds in a row, up to
-/// `limit`; returns how long that took.
-pub fn wait_idle(pid: u32, limit: Duration, who: &str) -> Duration {
-    let begin = Instant::now();
-    let mut quiet = 0;
-    while begin.elapsed() < limit {
-        let before = process_cpu(pid);
-        std::thread::sleep(Duration::from_secs(1));
-        if process_cpu(pid) - before < Duration::from_millis(50) {
-            quiet += 1;
-            if quiet == 2 {
-                return begin.elapsed();
-            }
-        } else {
-            quiet = 0;
-        }
-    }
-    println!("  ({who} was still busy after {limit:?})");
-    begin.elapsed()
 }
 
 /// A child stopped with SIGTERM when dropped (killed if it has not exited a minute later):
@@ -127,48 +108,32 @@ pub fn import_summary(out: std::process::Output, expected: u64) -> (u64, u64) {
 /// written to it: the store stays as imported), retention past the data; once ready and
 /// idle.
 pub fn start_ours(data: &Path) -> (Killed, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
-        .args(["aggregator", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data)
-        .args([
+    let (killed, url) = start_aggregator_with(
+        data,
+        &[
             "--retention",
             "400d",
             "--retention-5m",
             "400d",
             "--retention-1h",
             "400d",
-        ])
-        .args(["--flush-interval", "24h", "--query-timeout", QUERY_TIMEOUT])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the aggregator");
-    let killed = Killed(child);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/readyz"));
-    wait_idle(killed.0.id(), Duration::from_secs(300), "the aggregator");
+            "--flush-interval",
+            "24h",
+            "--query-timeout",
+            QUERY_TIMEOUT,
+        ],
+    );
+    wait_idle(killed.0.id(), Duration::from_secs(300), 2, "the aggregator");
     (killed, url)
 }
 
+/// Prometheus over `tsdb`, retention past the data, the bench's query timeout.
 pub fn start_prometheus(dir: &Path, tsdb: &Path) -> Option<(Killed, String)> {
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-        .arg("--storage.tsdb.retention.time=1y")
-        .arg(format!("--query.timeout={QUERY_TIMEOUT}"))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{url}/-/ready"));
-    Some((Killed(child), url))
+    let flags = [
+        "--storage.tsdb.retention.time=1y".to_string(),
+        format!("--query.timeout={QUERY_TIMEOUT}"),
+    ];
+    common::start_prometheus(dir, tsdb, &flags)
 }
 
 /// A counter of Prometheus's own `/metrics`.
@@ -191,7 +156,7 @@ pub fn wait_prometheus_compaction(pid: u32, url: &str) {
     {
         std::thread::sleep(Duration::from_secs(1));
     }
-    wait_idle(pid, Duration::from_secs(1800), "Prometheus");
+    wait_idle(pid, Duration::from_secs(1800), 2, "Prometheus");
     println!(
         "  Prometheus compacted its blocks in {:.0?} ({} compactions)",
         begin.elapsed(),
@@ -300,7 +265,7 @@ pub fn vm_settle(agent: &ureq::Agent, url: &str, pid: u32, set: &Set) {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
-    wait_idle(pid, Duration::from_secs(1800), "VictoriaMetrics");
+    wait_idle(pid, Duration::from_secs(1800), 2, "VictoriaMetrics");
 }
 
 /// The bytes of Telltale's store: raw day files and each rollup resolution.
