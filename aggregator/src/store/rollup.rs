@@ -78,9 +78,18 @@ fn dictionary_schema() -> Arc<Schema> {
     Arc::new(Schema::new(fields))
 }
 
-fn properties() -> WriterProperties {
+/// How rollup files of buckets `width` (ms) wide are written. Hourly files are LZ4: the
+/// longest queries decode every hourly bucket of months, zstd's decoding was a third of
+/// such a query's work and LZ4's is under half of that, for files 1.7 times as large
+/// (still a fraction of a byte per raw sample). Five-minute files, twelve times as many
+/// buckets, stay zstd: LZ4 made them 2.5 times as large. (BENCHMARKS.md, "Long ranges".)
+fn properties(width: i64) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(if width >= Resolution::Hour.ms() {
+            Compression::LZ4_RAW
+        } else {
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default())
+        })
         .set_dictionary_page_size_limit(partition::DICTIONARY_LIMIT)
         .set_data_page_row_count_limit(8192);
     for n in TIMES.iter().chain(&COUNTS) {
@@ -146,7 +155,7 @@ impl Writer {
         let tmp = layout::temporary(dir, name);
         let file = std::fs::File::create(&tmp).map_err(io)?;
         let options = ArrowWriterOptions::new()
-            .with_properties(properties())
+            .with_properties(properties(width))
             .with_skip_arrow_metadata(true);
         let writer = ArrowWriter::try_new_with_options(file, dictionary_schema(), options)
             .map_err(|e| Error::Format {
