@@ -4,37 +4,68 @@
 
 /// Prometheus's running mean, which survives infinities and large values.
 pub fn avg(values: impl Iterator<Item = f64>) -> f64 {
-    let mut mean = 0.0;
-    let mut count = 0.0;
-    for v in values {
-        count += 1.0;
-        if count == 1.0 {
-            mean = v;
-            continue;
+    let mut m = Mean::default();
+    values.for_each(|v| m.push(v));
+    m.mean
+}
+
+/// A running mean, one value at a time (see [`avg`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Mean {
+    /// Values so far.
+    pub count: f64,
+    /// Their mean.
+    pub mean: f64,
+}
+
+impl Mean {
+    /// Takes in `v`.
+    pub fn push(&mut self, v: f64) {
+        self.count += 1.0;
+        if self.count == 1.0 {
+            self.mean = v;
+            return;
         }
-        if mean.is_infinite() {
-            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                continue;
+        if self.mean.is_infinite() {
+            if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                return;
             }
             if !v.is_infinite() && !v.is_nan() {
-                continue;
+                return;
             }
         }
-        mean += v / count - mean / count;
+        self.mean += v / self.count - self.mean / self.count;
     }
-    mean
 }
 
 /// Population variance by Welford's method, as Prometheus computes it.
 pub fn variance(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
-    for v in values {
-        count += 1.0;
-        let delta = v - mean;
-        mean += delta / count;
-        m2 += delta * (v - mean);
+    let mut w = Welford::default();
+    values.for_each(|v| w.push(v));
+    w.variance()
+}
+
+/// Welford's running variance, one value at a time (see [`variance`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Welford {
+    count: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Welford {
+    /// Takes in `v`.
+    pub fn push(&mut self, v: f64) {
+        self.count += 1.0;
+        let delta = v - self.mean;
+        self.mean += delta / self.count;
+        self.m2 += delta * (v - self.mean);
     }
-    m2 / count
+
+    /// The population variance of the values so far.
+    pub fn variance(&self) -> f64 {
+        self.m2 / self.count
+    }
 }
 
 /// The φ-quantile of `values` by linear interpolation between ranks.

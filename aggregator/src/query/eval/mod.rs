@@ -12,7 +12,10 @@
 
 mod aggregate;
 mod binary;
+mod fused;
+mod precompute;
 mod rollup;
+mod walk;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -26,18 +29,16 @@ use telltale_model::prom::is_stale;
 use super::error::{Error, Result};
 use super::functions;
 use super::functions::args::{Arg, Args, Ctx};
-use super::functions::range::{kernel, Kernel};
-use super::functions::rollup::bucket_kernel;
 use super::intern::{Hash, Interner};
 use super::limits::Limits;
 use super::rollup::{Fields, Resolution, RollupSeries};
 use super::source::{matchers, Source};
-use super::value::{no_duplicates, Labels, RangeArg, Sample, Series, Window, NAME};
+use super::value::{no_duplicates, Labels, RangeArg, Sample, Series, NAME};
 
+use super::parse::offset_ms;
 pub use super::parse::parse;
 #[cfg(test)]
 pub(crate) use super::parse::FUNCTIONS_2_42;
-use super::parse::{offset_ms, only_matrix};
 pub use super::value::Value;
 
 /// Milliseconds since the epoch of a `SystemTime` (negative before it).
@@ -266,6 +267,9 @@ impl Evaluator {
             }
             Expr::Subquery(_) => Ok(Value::Matrix(self.range_arg(expr, t)?.series)),
             Expr::Aggregate(a) => {
+                if let Some(samples) = self.take_precomputed(expr, t) {
+                    return Ok(Value::Vector(samples));
+                }
                 let input = self.instant(&a.expr, t)?;
                 let param = a.param.as_deref().map(|p| self.eval(p, t));
                 aggregate::aggregate(&self.names, a, input, param)
@@ -308,156 +312,6 @@ impl Evaluator {
         map.get_mut(&(node as *const Expr as usize))?
             .get_mut(i)?
             .take()
-    }
-
-    /// Computes the answers of the selectors and range functions of a range query for
-    /// every step at once, series by series: each series' points are walked once with
-    /// two cursors instead of searched at every step. Nodes under a subquery (evaluated
-    /// at its own times) are left to step-by-step evaluation.
-    pub(crate) fn precompute(&mut self, expr: &Expr, steps: Steps) {
-        self.steps = Some(steps);
-        let mut tables = HashMap::default();
-        let mut unique = Default::default();
-        self.precompute_node(expr, steps, &mut tables, &mut unique);
-        self.precomputed = RefCell::new(tables);
-        self.unique = unique;
-    }
-
-    fn precompute_node(
-        &self,
-        expr: &Expr,
-        steps: Steps,
-        tables: &mut HashMap<usize, Table, Hash>,
-        unique: &mut std::collections::HashSet<usize, Hash>,
-    ) {
-        let node = expr as *const Expr as usize;
-        match expr {
-            Expr::VectorSelector(vs) if self.resolution != Resolution::Raw => {
-                tables.insert(node, self.rollup_selector_table(vs, steps));
-            }
-            Expr::VectorSelector(vs) => {
-                tables.insert(node, self.selector_table(vs, steps));
-            }
-            Expr::Call(c) => {
-                match (only_matrix(c), kernel(c.func.name)) {
-                    (Some(m), Some((k, keeps_name))) => {
-                        let table = if self.resolution == Resolution::Raw {
-                            self.kernel_table(m, k, keeps_name, steps)
-                        } else {
-                            // The planner chose rollups only where every range function
-                            // has a kernel over buckets.
-                            let Some(bk) = bucket_kernel(c.func.name) else {
-                                return;
-                            };
-                            self.rollup_kernel_table(m, bk, keeps_name, steps)
-                        };
-                        tables.insert(node, table);
-                        let mut seen = std::collections::HashSet::new();
-                        let distinct = self
-                            .labels_of(&m.vs)
-                            .all(|l| seen.insert(self.kernel_labels(l, keeps_name)));
-                        if distinct {
-                            unique.insert(node);
-                        }
-                    }
-                    _ => {
-                        for a in &c.args.args {
-                            self.precompute_node(a, steps, tables, unique);
-                        }
-                    }
-                }
-            }
-            // Evaluated at the subquery's own times, step by step.
-            Expr::Subquery(_) => {}
-            other => {
-                for child in children(other) {
-                    self.precompute_node(child, steps, tables, unique);
-                }
-            }
-        }
-    }
-
-    /// [`Self::vector`] at every step.
-    fn selector_table(&self, vs: &VectorSelector, steps: Steps) -> Table {
-        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
-        for s in self.series(vs) {
-            let mut next = 0;
-            for (i, t) in steps.times() {
-                let r = self.reference(&vs.at, &vs.offset, t);
-                if next > 0 && s.points[next - 1].0 > r {
-                    // Not monotonic (never for these nodes); search afresh.
-                    next = s.points.partition_point(|p| p.0 <= r);
-                }
-                while next < s.points.len() && s.points[next].0 <= r {
-                    next += 1;
-                }
-                if next == 0 {
-                    continue;
-                }
-                let (pt, v) = s.points[next - 1];
-                if pt >= r - self.lookback && !is_stale(v) {
-                    table[i].push(Sample {
-                        labels: s.labels.clone(),
-                        v,
-                    });
-                }
-            }
-        }
-        table.into_iter().map(Some).collect()
-    }
-
-    /// A range function over `m` at every step.
-    fn kernel_table(
-        &self,
-        m: &promql_parser::parser::MatrixSelector,
-        k: Kernel,
-        keeps_name: bool,
-        steps: Steps,
-    ) -> Table {
-        let range = ms(m.range);
-        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
-        for s in self.series(&m.vs) {
-            let points: std::borrow::Cow<'_, [(i64, f64)]> =
-                if s.points.iter().any(|p| is_stale(p.1)) {
-                    s.points
-                        .iter()
-                        .copied()
-                        .filter(|p| !is_stale(p.1))
-                        .collect()
-                } else {
-                    std::borrow::Cow::Borrowed(&s.points)
-                };
-            let labels = self.kernel_labels(&s.labels, keeps_name);
-            let (mut lo, mut hi) = (0, 0);
-            for (i, t) in steps.times() {
-                let r = self.reference(&m.vs.at, &m.vs.offset, t);
-                if hi > 0 && points[hi - 1].0 > r {
-                    lo = 0;
-                    hi = 0;
-                }
-                while hi < points.len() && points[hi].0 <= r {
-                    hi += 1;
-                }
-                while lo < hi && points[lo].0 < r - range {
-                    lo += 1;
-                }
-                if lo >= hi {
-                    continue;
-                }
-                let w = Window {
-                    start: r - range,
-                    end: r,
-                    range,
-                };
-                if let Some(v) = k(&points[lo..hi], w) {
-                    table[i].push(Sample {
-                        labels: labels.clone(),
-                        v,
-                    });
-                }
-            }
-        }
-        table.into_iter().map(Some).collect()
     }
 
     /// The labels a range function's answer for a series has: the series' own when the

@@ -1,5 +1,5 @@
 //! A range query's selectors and range functions answered from rollup buckets, for every
-//! step at once (the counterpart of `selector_table` and `kernel_table` over samples).
+//! step at once (the counterpart of the walks over samples in `walk.rs`).
 //!
 //! Promise: at a step on a bucket boundary, with range windows that are whole buckets,
 //! each table holds what the raw tables hold over the same samples (see
@@ -13,8 +13,8 @@ use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 use super::super::functions::rollup::{over, BucketKernel, Buckets};
 use super::super::parse::only_matrix;
 use super::super::rollup::{Bucket, Fields};
-use super::super::value::{Sample, Window};
-use super::{children, key, ms, Evaluator, Steps, Table};
+use super::super::value::Window;
+use super::{children, key, ms, Evaluator, Steps};
 
 /// What each selector of `expr` reads of its buckets, by selector: the last sample of a
 /// plain selector, what its range function needs of a matrix selector.
@@ -51,10 +51,14 @@ impl Evaluator {
     /// before the step, if it is within the lookback of the step's bucket boundary
     /// (exactly the raw answer on a boundary; between boundaries the samples after the
     /// boundary are not seen).
-    pub(super) fn rollup_selector_table(&self, vs: &VectorSelector, steps: Steps) -> Table {
+    pub(super) fn rollup_selector_each(
+        &self,
+        vs: &VectorSelector,
+        steps: Steps,
+        emit: &mut impl FnMut(usize, usize, f64),
+    ) {
         let width = self.resolution.ms();
-        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
-        for s in self.buckets_of(vs) {
+        for (si, s) in self.buckets_of(vs).iter().enumerate() {
             let b = &s.buckets;
             let mut next = 0;
             for (i, t) in steps.times() {
@@ -70,32 +74,26 @@ impl Evaluator {
                 };
                 let boundary = r - r.rem_euclid(width);
                 if newest.last_t >= boundary - self.lookback {
-                    table[i].push(Sample {
-                        labels: s.labels.clone(),
-                        v: newest.last,
-                    });
+                    emit(si, i, newest.last);
                 }
             }
         }
-        table.into_iter().map(Some).collect()
     }
 
     /// A range function over `m` at every step, from the buckets ending in each window
     /// and the sample on its left edge; between bucket boundaries, the window ending at
     /// the last boundary.
-    pub(super) fn rollup_kernel_table(
+    pub(super) fn rollup_kernel_each(
         &self,
         m: &MatrixSelector,
         k: BucketKernel,
-        keeps_name: bool,
         steps: Steps,
-    ) -> Table {
+        emit: &mut impl FnMut(usize, usize, f64),
+    ) {
         let range = ms(m.range);
         let width = self.resolution.ms();
-        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
-        for s in self.buckets_of(&m.vs) {
+        for (si, s) in self.buckets_of(&m.vs).iter().enumerate() {
             let b: &[Bucket] = &s.buckets;
-            let labels = self.kernel_labels(&s.labels, keeps_name);
             let (mut lo, mut hi) = (0, 0);
             for (i, t) in steps.times() {
                 // Between bucket boundaries the window is moved back to the last one, so
@@ -130,13 +128,9 @@ impl Evaluator {
                     range,
                 };
                 if let Some(v) = over(k, &window, w) {
-                    table[i].push(Sample {
-                        labels: labels.clone(),
-                        v,
-                    });
+                    emit(si, i, v);
                 }
             }
         }
-        table.into_iter().map(Some).collect()
     }
 }
