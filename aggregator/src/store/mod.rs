@@ -282,10 +282,16 @@ impl Store {
                 report_usage(&m, &dir);
             })
             .await;
-            self.metrics
-                .query_cache_bytes
-                .set(self.files.bytes() as i64);
+            self.report_cache();
         }
+    }
+
+    /// Sets the query cache gauge to what the cache holds now (after each read, and
+    /// after compaction told it of files gone).
+    fn report_cache(&self) {
+        self.metrics
+            .query_cache_bytes
+            .set(self.files.bytes() as i64);
     }
 
     /// Applies retention at start and then every hour, until `cancel`.
@@ -335,6 +341,7 @@ impl query::Source for Store {
             &mut found,
         )
         .map_err(|e| query::Error::Storage(Box::new(e)))?;
+        self.report_cache();
         Ok(found.finish())
     }
 
@@ -382,6 +389,7 @@ impl query::Source for Store {
         let mut from_files =
             select_rollup::from_files(&self.files, &files, matchers, mint, maxt, fields)
                 .map_err(storage)?;
+        self.report_cache();
         let mut by_labels: std::collections::HashMap<Arc<query::Labels>, Vec<Bucket>, head::Hash> =
             Default::default();
         for s in segments {
