@@ -324,6 +324,50 @@ fn a_long_range_holds_one_block_at_a_time() {
     assert!(matches!(err, Error::TooManySamples), "{err}");
 }
 
+/// Walks large enough to be shared among the cores (a run of steps per thread) answer
+/// as one thread does: at every step checked, including both sides of where the runs
+/// meet, the range answer is the instant query's, to the bit.
+#[test]
+fn steps_shared_among_threads_answer_as_the_instant_query() {
+    const M: i64 = 60_000;
+    // 150 counters and 150 gauges over a day, at each minute: 300 series x 1,441 steps.
+    let src = month(150, 1);
+    let raw = Requested::Exactly(Resolution::Raw);
+    let (start, end) = (0, 1440 * M);
+    for q in [
+        "sum by (kind) (rate(c[5m]))",
+        "rate(c[5m])",
+        "g",
+        "avg(g)",
+        "stddev by (kind) (g)",
+        "max by (kind) (max_over_time(g[10m]))",
+    ] {
+        let expr = parse(q).unwrap();
+        let range = range_query(&src, &expr, start, end, M, &Limits::default(), raw)
+            .unwrap()
+            .series;
+        let checked = (0..=1440).filter(|i| i % 45 == 0 || (716..=724).contains(i) || *i == 1440);
+        for i in checked {
+            let t = i * M;
+            let want = values(instant_query(&src, &expr, t, &Limits::default()).unwrap());
+            let mut got: Vec<(String, f64)> = range
+                .iter()
+                .filter_map(|s| {
+                    s.points
+                        .iter()
+                        .find(|p| p.0 == t)
+                        .map(|p| (s.labels.to_string(), p.1))
+                })
+                .collect();
+            got.sort_by(|x, y| x.0.cmp(&y.0));
+            let bits = |v: &[(String, f64)]| -> Vec<(String, u64)> {
+                v.iter().map(|(l, x)| (l.clone(), x.to_bits())).collect()
+            };
+            assert_eq!(bits(&got), bits(&want), "{q} at {t}");
+        }
+    }
+}
+
 #[test]
 fn rollups_answer_aligned_queries_as_raw_samples_do() {
     const M: i64 = 60_000;

@@ -15,7 +15,7 @@ use promql_parser::parser::{AggregateExpr, Expr};
 use super::super::intern::Hash;
 use super::super::value::{Labels, Sample};
 use super::aggregate::{grouping, Acc, Fold};
-use super::walk::Walk;
+use super::walk::{in_parts, Walk};
 use super::{Evaluator, Steps, Table};
 
 impl Evaluator {
@@ -57,31 +57,32 @@ impl Evaluator {
             return None;
         }
         let width = groups.len();
-        let mut cells = vec![Acc::default(); width * steps.count];
-        let mut order: Vec<Vec<u32>> = vec![Vec::new(); steps.count];
-        self.walk(w, steps, &mut |s, i, v| {
-            let g = group[s];
-            let cell = &mut cells[i * width + g as usize];
-            if cell.is_empty() {
-                order[i].push(g);
-            }
-            cell.push(fold, v);
-        });
-        Some(
+        let frame = self.frame();
+        // Each run of steps (see `in_parts`) folds into its own cells.
+        let parts = in_parts(steps, labels.len(), |part| {
+            let mut cells = vec![Acc::default(); width * part.count];
+            let mut order: Vec<Vec<u32>> = vec![Vec::new(); part.count];
+            frame.walk(w, part, &mut |s, i, v| {
+                let g = group[s];
+                let cell = &mut cells[i * width + g as usize];
+                if cell.is_empty() {
+                    order[i].push(g);
+                }
+                cell.push(fold, v);
+            });
             order
                 .into_iter()
                 .enumerate()
                 .map(|(i, gs)| {
-                    Some(
-                        gs.into_iter()
-                            .map(|g| Sample {
-                                labels: groups[g as usize].clone(),
-                                v: cells[i * width + g as usize].value(fold),
-                            })
-                            .collect(),
-                    )
+                    gs.into_iter()
+                        .map(|g| Sample {
+                            labels: groups[g as usize].clone(),
+                            v: cells[i * width + g as usize].value(fold),
+                        })
+                        .collect()
                 })
-                .collect(),
-        )
+                .collect::<Vec<Vec<Sample>>>()
+        });
+        Some(parts.into_iter().flatten().map(Some).collect())
     }
 }

@@ -80,6 +80,44 @@ pub struct Evaluator {
     unique: std::collections::HashSet<usize, Hash>,
 }
 
+/// What walks over the loaded data read (see `walk.rs`): the samples or buckets and the
+/// query's times. Plain references, so the threads sharing out a range's steps can all
+/// hold it (the evaluator's caches of derived label sets cannot be shared).
+#[derive(Clone, Copy)]
+struct Frame<'a> {
+    data: &'a HashMap<usize, Vec<Series>>,
+    rollups: &'a HashMap<usize, Vec<RollupSeries>>,
+    resolution: Resolution,
+    start: i64,
+    end: i64,
+    lookback: i64,
+}
+
+impl<'a> Frame<'a> {
+    fn at_ms(&self, at: &AtModifier) -> i64 {
+        match at {
+            AtModifier::Start => self.start,
+            AtModifier::End => self.end,
+            AtModifier::At(t) => millis(*t),
+        }
+    }
+
+    /// The time a selector or subquery reads at when evaluated at `t`.
+    fn reference(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        at.as_ref().map_or(t, |a| self.at_ms(a)) - offset_ms(offset)
+    }
+
+    /// The samples loaded for `vs`.
+    fn series(&self, vs: &VectorSelector) -> &'a [Series] {
+        self.data.get(&key(vs)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The buckets loaded for `vs` (at a rollup resolution).
+    fn buckets_of(&self, vs: &VectorSelector) -> &'a [RollupSeries] {
+        self.rollups.get(&key(vs)).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// A node's samples at each step of a range query (taken as they are used).
 type Table = Vec<Option<Vec<Sample>>>;
 
@@ -183,17 +221,25 @@ impl Evaluator {
         Ok(loaded)
     }
 
-    fn at_ms(&self, at: &AtModifier) -> i64 {
-        match at {
-            AtModifier::Start => self.start,
-            AtModifier::End => self.end,
-            AtModifier::At(t) => millis(*t),
+    /// The loaded data and the query's times, shareable among threads.
+    fn frame(&self) -> Frame<'_> {
+        Frame {
+            data: &self.data,
+            rollups: &self.rollups,
+            resolution: self.resolution,
+            start: self.start,
+            end: self.end,
+            lookback: self.lookback,
         }
+    }
+
+    fn at_ms(&self, at: &AtModifier) -> i64 {
+        self.frame().at_ms(at)
     }
 
     /// The time a selector or subquery reads at when evaluated at `t`.
     fn reference(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
-        at.as_ref().map_or(t, |a| self.at_ms(a)) - offset_ms(offset)
+        self.frame().reference(at, offset, t)
     }
 
     /// The span each selector is read over when `e` is evaluated over `[s, e]`.
@@ -325,7 +371,7 @@ impl Evaluator {
     }
 
     fn series(&self, vs: &VectorSelector) -> &[Series] {
-        self.data.get(&key(vs)).map_or(&[], Vec::as_slice)
+        self.frame().series(vs)
     }
 
     /// The labels of the series loaded for `vs`, raw or rolled up.

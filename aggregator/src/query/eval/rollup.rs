@@ -14,7 +14,7 @@ use super::super::functions::rollup::{over, BucketKernel, Buckets};
 use super::super::parse::only_matrix;
 use super::super::rollup::{Bucket, Fields};
 use super::super::value::Window;
-use super::{children, key, ms, Evaluator, Steps};
+use super::{children, key, ms, Frame, Steps};
 
 /// What each selector of `expr` reads of its buckets, by selector: the last sample of a
 /// plain selector, what its range function needs of a matrix selector.
@@ -42,11 +42,7 @@ pub(super) fn fields(expr: &Expr, out: &mut HashMap<usize, Fields>) {
     }
 }
 
-impl Evaluator {
-    fn buckets_of(&self, vs: &VectorSelector) -> &[super::RollupSeries] {
-        self.rollups.get(&key(vs)).map_or(&[], Vec::as_slice)
-    }
-
+impl Frame<'_> {
     /// A plain selector at every step: the last sample of the newest bucket ending at or
     /// before the step, if it is within the lookback of the step's bucket boundary
     /// (exactly the raw answer on a boundary; between boundaries the samples after the

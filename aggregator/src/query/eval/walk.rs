@@ -15,7 +15,7 @@ use super::super::functions::rollup::{bucket_kernel, BucketKernel};
 use super::super::parse::only_matrix;
 use super::super::rollup::Resolution;
 use super::super::value::{Labels, Sample, Window};
-use super::{ms, Evaluator, Steps, Table};
+use super::{ms, Evaluator, Frame, Steps, Table};
 
 /// A node walked series by series.
 #[derive(Clone, Copy)]
@@ -74,6 +74,70 @@ impl Evaluator {
         }
     }
 
+    /// The walk's values as a table: each step's samples, in series order. The steps are
+    /// shared out among the cores in runs (see [`in_parts`]).
+    pub(super) fn walk_table(&self, w: Walk<'_>, steps: Steps) -> Table {
+        let labels = self.walk_labels(w);
+        let frame = self.frame();
+        in_parts(steps, labels.len(), |part| {
+            let mut table: Vec<Vec<Sample>> = vec![Vec::new(); part.count];
+            frame.walk(w, part, &mut |s, i, v| {
+                table[i].push(Sample {
+                    labels: labels[s].clone(),
+                    v,
+                })
+            });
+            table
+        })
+        .into_iter()
+        .flatten()
+        .map(Some)
+        .collect()
+    }
+}
+
+/// Steps per core below which a walk is not shared out: a thread costs tens of
+/// microseconds, a step of a few series less than one.
+const MIN_WORK_PER_PART: usize = 1 << 16;
+
+/// `f(part)` for runs of consecutive steps of `steps`, on as many threads as there are cores when `series` times the steps
+/// are worth it, in step order. Each part walks every series over its own steps, so every
+/// step sees its series in the same order as on one thread, and answers are identical.
+pub(super) fn in_parts<T: Send>(
+    steps: Steps,
+    series: usize,
+    f: impl Fn(Steps) -> T + Sync,
+) -> Vec<T> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts = cores
+        .min(steps.count)
+        .min(series.saturating_mul(steps.count) / MIN_WORK_PER_PART)
+        .max(1);
+    if parts == 1 {
+        return vec![f(steps)];
+    }
+    let per = steps.count.div_ceil(parts);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..steps.count)
+            .step_by(per)
+            .map(|first| {
+                let part = Steps {
+                    start: steps.start + first as i64 * steps.step,
+                    step: steps.step,
+                    count: per.min(steps.count - first),
+                };
+                scope.spawn(move || f(part))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+impl Frame<'_> {
     /// Hands out the walk's values at every step, as `emit(series, step, value)`.
     pub(super) fn walk(&self, w: Walk<'_>, steps: Steps, emit: &mut impl FnMut(usize, usize, f64)) {
         match (w, self.resolution) {
@@ -84,20 +148,7 @@ impl Evaluator {
         }
     }
 
-    /// The walk's values as a table: each step's samples, in series order.
-    pub(super) fn walk_table(&self, w: Walk<'_>, steps: Steps) -> Table {
-        let labels = self.walk_labels(w);
-        let mut table: Vec<Vec<Sample>> = vec![Vec::new(); steps.count];
-        self.walk(w, steps, &mut |s, i, v| {
-            table[i].push(Sample {
-                labels: labels[s].clone(),
-                v,
-            })
-        });
-        table.into_iter().map(Some).collect()
-    }
-
-    /// [`Self::vector`] at every step.
+    /// `Evaluator::vector` at every step.
     fn selector_each(
         &self,
         vs: &VectorSelector,
