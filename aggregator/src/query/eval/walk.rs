@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use promql_parser::label::MatchOp;
 use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 use telltale_model::prom::is_stale;
 
@@ -14,7 +15,7 @@ use super::super::functions::range::{kernel, Kernel};
 use super::super::functions::rollup::{bucket_kernel, BucketKernel};
 use super::super::parse::only_matrix;
 use super::super::rollup::Resolution;
-use super::super::value::{Labels, Sample, Window};
+use super::super::value::{Labels, Sample, Window, NAME};
 use super::{ms, Evaluator, Frame, Steps, Table};
 
 /// A node walked series by series.
@@ -62,11 +63,13 @@ impl Evaluator {
     }
 
     /// Whether the labels a walk hands out are all distinct (a range function's answer
-    /// drops `__name__`, so two series may collide).
+    /// drops `__name__`, so two series may collide, unless the selector names one
+    /// metric: series of one name that differ still differ without it).
     pub(super) fn walk_distinct(&self, w: Walk<'_>) -> bool {
         match w {
             Walk::Selector(_) => true,
             Walk::Kernel(_, _, true) | Walk::Buckets(_, _, true) => true,
+            Walk::Kernel(m, _, false) | Walk::Buckets(m, _, false) if one_name(&m.vs) => true,
             _ => {
                 let mut seen = std::collections::HashSet::new();
                 self.walk_labels(w).into_iter().all(|l| seen.insert(l))
@@ -94,6 +97,16 @@ impl Evaluator {
         .map(Some)
         .collect()
     }
+}
+
+/// Whether `vs` selects series of a single metric name.
+fn one_name(vs: &VectorSelector) -> bool {
+    let m = &vs.matchers;
+    vs.name.is_some()
+        || (m.or_matchers.is_empty()
+            && m.matchers
+                .iter()
+                .any(|m| m.name == NAME && m.op == MatchOp::Equal))
 }
 
 /// Steps per core below which a walk is not shared out: a thread costs tens of
