@@ -10,9 +10,9 @@
 //!    as in a cluster that redeploys daily), one-day and two-day queries over each day in
 //!    turn. With `--query-cache-max-bytes 16MiB` the cache gauge never passes 16 MiB and
 //!    the process's RSS stays under idle + 16 MiB + [`CONSTANT`], and running all the
-//!    queries a second time raises it by at most 8 MiB; the same queries with a 1 GiB
-//!    bound leave more than four times 16 MiB in the cache, so the bound is what keeps
-//!    the first process small.
+//!    queries a second time raises it by at most [`SECOND_PASS`]; the same queries with
+//!    a 1 GiB bound leave more than 16 MiB + [`CONSTANT`] in the cache alone, so the
+//!    bound is what keeps the first process small.
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,10 +27,16 @@ use telltale_model::calendar::{DAY_MS, HOUR_MS, MINUTE_MS};
 const MIB: u64 = 1 << 20;
 
 /// What the process may hold beyond the cache bound after many small queries: the
-/// allocator's free lists and per-thread arenas, the runtime's buffers, one query's
-/// working memory. Measured 30–48 MiB on the 2-core CI machine (debug build, beside
-/// the other test of this file).
-const CONSTANT: u64 = 64 * MIB;
+/// allocator's free lists and per-thread arenas (glibc keeps what a thread freed in its
+/// arena, and the reading threads are new for every query), the runtime's buffers, one
+/// query's working memory. Measured 45–80 MiB on the 2-core CI machine (debug build,
+/// beside the other test of this file, more when other work shares the cores). Both
+/// bounds here stay well under the 214 MiB the cache alone holds without its bound.
+const CONSTANT: u64 = 112 * MIB;
+
+/// What a second pass of the same queries may add to the first pass's highest RSS: the
+/// arenas settling (measured 5–12 MiB), far from another cache's worth.
+const SECOND_PASS: u64 = 32 * MIB;
 
 /// The first midnight of the data (2026-08-01T00:00Z); the stores keep it (`--retention`).
 const T0: i64 = 1_785_542_400_000;
@@ -283,7 +289,7 @@ fn many_queries_over_many_files_stay_within_the_cache_bound() {
         most_rss[1] / MIB
     );
     assert!(
-        unbounded > 4 * BOUND,
+        unbounded > BOUND + CONSTANT,
         "the queries should need more cache than the bound: {} MiB",
         unbounded / MIB
     );
@@ -299,7 +305,7 @@ fn many_queries_over_many_files_stay_within_the_cache_bound() {
     // Nothing piles up from query to query: the same queries again stay where the
     // first pass went.
     assert!(
-        most_rss[1] <= most_rss[0] + 8 * MIB,
+        most_rss[1] <= most_rss[0] + SECOND_PASS,
         "RSS went on growing: {} MiB after the first pass, {} MiB after the second",
         most_rss[0] / MIB,
         most_rss[1] / MIB
