@@ -357,7 +357,7 @@ impl query::Source for Store {
         resolution: query::rollup::Resolution,
         fields: query::rollup::Fields,
     ) -> Result<Vec<query::rollup::RollupSeries>, query::Error> {
-        use query::rollup::{bucketize, merge_into, Bucket};
+        use query::rollup::bucketize;
         use telltale_model::calendar::DAY_MS;
         let storage = |e: partition::Error| query::Error::Storage(Box::new(e));
         let width = resolution.ms();
@@ -390,8 +390,9 @@ impl query::Source for Store {
             select_rollup::from_files(&self.files, &files, matchers, mint, maxt, fields)
                 .map_err(storage)?;
         self.report_cache();
-        let mut by_labels: std::collections::HashMap<Arc<query::Labels>, Vec<Bucket>, head::Hash> =
-            Default::default();
+        // A series' buckets of the whole read, allocated once.
+        let expected = ((maxt - mint) / width + 2).clamp(0, 1 << 16) as usize;
+        let mut merged = select_rollup::Merged::new(expected);
         for s in segments {
             let parts: Vec<select_rollup::Part> = match s {
                 Segment::File(i) => std::mem::take(&mut from_files[i]),
@@ -405,24 +406,11 @@ impl query::Source for Store {
                 .map(|s| (s.labels, bucketize(&s.points, width)))
                 .collect(),
             };
-            // A series' buckets of the whole read, allocated once.
-            let expected = ((maxt - mint) / width + 2).clamp(0, 1 << 16) as usize;
-            for (labels, buckets) in parts {
-                let into = by_labels
-                    .entry(labels)
-                    .or_insert_with(|| Vec::with_capacity(expected));
-                merge_into(into, buckets);
+            for part in parts {
+                merged.add(part);
             }
         }
-        let mut out: Vec<query::rollup::RollupSeries> = by_labels
-            .into_iter()
-            .filter_map(|(labels, mut buckets)| {
-                buckets.retain(|b| b.end >= mint && b.end <= maxt);
-                (!buckets.is_empty()).then_some(query::rollup::RollupSeries { labels, buckets })
-            })
-            .collect();
-        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        Ok(merged.finish(mint, maxt))
     }
 }
 

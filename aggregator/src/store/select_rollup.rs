@@ -2,6 +2,7 @@
 //! for `data/resolution=*/`. The same file cache and planner pick a file's row groups and
 //! series runs; only the columns read differ. Days are read in parallel.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,13 +10,74 @@ use arrow_array::{Float64Array, TimestampMillisecondArray, UInt32Array};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use promql_parser::label::Matcher;
 
+use super::head::Hash;
 use super::partition::{self, column, Error};
 use super::select::{self, FileCache, FileIndex, Found, Plan, Runs};
-use crate::query::rollup::{Bucket, Fields};
+use crate::query::rollup::{merge_into, Bucket, Fields, RollupSeries};
 use crate::query::Labels;
 
 /// One series' buckets from one file.
 pub type Part = (Arc<Labels>, Vec<Bucket>);
+
+/// Parts of each series merged in the order they are added (days in time order), into
+/// one vector of buckets per series.
+///
+/// A label set read from files is one `Arc` per series across files (the file cache), so
+/// a part finds its series by the address of its labels, and by the labels themselves
+/// (hashing every pair) only the first time an address is seen. Every address seen is
+/// kept alive here, so it cannot come back holding another label set.
+pub struct Merged {
+    series: Vec<(Arc<Labels>, Vec<Bucket>)>,
+    by_labels: HashMap<Arc<Labels>, usize, Hash>,
+    by_address: HashMap<usize, (Arc<Labels>, usize), Hash>,
+    /// Buckets each series' vector is allocated for.
+    expected: usize,
+}
+
+impl Merged {
+    /// Merging series of about `expected` buckets each.
+    pub fn new(expected: usize) -> Merged {
+        Merged {
+            series: Vec::new(),
+            by_labels: HashMap::default(),
+            by_address: HashMap::default(),
+            expected,
+        }
+    }
+
+    /// Adds a series' part, after the parts added before it.
+    pub fn add(&mut self, (labels, buckets): Part) {
+        let address = Arc::as_ptr(&labels) as usize;
+        let i = match self.by_address.get(&address) {
+            Some(&(_, i)) => i,
+            None => {
+                let series = &mut self.series;
+                let expected = self.expected;
+                let i = *self.by_labels.entry(labels.clone()).or_insert_with(|| {
+                    series.push((labels.clone(), Vec::with_capacity(expected)));
+                    series.len() - 1
+                });
+                self.by_address.insert(address, (labels, i));
+                i
+            }
+        };
+        merge_into(&mut self.series[i].1, buckets);
+    }
+
+    /// The series with buckets ending in `[mint, maxt]`, sorted by labels.
+    pub fn finish(self, mint: i64, maxt: i64) -> Vec<RollupSeries> {
+        let mut out: Vec<RollupSeries> = self
+            .series
+            .into_iter()
+            .filter_map(|(labels, mut buckets)| {
+                buckets.retain(|b| b.end >= mint && b.end <= maxt);
+                (!buckets.is_empty()).then_some(RollupSeries { labels, buckets })
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+}
 
 /// A planned read of one rollup file.
 struct Read {
