@@ -109,13 +109,14 @@ fn one_name(vs: &VectorSelector) -> bool {
                 .any(|m| m.name == NAME && m.op == MatchOp::Equal))
 }
 
-/// Steps per core below which a walk is not shared out: a thread costs tens of
-/// microseconds, a step of a few series less than one.
+/// The (series × steps) a run of steps gets at least before a walk is shared out: a
+/// thread costs tens of microseconds, a series at one step well under one.
 const MIN_WORK_PER_PART: usize = 1 << 16;
 
-/// `f(part)` for runs of consecutive steps of `steps`, on as many threads as there are cores when `series` times the steps
-/// are worth it, in step order. Each part walks every series over its own steps, so every
-/// step sees its series in the same order as on one thread, and answers are identical.
+/// `f(part)` for runs of consecutive steps of `steps`, one per core when `series` times
+/// the steps is worth it, results in step order. Each run walks every series over its
+/// own steps, so every step sees its series in the same order as on one thread, and
+/// answers are identical.
 pub(super) fn in_parts<T: Send>(
     steps: Steps,
     series: usize,
