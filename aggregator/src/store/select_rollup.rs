@@ -265,3 +265,47 @@ fn read(r: &Read, mint: i64, maxt: i64, fields: Fields) -> Result<Vec<Part>, Err
         .map(|(i, b)| (table[i].1.clone(), b))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pod: &str) -> Arc<Labels> {
+        Arc::new(Labels::new(vec![
+            ("__name__".into(), "x".into()),
+            ("pod".into(), pod.into()),
+        ]))
+    }
+
+    /// Parts meet their series by address or, for a new address, by labels; days are
+    /// merged in the order added and the series come out sorted by labels.
+    #[test]
+    fn parts_merge_by_address_or_by_labels() {
+        let (a, b, a_again) = (labels("a"), labels("b"), labels("a"));
+        let mut m = Merged::new(4);
+        m.add((b.clone(), vec![Bucket::of(60, 30, 1.0)]));
+        m.add((a.clone(), vec![Bucket::of(60, 60, 5.0)]));
+        m.add((b, vec![Bucket::of(120, 90, 2.0)]));
+        // Equal labels under another address: the same series.
+        m.add((a_again, vec![Bucket::of(120, 120, 6.0)]));
+        m.add((
+            a,
+            vec![Bucket::of(180, 150, 7.0), Bucket::of(240, 200, 8.0)],
+        ));
+        let out = m.finish(0, 180);
+        let got: Vec<(String, Vec<(i64, f64)>)> = out
+            .iter()
+            .map(|s| {
+                let pod = s.labels.get("pod").to_string();
+                (pod, s.buckets.iter().map(|b| (b.end, b.last)).collect())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a".to_string(), vec![(60, 5.0), (120, 6.0), (180, 7.0)]),
+                ("b".to_string(), vec![(60, 1.0), (120, 2.0)]),
+            ]
+        );
+    }
+}
