@@ -100,7 +100,8 @@ fn aggregator(dir: &Path, extra: &[&str]) -> common::Running {
     server
 }
 
-/// A successful `query_range` answer's series count.
+/// A successful `query_range` answer's series count and the resolution that answered it
+/// (`X-Telltale-Resolution`).
 fn query_range(
     server: &common::Running,
     q: &str,
@@ -108,7 +109,7 @@ fn query_range(
     end: i64,
     step: i64,
     raw: bool,
-) -> usize {
+) -> (usize, String) {
     let mut body = format!(
         "query={}&start={}&end={}&step={}",
         common::urlencode(q),
@@ -124,9 +125,13 @@ fn query_range(
         .set("Content-Type", "application/x-www-form-urlencoded")
         .send_string(&body)
         .unwrap_or_else(|e| panic!("{q}: {e}"));
+    let resolution = resp
+        .header("X-Telltale-Resolution")
+        .unwrap_or_default()
+        .to_string();
     let json: serde_json::Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
     assert_eq!(json["status"], "success", "{q}: {json}");
-    json["data"]["result"].as_array().unwrap().len()
+    (json["data"]["result"].as_array().unwrap().len(), resolution)
 }
 
 #[test]
@@ -177,8 +182,8 @@ fn a_month_forced_to_raw_holds_a_block_at_a_time() {
     let end = T0 + DAYS * DAY_MS;
     let peak = |days: i64| {
         reset_peak(pid);
-        let n = query_range(&server, q, end - days * DAY_MS, end, HOUR_MS, true);
-        assert_eq!(n, 10);
+        let (n, resolution) = query_range(&server, q, end - days * DAY_MS, end, HOUR_MS, true);
+        assert_eq!((n, resolution.as_str()), (10, "raw"));
         status(pid, "VmHWM").saturating_sub(idle)
     };
     let three = peak(3);
@@ -236,7 +241,7 @@ fn many_queries_over_many_files_stay_within_the_cache_bound() {
         for day in 0..DAYS {
             let start = T0 + day * DAY_MS;
             let ns = day % 20;
-            let n = query_range(
+            let (n, _) = query_range(
                 server,
                 &format!("count by (workload) (mem_pod_info{{namespace=\"team-{ns}\"}})"),
                 start,
@@ -247,7 +252,7 @@ fn many_queries_over_many_files_stay_within_the_cache_bound() {
             assert_eq!(n, 10);
             after_each();
             let end = (start + 2 * DAY_MS - HOUR_MS).min(T0 + DAYS * DAY_MS - HOUR_MS);
-            let n = query_range(server, "count(mem_pod_info)", start, end, HOUR_MS, false);
+            let (n, _) = query_range(server, "count(mem_pod_info)", start, end, HOUR_MS, false);
             assert_eq!(n, 1);
             after_each();
         }
