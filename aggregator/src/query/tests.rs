@@ -66,6 +66,22 @@ fn values(v: Value) -> Vec<(String, f64)> {
     }
 }
 
+/// A range answer's samples at step `t`, as [`values`] gives an instant answer's: by
+/// labels.
+fn at_step(range: &[Series], t: i64) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = range
+        .iter()
+        .filter_map(|s| {
+            s.points
+                .iter()
+                .find(|p| p.0 == t)
+                .map(|p| (s.labels.to_string(), p.1))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 #[test]
 fn the_lookback_window_is_closed_and_stale_markers_end_a_series() {
     let src = Memory(vec![
@@ -204,12 +220,8 @@ proptest! {
         let mut t = 0;
         while t <= end {
             let mut want = values(instant_query(&src, &expr, t, &Limits::default()).unwrap());
-            let mut got: Vec<(String, f64)> = range
-                .iter()
-                .filter_map(|s| s.points.iter().find(|p| p.0 == t).map(|p| (s.labels.to_string(), p.1)))
-                .collect();
+            let got = at_step(&range, t);
             want.sort_by(|x, y| x.0.cmp(&y.0));
-            got.sort_by(|x, y| x.0.cmp(&y.0));
             prop_assert_eq!(got, want, "{} at {}", q, t);
             t += step;
         }
@@ -302,18 +314,7 @@ fn a_long_range_holds_one_block_at_a_time() {
     // Each step still answers what the instant query at its time answers.
     for t in [H, 24 * H, 24 * H + H, 29 * 24 * H] {
         let want = values(instant_query(&src, &expr, t, &Limits::default()).unwrap());
-        let mut got: Vec<(String, f64)> = month
-            .series
-            .iter()
-            .filter_map(|s| {
-                s.points
-                    .iter()
-                    .find(|p| p.0 == t)
-                    .map(|p| (s.labels.to_string(), p.1))
-            })
-            .collect();
-        got.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(got, want, "at {t}");
+        assert_eq!(at_step(&month.series, t), want, "at {t}");
     }
     // One step's window past the bound is refused in Prometheus's words.
     let tiny = Limits {
@@ -350,16 +351,7 @@ fn steps_shared_among_threads_answer_as_the_instant_query() {
         for i in checked {
             let t = i * M;
             let want = values(instant_query(&src, &expr, t, &Limits::default()).unwrap());
-            let mut got: Vec<(String, f64)> = range
-                .iter()
-                .filter_map(|s| {
-                    s.points
-                        .iter()
-                        .find(|p| p.0 == t)
-                        .map(|p| (s.labels.to_string(), p.1))
-                })
-                .collect();
-            got.sort_by(|x, y| x.0.cmp(&y.0));
+            let got = at_step(&range, t);
             let bits = |v: &[(String, f64)]| -> Vec<(String, u64)> {
                 v.iter().map(|(l, x)| (l.clone(), x.to_bits())).collect()
             };
