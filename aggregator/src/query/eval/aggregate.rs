@@ -128,13 +128,13 @@ pub fn aggregate(
         members,
     } in groups
     {
-        let v = match op {
-            _ if fold.is_some() => fold.map_or(f64::NAN, |f| acc.value(f)),
-            token::T_QUANTILE => {
+        let v = match (fold, op) {
+            (Some(f), _) => acc.value(f),
+            (None, token::T_QUANTILE) => {
                 let mut v = values;
                 quantile(param_q, &mut v)
             }
-            token::T_TOPK | token::T_BOTTOMK => {
+            (None, token::T_TOPK | token::T_BOTTOMK) => {
                 let mut m = members;
                 let top = op == token::T_TOPK;
                 // NaN sorts last either way: topk and bottomk prefer numbers.

@@ -15,7 +15,7 @@ use promql_parser::parser::{AggregateExpr, Expr};
 use super::super::intern::Hash;
 use super::super::value::{Labels, Sample};
 use super::aggregate::{grouping, Acc, Fold};
-use super::walk::{in_parts, Walk};
+use super::walk::{distinct, in_parts, Walk};
 use super::{Evaluator, Steps, Table};
 
 impl Evaluator {
@@ -33,11 +33,11 @@ impl Evaluator {
             inner = &p.expr;
         }
         let w = Walk::of(inner, self.resolution)?;
-        if !self.walk_distinct(w) {
+        let labels = self.walk_labels(w);
+        if !distinct(w, &labels) {
             // Left to the step-by-step path, which refuses the duplicates.
             return None;
         }
-        let labels = self.walk_labels(w);
         let (by, without) = grouping(a);
         let group_of = |l: &Labels| if without { l.drop(&by) } else { l.keep(&by) };
         let node = a as *const AggregateExpr as usize;

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use promql_parser::parser::Expr;
 
 use super::super::intern::Hash;
-use super::walk::Walk;
+use super::walk::{distinct, Walk};
 use super::{children, Evaluator, Steps, Table};
 
 impl Evaluator {
@@ -41,8 +41,9 @@ impl Evaluator {
             }
         }
         if let Some(w) = Walk::of(expr, self.resolution) {
-            tables.insert(node, self.walk_table(w, steps));
-            if self.walk_distinct(w) {
+            let labels = self.walk_labels(w);
+            tables.insert(node, self.walk_table(w, &labels, steps));
+            if distinct(w, &labels) {
                 unique.insert(node);
             }
             return;

@@ -62,25 +62,10 @@ impl Evaluator {
         }
     }
 
-    /// Whether the labels a walk hands out are all distinct (a range function's answer
-    /// drops `__name__`, so two series may collide, unless the selector names one
-    /// metric: series of one name that differ still differ without it).
-    pub(super) fn walk_distinct(&self, w: Walk<'_>) -> bool {
-        match w {
-            Walk::Selector(_) => true,
-            Walk::Kernel(_, _, true) | Walk::Buckets(_, _, true) => true,
-            Walk::Kernel(m, _, false) | Walk::Buckets(m, _, false) if one_name(&m.vs) => true,
-            _ => {
-                let mut seen = std::collections::HashSet::new();
-                self.walk_labels(w).into_iter().all(|l| seen.insert(l))
-            }
-        }
-    }
-
-    /// The walk's values as a table: each step's samples, in series order. The steps are
-    /// shared out among the cores in runs (see [`in_parts`]).
-    pub(super) fn walk_table(&self, w: Walk<'_>, steps: Steps) -> Table {
-        let labels = self.walk_labels(w);
+    /// The walk's values as a table: each step's samples, in series order, labelled
+    /// with `labels` (its [`Self::walk_labels`]). The steps are shared out among the cores
+    /// in runs (see [`in_parts`]).
+    pub(super) fn walk_table(&self, w: Walk<'_>, labels: &[Arc<Labels>], steps: Steps) -> Table {
         let frame = self.frame();
         in_parts(steps, labels.len(), |part| {
             let mut table: Vec<Vec<Sample>> = vec![Vec::new(); part.count];
@@ -96,6 +81,22 @@ impl Evaluator {
         .flatten()
         .map(Some)
         .collect()
+    }
+}
+
+/// Whether the labels a walk hands out (`labels`, its [`Evaluator::walk_labels`]) are all
+/// distinct: a range function's answer drops `__name__`, so two series may collide,
+/// unless the selector names one metric (series of one name that differ still differ
+/// without it).
+pub(super) fn distinct(w: Walk<'_>, labels: &[Arc<Labels>]) -> bool {
+    match w {
+        Walk::Selector(_) => true,
+        Walk::Kernel(_, _, true) | Walk::Buckets(_, _, true) => true,
+        Walk::Kernel(m, _, false) | Walk::Buckets(m, _, false) if one_name(&m.vs) => true,
+        _ => {
+            let mut seen = std::collections::HashSet::new();
+            labels.iter().all(|l| seen.insert(l))
+        }
     }
 }
 
