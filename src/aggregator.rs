@@ -80,6 +80,38 @@ pub struct AggregatorArgs {
     #[arg(long, env = "TELLTALE_QUERY_CACHE_MAX_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     #[serde(deserialize_with = "bytes_from_yaml")]
     pub query_cache_max_bytes: u64,
+
+    /// Keep a copy of every Parquet file (day files, rollups, billing records) in an
+    /// object store: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
+    /// file:///dir. The WAL stays on local disk. On an empty --data-dir, the files are
+    /// downloaded first. S3 reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT_URL and AWS_ALLOW_HTTP (GCS: GOOGLE_*, Azure: AZURE_*).
+    #[arg(long, env = "TELLTALE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+
+    /// A setting of the object store client, key=value (repeatable), e.g. region=eu-west-1,
+    /// endpoint=http://minio:9000, allow_http=true, timeout=30s.
+    #[arg(long = "object-store-option", value_name = "KEY=VALUE", value_parser = parse_option)]
+    #[serde(rename = "object-store-option", deserialize_with = "options_from_yaml")]
+    pub object_store_option: Vec<(String, String)>,
+}
+
+/// A config file's `object-store-option: [key=value, ...]`.
+fn options_from_yaml<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    let all: Vec<String> = Vec::deserialize(d)?;
+    all.iter()
+        .map(|s| parse_option(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// `key=value`.
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
 }
 
 impl Default for AggregatorArgs {
@@ -122,8 +154,16 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
         prices,
         flush_interval,
         flush_samples,
-        query_cache_max_bytes
+        query_cache_max_bytes,
+        object_store,
+        object_store_option
     );
+    if !a.object_store_option.is_empty() && a.object_store.is_none() {
+        return Err(ConfigError::Invalid {
+            key: "object-store-option",
+            message: "given without --object-store".into(),
+        });
+    }
     if let Some(p) = &a.auth_tokens {
         if !p.is_file() {
             return Err(ConfigError::Invalid {
@@ -149,6 +189,12 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
                 ..Default::default()
             },
             auth_tokens: a.auth_tokens,
+            object_store: a
+                .object_store
+                .map(|url| telltale_aggregator::store::bucket::Target {
+                    url,
+                    options: a.object_store_option,
+                }),
             prices: match &a.prices {
                 Some(p) => telltale_aggregator::billing::Prices::load(p).map_err(|e| {
                     ConfigError::Invalid {

@@ -46,8 +46,11 @@ pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     // kube-client logs every failed request at ERROR; the collector reports Kubernetes
     // health itself, once per change, so the client's own lines are off unless asked for.
-    let filter = EnvFilter::try_from_env("TELLTALE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,kube_client=off,kube_runtime=off"));
+    // The object store client logs each retry at INFO; the aggregator says once per change
+    // whether the bucket answers, so the client's lines start at WARN.
+    let filter = EnvFilter::try_from_env("TELLTALE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,kube_client=off,kube_runtime=off,object_store=warn")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

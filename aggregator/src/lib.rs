@@ -62,6 +62,8 @@ pub struct Options {
     pub query_cache_max_bytes: usize,
     /// The billing price table (`--prices`; docs/billing.md's example table without one).
     pub prices: billing::prices::Prices,
+    /// The object store keeping a copy of every file (`--object-store`), if any.
+    pub object_store: Option<store::bucket::Target>,
 }
 
 /// Errors that stop the aggregator.
@@ -85,6 +87,9 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
+    /// `--object-store` is not usable.
+    #[error(transparent)]
+    Bucket(#[from] store::bucket::Error),
     /// Registering own metrics failed.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -119,6 +124,22 @@ pub async fn run(
     };
     let registry = Registry::new();
     let metrics = metrics::Metrics::new(&registry)?;
+    let bucket = match &opts.object_store {
+        Some(target) => {
+            metrics.register_object_store(&registry)?;
+            let b = Arc::new(store::bucket::Bucket::new(
+                target,
+                &opts.data_dir,
+                metrics.clone(),
+            )?);
+            // Before anything reads the data directory (billing's frontier included):
+            // what the bucket keeps and the directory lacks comes back first. An
+            // unreachable bucket is logged and retried by the upload loop.
+            let _ = b.restore().await;
+            Some(b)
+        }
+        None => None,
+    };
     let prices = Arc::new(opts.prices.clone());
     let ledger = billing::Ledger::new(&opts.data_dir, prices.clone());
     let frontier = Arc::new(billing::Frontier::new());
@@ -137,6 +158,7 @@ pub async fn run(
             }),
             metrics: metrics.clone(),
             query_cache_max_bytes: opts.query_cache_max_bytes,
+            bucket,
         })
         .await?,
     );
@@ -159,6 +181,7 @@ pub async fn run(
         cancel.clone(),
     ));
     tokio::spawn(store.clone().retention_loop(cancel.clone()));
+    tokio::spawn(store.clone().bucket_loop(cancel.clone()));
     let own = Own { registry };
     let app = Router::new()
         .route("/api/v1/write", post(ingest::write))
@@ -205,6 +228,11 @@ pub async fn run(
     let _ = flusher.await;
     // Clean shutdown: everything accepted goes to Parquet.
     let flushed = store.flush().await;
+    // With an object store, the last files go up too (or stay, with the WAL, for the next
+    // start to upload).
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(60), store.upload()).await {
+        tracing::warn!(error = %e, "the last files were not uploaded; the next start uploads them");
+    }
     served.and(flushed.map(|_| ()).map_err(Error::from))
 }
 

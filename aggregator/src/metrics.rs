@@ -43,6 +43,20 @@ pub const ROLLUP_DURATION: &str = "telltale_aggregator_rollup_duration_seconds";
 /// Bytes the query cache of file footers, series tables and label sets holds.
 pub const QUERY_CACHE_BYTES: &str = "telltale_aggregator_query_cache_bytes";
 
+/// 1 while the object store answers, 0 once an operation on it failed (until one works).
+pub const OBJECT_STORE_UP: &str = "telltale_aggregator_object_store_up";
+/// Files uploaded to the object store.
+pub const OBJECT_STORE_UPLOADED: &str = "telltale_aggregator_object_store_uploaded_files_total";
+/// Bytes uploaded to the object store.
+pub const OBJECT_STORE_UPLOADED_BYTES: &str =
+    "telltale_aggregator_object_store_uploaded_bytes_total";
+/// Objects deleted from the object store (their files were compacted or retired).
+pub const OBJECT_STORE_DELETED: &str = "telltale_aggregator_object_store_deleted_files_total";
+/// Files downloaded from the object store because the data directory lacked them.
+pub const OBJECT_STORE_RESTORED: &str = "telltale_aggregator_object_store_restored_files_total";
+/// Files on local disk not yet in the object store.
+pub const OBJECT_STORE_PENDING: &str = "telltale_aggregator_object_store_pending_files";
+
 /// Parquet files written by flushes.
 pub const FILES_WRITTEN: &str = "telltale_aggregator_parquet_files_written_total";
 
@@ -96,6 +110,18 @@ pub struct Metrics {
     pub rollup_duration: Histogram,
     /// Bytes held by the query cache.
     pub query_cache_bytes: IntGauge,
+    /// Whether the object store answers.
+    pub object_store_up: IntGauge,
+    /// Files uploaded.
+    pub object_store_uploaded: IntCounter,
+    /// Bytes uploaded.
+    pub object_store_uploaded_bytes: IntCounter,
+    /// Objects deleted.
+    pub object_store_deleted: IntCounter,
+    /// Files downloaded at start.
+    pub object_store_restored: IntCounter,
+    /// Files waiting for upload.
+    pub object_store_pending: IntGauge,
 }
 
 impl Metrics {
@@ -176,6 +202,30 @@ impl Metrics {
                 QUERY_CACHE_BYTES,
                 "Bytes the query cache of file footers, series tables and label sets holds (at most --query-cache-max-bytes).",
             )?,
+            object_store_up: IntGauge::new(
+                OBJECT_STORE_UP,
+                "1 while the object store (--object-store) answers, 0 after an operation on it failed and until one succeeds.",
+            )?,
+            object_store_uploaded: IntCounter::new(
+                OBJECT_STORE_UPLOADED,
+                "Files uploaded to the object store.",
+            )?,
+            object_store_uploaded_bytes: IntCounter::new(
+                OBJECT_STORE_UPLOADED_BYTES,
+                "Bytes uploaded to the object store.",
+            )?,
+            object_store_deleted: IntCounter::new(
+                OBJECT_STORE_DELETED,
+                "Objects deleted from the object store because their files were compacted away or retired.",
+            )?,
+            object_store_restored: IntCounter::new(
+                OBJECT_STORE_RESTORED,
+                "Files downloaded from the object store because the data directory lacked them.",
+            )?,
+            object_store_pending: IntGauge::new(
+                OBJECT_STORE_PENDING,
+                "Files on local disk that the object store does not hold yet.",
+            )?,
         };
         registry.register(Box::new(m.rollup_days.clone()))?;
         registry.register(Box::new(m.rollup_duration.clone()))?;
@@ -198,6 +248,18 @@ impl Metrics {
             m.rejected.with_label_values(&[*r]);
         }
         Ok(m)
+    }
+
+    /// Adds the object store's families to `registry` (only an aggregator with
+    /// `--object-store` has them, so a missing bucket never reads as a down one).
+    pub fn register_object_store(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.object_store_up.clone()))?;
+        registry.register(Box::new(self.object_store_uploaded.clone()))?;
+        registry.register(Box::new(self.object_store_uploaded_bytes.clone()))?;
+        registry.register(Box::new(self.object_store_deleted.clone()))?;
+        registry.register(Box::new(self.object_store_restored.clone()))?;
+        registry.register(Box::new(self.object_store_pending.clone()))?;
+        Ok(())
     }
 
     /// Sets the per-partition gauges to `partitions` (day, files, bytes); days no longer

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod kube_api;
 pub mod peers;
 pub mod receiver;
+pub mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

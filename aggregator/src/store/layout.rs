@@ -16,6 +16,10 @@
 //!   billing/settled, billing/resettle-from   billing's frontier and late-sample marks
 //! ```
 //!
+//! With `--object-store`, the bucket holds the same files under the same names (keys
+//! relative to `<data-dir>`, e.g. `data/day=2026-01-02/part-....parquet`): everything
+//! under `data/` and `billing/`, never `wal/`, `corrupt/` or a temporary file.
+//!
 //! Files are written under a hidden temporary name (`.<name>.tmp`) in their final
 //! directory and renamed into place, so a reader never sees a partial file.
 
@@ -159,6 +163,64 @@ pub fn billing_marks(data_dir: &Path) -> PathBuf {
     billing_dir(data_dir).join("resettle-from")
 }
 
+/// The top directories an object store mirrors.
+const MIRRORED: [&str; 2] = ["data", "billing"];
+
+/// The files an object store mirrors, as (key, path), by key: the Parquet files under
+/// `data/` and every file under `billing/`, hidden (temporary) ones left out.
+pub fn mirrored_files(data_dir: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(dir: &Path, key: &str, out: &mut Vec<(String, PathBuf)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let key = format!("{key}/{name}");
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(&e.path(), &key, out),
+                Ok(t) if t.is_file() => out.push((key, e.path())),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for top in MIRRORED {
+        walk(&data_dir.join(top), top, &mut out);
+    }
+    out.retain(|(key, _)| mirrored_path(data_dir, key).is_some());
+    out.sort();
+    out
+}
+
+/// Where the file of a mirrored `key` lives; `None` for a key that names nothing this
+/// layout mirrors (another top directory, a hidden or `..` component, a file under
+/// `data/` that is not Parquet).
+pub fn mirrored_path(data_dir: &Path, key: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let top = *parts.first()?;
+    if parts.len() < 2
+        || !MIRRORED.contains(&top)
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || p.starts_with('.') || p.contains('\\'))
+        || (top == "data" && !key.ends_with(".parquet"))
+    {
+        return None;
+    }
+    Some(parts.iter().fold(data_dir.to_path_buf(), |p, c| p.join(c)))
+}
+
+/// Whether the mirrored file of `key` is written once and never changed (every Parquet
+/// file; billing's frontier files are rewritten in place).
+pub fn immutable(key: &str) -> bool {
+    key.ends_with(".parquet")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -184,6 +246,56 @@ mod tests {
             temporary(Path::new("/x"), "a.parquet"),
             Path::new("/x/.a.parquet.tmp")
         );
+    }
+
+    #[test]
+    fn mirrored_keys_are_the_files_under_data_and_billing() {
+        let d = tempfile::tempdir().unwrap();
+        let files = [
+            "data/day=2026-01-01/part-1-0.parquet",
+            "data/day=2026-01-01/.part-2-0.parquet.tmp",
+            "data/resolution=1h/day=2026-01-01/rollup-00000000000000ff.parquet",
+            "data/day=2026-01-01/notes.txt",
+            "billing/day=2026-01-01/hour=05.parquet",
+            "billing/settled",
+            "wal/00000001.wal",
+            "corrupt/day=2026-01-01/part-3-0.parquet",
+        ];
+        for f in files {
+            let p = d.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let keys: Vec<String> = mirrored_files(d.path())
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "billing/day=2026-01-01/hour=05.parquet",
+                "billing/settled",
+                "data/day=2026-01-01/part-1-0.parquet",
+                "data/resolution=1h/day=2026-01-01/rollup-00000000000000ff.parquet",
+            ]
+        );
+        assert_eq!(
+            mirrored_path(d.path(), "billing/settled"),
+            Some(d.path().join("billing").join("settled"))
+        );
+        for bad in [
+            "wal/00000001.wal",
+            "data/../wal/x.parquet",
+            "data/day=2026-01-01/.x.parquet.tmp",
+            "data//x.parquet",
+            "data/day=2026-01-01/notes.txt",
+            "billing",
+            "",
+        ] {
+            assert_eq!(mirrored_path(d.path(), bad), None, "{bad}");
+        }
+        assert!(immutable("data/day=2026-01-01/part-1-0.parquet"));
+        assert!(!immutable("billing/settled"));
     }
 
     #[test]

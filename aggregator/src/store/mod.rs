@@ -2,6 +2,7 @@
 //! partitions, and the only way anything else reads them.
 //!
 //! - [`layout`]: every path under `--data-dir`;
+//! - [`bucket`]: the object store that keeps a copy of every file (`--object-store`);
 //! - [`wal`]: the write-ahead log that makes an acknowledged request durable;
 //! - [`head`]: samples since the last flush, in memory, by day and series;
 //! - [`partition`]: immutable day-partitioned Parquet files, their compaction and the
@@ -15,10 +16,12 @@
 //!   the query engine through [`crate::query::Source`].
 //!
 //! Promises: [`Store::append`] returns only once the request is in the WAL (fsynced); a
-//! flush makes its files durable before the WAL segments they cover are removed; a sample
+//! flush makes its files durable before the WAL segments they cover are removed (with an
+//! object store: once the bucket acknowledged them, see [`Store::bucket_loop`]); a sample
 //! is readable from the moment `append` returns until retention deletes its day, whether
 //! it is in the head, in a flush under way or in a file.
 
+pub mod bucket;
 pub mod head;
 pub mod layout;
 pub mod partition;
@@ -55,6 +58,9 @@ pub enum Error {
     /// A background task died.
     #[error("{0}")]
     Task(String),
+    /// The object store failed (the files stay on local disk, the WAL keeps them).
+    #[error(transparent)]
+    Bucket(#[from] bucket::Error),
 }
 
 /// Told about the samples of the metrics it wants as they are accepted (billing marks the
@@ -93,6 +99,8 @@ pub struct Config {
     pub metrics: Metrics,
     /// Bytes the query cache of file footers, series tables and label sets may hold.
     pub query_cache_max_bytes: usize,
+    /// The object store holding a copy of every file, if any.
+    pub bucket: Option<Arc<bucket::Bucket>>,
 }
 
 /// The WAL and the head, kept consistent: every request is appended to the WAL and
@@ -117,6 +125,15 @@ pub struct Store {
     flushing: Mutex<Vec<Arc<BTreeMap<i64, head::Sorted>>>>,
     /// Files' footers and series tables, for queries.
     files: select::FileCache,
+    /// The object store, if any.
+    bucket: Option<Arc<bucket::Bucket>>,
+    /// With an object store: the WAL segments before this one are in files on local
+    /// disk, and may go once the bucket holds those files.
+    covered: AtomicU64,
+    /// The segment the WAL was last checkpointed at by [`Store::upload`].
+    checkpointed: AtomicU64,
+    /// Woken when a flush wrote files to upload.
+    flushed: tokio::sync::Notify,
 }
 
 impl Store {
@@ -166,6 +183,10 @@ impl Store {
             watch: cfg.watch,
             flushing: Mutex::new(Vec::new()),
             files: select::FileCache::new(cfg.query_cache_max_bytes),
+            bucket: cfg.bucket,
+            covered: AtomicU64::new(0),
+            checkpointed: AtomicU64::new(0),
+            flushed: tokio::sync::Notify::new(),
         })
     }
 
@@ -221,9 +242,8 @@ impl Store {
         self.metrics.head_series.set(0);
         // The WAL segments that would replay what the watcher was told are about to go.
         self.watch.before_checkpoint()?;
-        let wal_dir = layout::wal_dir(&self.data_dir);
         if days.is_empty() {
-            wal::checkpoint(&wal_dir, seq)?;
+            self.retire(seq)?;
             return Ok(Vec::new());
         }
         let n = self.flushes.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +262,7 @@ impl Store {
         .map_err(|e| Error::Task(format!("flush task failed: {e}")))??;
         // In files now (on failure it stays readable until the WAL replays it).
         self.flushing().retain(|d| !Arc::ptr_eq(d, &days));
-        wal::checkpoint(&wal_dir, seq)?;
+        self.retire(seq)?;
         self.metrics
             .flush_duration
             .observe(start.elapsed().as_secs_f64());
@@ -250,6 +270,61 @@ impl Store {
         let rows: usize = written.iter().map(|(_, r)| r).sum();
         info!(files = written.len(), rows, "flushed the head to Parquet");
         Ok(written.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// The WAL segments before `seq` are in files: removed now without an object store,
+    /// once the bucket holds the files with one.
+    fn retire(&self, seq: u64) -> Result<(), Error> {
+        if self.bucket.is_some() {
+            self.covered.fetch_max(seq, Ordering::SeqCst);
+            self.flushed.notify_one();
+            return Ok(());
+        }
+        Ok(wal::checkpoint(&layout::wal_dir(&self.data_dir), seq)?)
+    }
+
+    /// With an object store: uploads what the bucket lacks (and deletes what the store
+    /// deleted), then removes the WAL segments whose files are now in the bucket.
+    pub async fn upload(&self) -> Result<bucket::Synced, Error> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(bucket::Synced::default());
+        };
+        // Read before listing the files: every flush that covered these segments wrote
+        // its files before it said so.
+        let covered = self.covered.load(Ordering::SeqCst);
+        let synced = bucket.sync().await?;
+        if covered > self.checkpointed.load(Ordering::SeqCst) {
+            wal::checkpoint(&layout::wal_dir(&self.data_dir), covered)?;
+            self.checkpointed.fetch_max(covered, Ordering::SeqCst);
+        }
+        Ok(synced)
+    }
+
+    /// With an object store: uploads after each flush and at least every 10 s, retrying
+    /// with backoff (1 s doubling to a minute) while the bucket fails, until `cancel`.
+    pub async fn bucket_loop(self: Arc<Self>, cancel: CancellationToken) {
+        if self.bucket.is_none() {
+            return;
+        }
+        let mut wait = Duration::from_secs(1);
+        loop {
+            let pause = match self.upload().await {
+                Ok(_) => {
+                    wait = Duration::from_secs(1);
+                    Duration::from_secs(10)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "upload to the object store failed; retrying");
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.flushed.notified() => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
     }
 
     /// Flushes every `interval`, and whenever the head is full, then compacts, until

@@ -49,6 +49,7 @@ async fn open(dir: &Path, now: i64) -> Store {
         watch: Arc::new(Quiet),
         metrics: crate::metrics::Metrics::new(&prometheus::Registry::new()).unwrap(),
         query_cache_max_bytes: 64 << 20,
+        bucket: None,
     })
     .await
     .unwrap()
