@@ -81,6 +81,13 @@ pub struct AggregatorArgs {
     #[serde(deserialize_with = "bytes_from_yaml")]
     pub query_cache_max_bytes: u64,
 
+    /// Refuse remote writes (503, so senders keep the samples in their own queues) while
+    /// the WAL holds this many bytes: it grows past a flush's worth only while the object
+    /// store does not answer.
+    #[arg(long, env = "TELLTALE_WAL_MAX_BYTES", default_value = "8GiB", value_parser = parse_bytes)]
+    #[serde(deserialize_with = "bytes_from_yaml")]
+    pub wal_max_bytes: u64,
+
     /// Keep a copy of every Parquet file (day files, rollups, billing records) in an
     /// object store: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
     /// file:///dir. The WAL stays on local disk. On an empty --data-dir, the files are
@@ -155,6 +162,7 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
         flush_interval,
         flush_samples,
         query_cache_max_bytes,
+        wal_max_bytes,
         object_store,
         object_store_option
     );
@@ -189,6 +197,7 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
                 ..Default::default()
             },
             auth_tokens: a.auth_tokens,
+            wal_max_bytes: a.wal_max_bytes,
             object_store: a
                 .object_store
                 .map(|url| telltale_aggregator::store::bucket::Target {

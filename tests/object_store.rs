@@ -34,30 +34,36 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Writes `series` counters of `points` samples a minute apart ending at `end` (ms).
-fn write(a: &Running, name: &str, series: usize, points: i64, end: i64) {
+/// Writes `series` counters of `points` samples `every` ms apart ending at `end` (ms):
+/// (status, message).
+fn try_write(a: &Running, series: usize, points: i64, every: i64, end: i64) -> (u16, String) {
     let ts: Vec<TimeSeries> = (0..series)
         .map(|i| {
             let pod = format!("pod-{i}");
             let samples: Vec<(i64, f64)> = (0..points)
-                .map(|k| {
-                    (
-                        end - (points - 1 - k) * 60_000,
-                        (i as i64 * 1000 + k) as f64,
-                    )
-                })
+                .map(|k| (end - (points - 1 - k) * every, (i as i64 * 1000 + k) as f64))
                 .collect();
-            TimeSeries::new(&[("__name__", name), ("pod", &pod)], &samples)
+            TimeSeries::new(&[("__name__", "steer_total"), ("pod", &pod)], &samples)
         })
         .collect();
     let body = WriteRequest { timeseries: ts }.encode_body();
-    let r = ureq::post(&a.url("/api/v1/write"))
+    let sent = ureq::post(&a.url("/api/v1/write"))
         .set("Content-Type", "application/x-protobuf")
         .set("Content-Encoding", "snappy")
         .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .send_bytes(&body)
-        .unwrap();
-    assert_eq!(r.status(), 204);
+        .timeout(Duration::from_secs(30))
+        .send_bytes(&body);
+    match sent {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("remote write: {e}"),
+    }
+}
+
+/// [`try_write`] of samples a minute apart, which must be accepted.
+fn write(a: &Running, series: usize, points: i64, end: i64) {
+    let (code, body) = try_write(a, series, points, 60_000, end);
+    assert_eq!(code, 204, "{body}");
 }
 
 /// The answers a user would compare: instant and range queries at fixed times.
@@ -118,8 +124,8 @@ fn a_lost_machine_comes_back_whole_from_the_bucket() {
     let mut a = aggregator(&s3, &first, "cluster-a", &[]);
     let end = now_ms() / 60_000 * 60_000;
     // Yesterday and today: two day partitions.
-    write(&a, "steer_total", 20, 120, end - DAY);
-    write(&a, "steer_total", 20, 120, end);
+    write(&a, 20, 120, end - DAY);
+    write(&a, 20, 120, end);
     let days = [
         telltale_model::calendar::day_name((end - DAY) / DAY),
         telltale_model::calendar::day_name(end / DAY),
@@ -188,7 +194,7 @@ fn a_bucket_that_stops_answering_loses_nothing() {
     ];
     let mut a = aggregator(&s3, &first, "edge", &quick);
     let end = now_ms() / 60_000 * 60_000;
-    write(&a, "steer_total", 5, 10, end - 3_600_000);
+    write(&a, 5, 10, end - 3_600_000);
     eventually(Duration::from_secs(60), || {
         (metric(&a, "telltale_aggregator_object_store_uploaded_files_total")? >= 1.0
             && in_wal(&first) == 0)
@@ -198,7 +204,7 @@ fn a_bucket_that_stops_answering_loses_nothing() {
 
     s3.pause(true);
     let before: BTreeSet<String> = s3_files(&first);
-    write(&a, "steer_total", 5, 50, end);
+    write(&a, 5, 50, end);
     // Flushed to local disk, not in the bucket: the WAL keeps the samples.
     eventually(Duration::from_secs(60), || {
         (s3_files(&first) != before
@@ -245,6 +251,73 @@ fn a_bucket_that_stops_answering_loses_nothing() {
         end as f64 / 1000.0
     )));
     assert!(body.contains("\"300\""), "{body}");
+}
+
+/// While the bucket does not answer the WAL grows; from `--wal-max-bytes` remote write
+/// answers 503 (senders keep the samples), and takes writes again once the bucket holds
+/// the files and the WAL let go. Every sample acknowledged is then in the bucket.
+#[test]
+fn past_wal_max_bytes_remote_write_answers_503_until_the_bucket_is_back() {
+    let Some(s3) = S3::start("telltale") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let flags = [
+        "--object-store-option",
+        "timeout=2s",
+        "--object-store-option",
+        "connect_timeout=1s",
+        "--wal-max-bytes",
+        "32KiB",
+    ];
+    let mut a = aggregator(&s3, &first, "full", &flags);
+    let end = now_ms() / 1000 * 1000;
+    s3.pause(true);
+    // Each request: 5 series of 50 samples a second apart, all at new times.
+    let mut accepted = 0;
+    let mut refused = None;
+    for k in 0..400 {
+        let (code, body) = try_write(&a, 5, 50, 1000, end - k * 50_000);
+        match code {
+            204 => accepted += 250,
+            503 => {
+                refused = Some((k, body));
+                break;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let (k, body) = refused.expect("a 503 once the WAL holds --wal-max-bytes");
+    assert!(body.contains("--wal-max-bytes"), "{body}");
+    assert!(accepted > 0);
+    assert!(metric(&a, "telltale_aggregator_wal_size_bytes").unwrap() >= 32_768.0);
+
+    s3.pause(false);
+    let back = eventually(Duration::from_secs(120), || {
+        let (code, _) = try_write(&a, 5, 50, 1000, end - k * 50_000);
+        (code == 204).then_some(())
+    });
+    back.expect("writes taken again once the bucket holds the files");
+    accepted += 250;
+    eventually(Duration::from_secs(120), || {
+        (metric(&a, "telltale_aggregator_object_store_pending_files") == Some(0.0)
+            && in_wal(&first) == 0)
+            .then_some(())
+    })
+    .expect("everything uploaded and the WAL retired");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let b = aggregator(&s3, &dir.path().join("second"), "full", &[]);
+    let (_, body) = get(&b.url(&format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode("sum(count_over_time(steer_total[30d]))"),
+        end as f64 / 1000.0
+    )));
+    assert!(
+        body.contains(&format!("\"{accepted}\"")),
+        "{accepted}: {body}"
+    );
 }
 
 /// The Parquet files under `data/` of a data directory, as keys.

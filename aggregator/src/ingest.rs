@@ -10,7 +10,8 @@
 //!   or oversized label (limits: [`MAX_LABEL_NAME`], [`MAX_LABEL_VALUE`], [`MAX_LABELS`]);
 //! - 401: no or unknown bearer token; 403: a series of a cluster the token may not write
 //!   (nothing of the request is kept);
-//! - 503: the WAL cannot be written (nothing acknowledged).
+//! - 503: the WAL cannot be written, or holds `--wal-max-bytes` while the object store
+//!   does not answer (nothing acknowledged; senders keep the samples and retry).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -201,7 +202,10 @@ async fn accept(ingest: &Ingest, headers: &HeaderMap, body: Bytes) -> Result<u64
         }
     }
     if let Err(e) = ingest.store.append(body.to_vec(), &req).await {
-        warn!(error = %e, "cannot log a write request");
+        // A full WAL is the object store's state, logged once per change there.
+        if !matches!(e, crate::store::wal::Error::Full { .. }) {
+            warn!(error = %e, "cannot log a write request");
+        }
         return Err(Refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "wal",

@@ -64,6 +64,9 @@ pub struct Options {
     pub prices: billing::prices::Prices,
     /// The object store keeping a copy of every file (`--object-store`), if any.
     pub object_store: Option<store::bucket::Target>,
+    /// Bytes the WAL may hold before remote write answers 503 (`--wal-max-bytes`; 0: no
+    /// bound).
+    pub wal_max_bytes: u64,
 }
 
 /// Errors that stop the aggregator.
@@ -159,6 +162,7 @@ pub async fn run(
             metrics: metrics.clone(),
             query_cache_max_bytes: opts.query_cache_max_bytes,
             bucket,
+            wal_max_bytes: opts.wal_max_bytes,
         })
         .await?,
     );

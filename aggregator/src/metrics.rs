@@ -11,6 +11,8 @@ pub const INGESTED: &str = "telltale_aggregator_samples_ingested_total";
 pub const REJECTED: &str = "telltale_aggregator_requests_rejected_total";
 /// WAL bytes written since start.
 pub const WAL_BYTES: &str = "telltale_aggregator_wal_bytes_total";
+/// Bytes of the WAL's segments on disk.
+pub const WAL_SIZE: &str = "telltale_aggregator_wal_size_bytes";
 /// WAL fsyncs since start (one per group of requests).
 pub const WAL_SYNCS: &str = "telltale_aggregator_wal_fsyncs_total";
 
@@ -84,6 +86,8 @@ pub struct Metrics {
     pub wal_bytes: IntCounter,
     /// WAL fsyncs.
     pub wal_syncs: IntCounter,
+    /// Bytes of the WAL on disk.
+    pub wal_size: IntGauge,
     /// Samples older than retention.
     pub too_old: IntCounter,
     /// Samples in the head.
@@ -137,6 +141,10 @@ impl Metrics {
                 &["reason"],
             )?,
             wal_bytes: IntCounter::new(WAL_BYTES, "Bytes appended to the WAL.")?,
+            wal_size: IntGauge::new(
+                WAL_SIZE,
+                "Bytes of the WAL's segments on disk (remote write answers 503 from --wal-max-bytes).",
+            )?,
             wal_syncs: IntCounter::new(
                 WAL_SYNCS,
                 "WAL fsyncs; each makes a group of requests durable.",
@@ -244,6 +252,7 @@ impl Metrics {
         registry.register(Box::new(m.rejected.clone()))?;
         registry.register(Box::new(m.wal_bytes.clone()))?;
         registry.register(Box::new(m.wal_syncs.clone()))?;
+        registry.register(Box::new(m.wal_size.clone()))?;
         for r in REASONS {
             m.rejected.with_label_values(&[*r]);
         }

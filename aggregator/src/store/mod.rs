@@ -101,6 +101,9 @@ pub struct Config {
     pub query_cache_max_bytes: usize,
     /// The object store holding a copy of every file, if any.
     pub bucket: Option<Arc<bucket::Bucket>>,
+    /// Bytes the WAL may hold before appends are refused (0: no bound). Only an object
+    /// store that does not answer lets it grow past a few flushes' worth.
+    pub wal_max_bytes: u64,
 }
 
 /// The WAL and the head, kept consistent: every request is appended to the WAL and
@@ -134,6 +137,11 @@ pub struct Store {
     checkpointed: AtomicU64,
     /// Woken when a flush wrote files to upload.
     flushed: tokio::sync::Notify,
+    /// `--wal-max-bytes` (0: no bound).
+    wal_max_bytes: u64,
+    /// Bytes of the WAL's segments: counted up by appends, read from disk after each
+    /// checkpoint.
+    wal_size: AtomicU64,
 }
 
 impl Store {
@@ -159,6 +167,8 @@ impl Store {
             syncs.inc();
         })?;
         info!(records, samples = head.samples(), dir = %dir.display(), "WAL replayed");
+        let wal_size = wal::size(&dir);
+        cfg.metrics.wal_size.set(wal_size as i64);
         cfg.metrics.head_samples.set(head.samples() as i64);
         cfg.metrics.head_series.set(head.series() as i64);
         let data = cfg.data_dir.clone();
@@ -187,6 +197,8 @@ impl Store {
             covered: AtomicU64::new(0),
             checkpointed: AtomicU64::new(0),
             flushed: tokio::sync::Notify::new(),
+            wal_max_bytes: cfg.wal_max_bytes,
+            wal_size: AtomicU64::new(wal_size),
         })
     }
 
@@ -209,9 +221,20 @@ impl Store {
     }
 
     /// Makes `body` durable, then adds `req` (it decompressed, validated) to the head.
+    /// Refused with [`wal::Error::Full`] while the WAL holds `--wal-max-bytes`.
     pub async fn append(&self, body: Vec<u8>, req: &RequestRef<'_>) -> Result<(), wal::Error> {
+        let bytes = self.wal_size.load(Ordering::Relaxed);
+        if self.wal_max_bytes > 0 && bytes >= self.wal_max_bytes {
+            return Err(wal::Error::Full {
+                bytes,
+                max: self.wal_max_bytes,
+            });
+        }
         let _open = self.gate.read().await;
+        let len = body.len() as u64;
         self.wal.append(body).await?;
+        let size = self.wal_size.fetch_add(len, Ordering::Relaxed) + len;
+        self.metrics.wal_size.set(size as i64);
         let oldest = retention::cutoff(&*self.clock, self.retention);
         let mut head = self.head();
         let skipped = insert(&mut head, req, oldest, &*self.watch);
@@ -280,7 +303,17 @@ impl Store {
             self.flushed.notify_one();
             return Ok(());
         }
-        Ok(wal::checkpoint(&layout::wal_dir(&self.data_dir), seq)?)
+        self.checkpoint(seq)
+    }
+
+    /// Removes the WAL segments before `seq`, and counts what is left.
+    fn checkpoint(&self, seq: u64) -> Result<(), Error> {
+        let dir = layout::wal_dir(&self.data_dir);
+        wal::checkpoint(&dir, seq)?;
+        let size = wal::size(&dir);
+        self.wal_size.store(size, Ordering::Relaxed);
+        self.metrics.wal_size.set(size as i64);
+        Ok(())
     }
 
     /// With an object store: uploads what the bucket lacks (and deletes what the store
@@ -294,7 +327,7 @@ impl Store {
         let covered = self.covered.load(Ordering::SeqCst);
         let synced = bucket.sync().await?;
         if covered > self.checkpointed.load(Ordering::SeqCst) {
-            wal::checkpoint(&layout::wal_dir(&self.data_dir), covered)?;
+            self.checkpoint(covered)?;
             self.checkpointed.fetch_max(covered, Ordering::SeqCst);
         }
         Ok(synced)

@@ -50,6 +50,7 @@ async fn open(dir: &Path, now: i64) -> Store {
         metrics: crate::metrics::Metrics::new(&prometheus::Registry::new()).unwrap(),
         query_cache_max_bytes: 64 << 20,
         bucket: None,
+        wal_max_bytes: 0,
     })
     .await
     .unwrap()

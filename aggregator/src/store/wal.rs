@@ -37,6 +37,15 @@ pub enum Error {
     /// The writer thread is gone (the process is shutting down).
     #[error("WAL writer stopped")]
     Stopped,
+    /// The log holds `--wal-max-bytes` already: its samples are not in the object store
+    /// yet, and taking more could fill the disk.
+    #[error("the WAL holds {bytes} bytes, at least --wal-max-bytes ({max}), because the object store does not hold its files yet; retry later")]
+    Full {
+        /// Bytes of the log's segments.
+        bytes: u64,
+        /// `--wal-max-bytes`.
+        max: u64,
+    },
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -115,6 +124,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:016}.wal"))
+}
+
+/// Bytes of every segment in `dir` (0 for a log not yet made).
+pub fn size(dir: &Path) -> u64 {
+    segments(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| std::fs::metadata(segment_path(dir, s)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Sequence numbers of the segments in `dir`, oldest first.
