@@ -65,10 +65,14 @@ pub fn extrapolate(
     } else {
         average / 2.0
     };
-    result *= interval / sampled;
+    // One factor, divided by the range for `rate`, then one multiplication: the order of
+    // Prometheus 2.42's operations (since native histograms, which it scales by the same
+    // factor), so answers agree to the last bit.
+    let mut factor = interval / sampled;
     if rate {
-        result /= range as f64 / 1000.0;
+        factor /= range as f64 / 1000.0;
     }
+    result *= factor;
     result
 }
 
