@@ -15,6 +15,7 @@ pub mod parse;
 pub mod prom;
 pub mod quantity;
 pub mod remote;
+pub mod remote_read;
 pub mod sink;
 pub mod text;
 pub mod time;

@@ -1,9 +1,11 @@
 //! The Prometheus HTTP query API: `/api/v1/query`, `query_range`, `series`, `labels`,
 //! `label/<name>/values`, `metadata` and `status/buildinfo`, GET or form-encoded POST,
+//! and remote read ([`mod@read`]),
 //! answered with Prometheus's JSON shapes ([`mod@format`]) and error types (400 `bad_data`,
 //! 422 `execution`, 503 `timeout`, 500 `internal`).
 
 pub mod format;
+pub mod read;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub struct Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/read", axum::routing::post(read::read))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
