@@ -101,6 +101,29 @@ pub struct AggregatorArgs {
     #[arg(long = "object-store-option", value_name = "KEY=VALUE", value_parser = parse_option)]
     #[serde(rename = "object-store-option", deserialize_with = "options_from_yaml")]
     pub object_store_option: Vec<(String, String)>,
+
+    /// Run as a query node: serve the query API, remote read and billing from the files of
+    /// --object-store (followed every --refresh-interval) without taking writes (remote
+    /// write answers 405), flushing, compacting, settling or deleting anything.
+    #[arg(long, env = "TELLTALE_READ_ONLY")]
+    pub read_only: bool,
+
+    /// With --read-only: how often the bucket is listed for new and removed files.
+    #[arg(long, env = "TELLTALE_REFRESH_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+
+    /// With --read-only: the ingesting aggregators (http://host:9201, comma-separated),
+    /// asked over remote read for their newest samples, so answers reach now before
+    /// those samples are in the bucket.
+    #[arg(long, env = "TELLTALE_INGESTERS", value_delimiter = ',')]
+    pub ingesters: Vec<String>,
+
+    /// How far back from now the ingesters are asked; older samples must be in the
+    /// bucket (an ingester uploads within a flush interval while the bucket answers).
+    #[arg(long, env = "TELLTALE_INGESTER_WINDOW", default_value = "3h", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub ingester_window: Duration,
 }
 
 /// A config file's `object-store-option: [key=value, ...]`.
@@ -164,8 +187,28 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
         query_cache_max_bytes,
         wal_max_bytes,
         object_store,
-        object_store_option
+        object_store_option,
+        read_only,
+        refresh_interval,
+        ingesters,
+        ingester_window
     );
+    if !a.ingesters.is_empty() && !a.read_only {
+        return Err(ConfigError::Invalid {
+            key: "ingesters",
+            message: "only a --read-only query node asks ingesters".into(),
+        });
+    }
+    if let Some(bad) = a
+        .ingesters
+        .iter()
+        .find(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+    {
+        return Err(ConfigError::Invalid {
+            key: "ingesters",
+            message: format!("{bad:?} is not an http:// or https:// URL"),
+        });
+    }
     if !a.object_store_option.is_empty() && a.object_store.is_none() {
         return Err(ConfigError::Invalid {
             key: "object-store-option",
@@ -198,6 +241,10 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
             },
             auth_tokens: a.auth_tokens,
             wal_max_bytes: a.wal_max_bytes,
+            read_only: a.read_only,
+            refresh_interval: a.refresh_interval,
+            ingesters: a.ingesters,
+            ingester_window: a.ingester_window,
             object_store: a
                 .object_store
                 .map(|url| telltale_aggregator::store::bucket::Target {

@@ -67,6 +67,16 @@ pub struct Options {
     /// Bytes the WAL may hold before remote write answers 503 (`--wal-max-bytes`; 0: no
     /// bound).
     pub wal_max_bytes: u64,
+    /// A query node (`--read-only`): no ingest, flush, compaction, settlement or
+    /// retention; the data directory follows the bucket.
+    pub read_only: bool,
+    /// With `read_only`: how often the bucket is listed for new files.
+    pub refresh_interval: Duration,
+    /// Ingesting aggregators asked over remote read for their newest samples
+    /// (`--ingesters`).
+    pub ingesters: Vec<String>,
+    /// How far back from now the ingesters are asked (`--ingester-window`).
+    pub ingester_window: Duration,
 }
 
 /// Errors that stop the aggregator.
@@ -161,7 +171,7 @@ pub async fn run(
             }),
             metrics: metrics.clone(),
             query_cache_max_bytes: opts.query_cache_max_bytes,
-            bucket,
+            bucket: bucket.clone(),
             wal_max_bytes: opts.wal_max_bytes,
         })
         .await?,
@@ -171,25 +181,62 @@ pub async fn run(
         tokens,
         metrics: metrics.clone(),
     };
-    let flusher = tokio::spawn(
-        store
-            .clone()
-            .flush_loop(opts.flush_interval, cancel.clone()),
-    );
-    tokio::spawn(ledger_loop(
-        store.clone(),
-        frontier.clone(),
-        ledger,
-        opts.clock.clone(),
-        metrics.clone(),
-        cancel.clone(),
-    ));
-    tokio::spawn(store.clone().retention_loop(cancel.clone()));
-    tokio::spawn(store.clone().bucket_loop(cancel.clone()));
+    let flusher = if opts.read_only {
+        // The ingesting aggregators flush, compact, settle and retire; this one follows
+        // the bucket.
+        if let Some(b) = bucket {
+            tokio::spawn(refresh_loop(
+                b,
+                ledger,
+                frontier.clone(),
+                opts.clock.clone(),
+                opts.refresh_interval,
+                cancel.clone(),
+            ));
+        }
+        None
+    } else {
+        tokio::spawn(ledger_loop(
+            store.clone(),
+            frontier.clone(),
+            ledger,
+            opts.clock.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
+        tokio::spawn(store.clone().retention_loop(cancel.clone()));
+        tokio::spawn(store.clone().bucket_loop(cancel.clone()));
+        Some(tokio::spawn(
+            store
+                .clone()
+                .flush_loop(opts.flush_interval, cancel.clone()),
+        ))
+    };
+    let now: Arc<dyn Fn() -> i64 + Send + Sync> = {
+        let clock = opts.clock.clone();
+        Arc::new(move || telltale_model::time::to_millis(clock.now()))
+    };
+    let source: Arc<dyn query::Source + Send + Sync> = if opts.ingesters.is_empty() {
+        store.clone()
+    } else {
+        Arc::new(query::ingesters::WithIngesters {
+            local: store.clone(),
+            ingesters: opts.ingesters.clone(),
+            window: opts.ingester_window.as_millis() as i64,
+            now: now.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            client: reqwest::Client::new(),
+        })
+    };
     let own = Own { registry };
-    let app = Router::new()
-        .route("/api/v1/write", post(ingest::write))
-        .with_state(ingest)
+    let write = if opts.read_only {
+        Router::new().route("/api/v1/write", post(read_only_write))
+    } else {
+        Router::new()
+            .route("/api/v1/write", post(ingest::write))
+            .with_state(ingest)
+    };
+    let app = write
         .merge(
             Router::new()
                 .route("/api/v1/billing", get(billing::api::handler))
@@ -201,12 +248,9 @@ pub async fn run(
                 }),
         )
         .merge(query::api::router(query::api::Api {
-            source: store.clone(),
+            source,
             limits: opts.query_limits.clone(),
-            now: {
-                let clock = opts.clock.clone();
-                Arc::new(move || telltale_model::time::to_millis(clock.now()))
-            },
+            now,
         }))
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY))
         .merge(
@@ -229,6 +273,9 @@ pub async fn run(
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .await
         .map_err(Error::Serve);
+    let Some(flusher) = flusher else {
+        return served;
+    };
     let _ = flusher.await;
     // Clean shutdown: everything accepted goes to Parquet.
     let flushed = store.flush().await;
@@ -238,6 +285,44 @@ pub async fn run(
         tracing::warn!(error = %e, "the last files were not uploaded; the next start uploads them");
     }
     served.and(flushed.map(|_| ()).map_err(Error::from))
+}
+
+/// `POST /api/v1/write` on a query node.
+async fn read_only_write() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "this aggregator is --read-only: send remote write to an ingesting one\n",
+    )
+}
+
+/// A query node's data directory follows the bucket every `every`, billing's frontier
+/// with it, until `cancel`.
+async fn refresh_loop(
+    bucket: Arc<store::bucket::Bucket>,
+    ledger: billing::Ledger,
+    frontier: Arc<billing::Frontier>,
+    clock: Arc<dyn telltale_model::time::Clock>,
+    every: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        match bucket.pull().await {
+            Ok(p) if p.fetched + p.removed > 0 => {
+                tracing::debug!(
+                    fetched = p.fetched,
+                    removed = p.removed,
+                    "followed the bucket"
+                );
+                ledger.start(&frontier, telltale_model::time::to_millis(clock.now()));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "listing the bucket failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// Settles billing hours at start, every minute (an hour closes [`billing::GRACE_MS`]

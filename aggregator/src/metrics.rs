@@ -54,7 +54,7 @@ pub const OBJECT_STORE_UPLOADED_BYTES: &str =
     "telltale_aggregator_object_store_uploaded_bytes_total";
 /// Objects deleted from the object store (their files were compacted or retired).
 pub const OBJECT_STORE_DELETED: &str = "telltale_aggregator_object_store_deleted_files_total";
-/// Files downloaded from the object store because the data directory lacked them.
+/// Files downloaded from the object store (at start; on a query node, as it follows it).
 pub const OBJECT_STORE_RESTORED: &str = "telltale_aggregator_object_store_restored_files_total";
 /// Files on local disk not yet in the object store.
 pub const OBJECT_STORE_PENDING: &str = "telltale_aggregator_object_store_pending_files";
@@ -228,7 +228,7 @@ impl Metrics {
             )?,
             object_store_restored: IntCounter::new(
                 OBJECT_STORE_RESTORED,
-                "Files downloaded from the object store because the data directory lacked them.",
+                "Files downloaded from the object store: at start, those the data directory lacked; on a --read-only node, each new or changed file.",
             )?,
             object_store_pending: IntGauge::new(
                 OBJECT_STORE_PENDING,

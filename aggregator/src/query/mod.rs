@@ -20,6 +20,7 @@ pub mod api;
 mod error;
 pub mod eval;
 mod functions;
+pub mod ingesters;
 mod intern;
 mod limits;
 mod number;

@@ -123,11 +123,23 @@ pub struct Synced {
     pub deleted: usize,
 }
 
+/// What one [`Bucket::pull`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    /// Files downloaded (new, or changed in the bucket).
+    pub fetched: usize,
+    /// Local files removed because the bucket no longer holds them.
+    pub removed: usize,
+}
+
 /// What the bucket holds, as far as this process knows.
 #[derive(Default)]
 struct Known {
     /// Key to what was uploaded or downloaded under it.
     objects: HashMap<String, Stamp>,
+    /// For [`Bucket::pull`]: key to the version of the object last downloaded (size and
+    /// entity tag or modification time).
+    fetched: HashMap<String, (u64, String)>,
     /// Whether the bucket was listed and what the data directory lacked downloaded.
     restored: bool,
     /// Whether the last operation worked (`None` before the first).
@@ -271,6 +283,64 @@ impl Bucket {
             known.objects.remove(&key);
             self.metrics.object_store_deleted.inc();
             out.deleted += 1;
+        }
+        Ok(out)
+    }
+
+    /// For a read-only aggregator: makes the data directory what the bucket holds,
+    /// downloading new and changed objects and removing files whose objects are gone
+    /// (compacted away or retired by the aggregator that writes them). Never uploads.
+    pub async fn pull(&self) -> Result<Pulled, Error> {
+        let mut known = self.known.lock().await;
+        let done = self.pull_locked(&mut known).await;
+        match &done {
+            Ok(_) => self.set_up(&mut known, true, None),
+            Err(e) => self.set_up(&mut known, false, Some(e)),
+        }
+        done
+    }
+
+    async fn pull_locked(&self, known: &mut Known) -> Result<Pulled, Error> {
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.failed("list", self.prefix.as_ref(), e))?;
+        let mut out = Pulled::default();
+        let mut present = std::collections::HashSet::new();
+        for meta in listed {
+            let Some(rel) = self.relative(&meta.location) else {
+                continue;
+            };
+            let Some(path) = layout::mirrored_path(&self.data_dir, &rel) else {
+                continue;
+            };
+            let version = (
+                meta.size,
+                meta.e_tag
+                    .clone()
+                    .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+            );
+            let fresh = known.fetched.get(&rel) == Some(&version)
+                || (layout::immutable(&rel) && stamp(&path).is_some_and(|s| s.len == meta.size));
+            if !fresh {
+                self.download(&meta.location, &rel, &path).await?;
+                out.fetched += 1;
+                self.metrics.object_store_restored.inc();
+            }
+            known.fetched.insert(rel.clone(), version);
+            present.insert(rel);
+        }
+        let dir = self.data_dir.clone();
+        let local = tokio::task::spawn_blocking(move || layout::mirrored_files(&dir))
+            .await
+            .unwrap_or_default();
+        for (key, path) in local {
+            if !present.contains(&key) && std::fs::remove_file(&path).is_ok() {
+                known.fetched.remove(&key);
+                out.removed += 1;
+            }
         }
         Ok(out)
     }
