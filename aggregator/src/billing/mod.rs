@@ -163,8 +163,10 @@ impl Ledger {
             let (lo, hi) = ((day * DAY_MS).max(from), ((day + 1) * DAY_MS).min(upto));
             if lo < hi {
                 let mut g = Gather::default();
-                gather_files(&self.data_dir, lo, hi, &mut g);
+                // The head before the files: a sample flushed in between is then in
+                // one or the other (see `Store::visit_head`).
                 head(&mut g);
+                gather_files(&self.data_dir, lo, hi, &mut g);
                 let mut hours: BTreeMap<i64, Vec<settle::Record>> = BTreeMap::new();
                 let mut h = lo.div_euclid(HOUR_MS) * HOUR_MS;
                 while h < hi {
@@ -304,10 +306,11 @@ pub fn report_of(
     if end > frontier {
         let from = start.max(frontier);
         let mut g = Gather::default();
-        gather_files(data_dir, from, end, &mut g);
+        // The head before the files, as when settling.
         if let Some(head) = head {
             head(&mut g);
         }
+        gather_files(data_dir, from, end, &mut g);
         let hour = from.div_euclid(HOUR_MS) * HOUR_MS;
         let live = live_records(&g, prices, now, hour);
         for (group, u) in settle::report(&live, from, end, by) {

@@ -207,9 +207,19 @@ impl Store {
         &self.data_dir
     }
 
-    /// Calls `f` with every series the head holds and its points (ms, value bits).
-    pub fn visit_head(&self, f: impl FnMut(&head::SeriesKey, &[(i64, u64)])) {
-        self.head().visit(f);
+    /// Calls `f` with every series the head holds and its points (ms, value bits), then
+    /// with those of heads a flush has taken and not yet written. Read before the files
+    /// (as samples move head -> flush -> files), every sample is seen at least once.
+    pub fn visit_head(&self, mut f: impl FnMut(&head::SeriesKey, &[(i64, u64)])) {
+        self.head().visit(&mut f);
+        let taken: Vec<_> = self.flushing().clone();
+        for days in taken {
+            for series in days.values() {
+                for (key, points) in series {
+                    f(key, points);
+                }
+            }
+        }
     }
 
     fn head(&self) -> MutexGuard<'_, head::Head> {

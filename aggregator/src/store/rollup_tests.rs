@@ -35,7 +35,7 @@ impl super::Watch for Quiet {
     }
 }
 
-async fn open(dir: &Path, now: i64) -> Store {
+pub(super) async fn open(dir: &Path, now: i64) -> Store {
     let year = Duration::from_secs(400 * 86_400);
     Store::open(super::Config {
         data_dir: dir.to_owned(),

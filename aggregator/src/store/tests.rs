@@ -293,3 +293,32 @@ fn the_file_cache_stays_within_its_bound_and_answers_the_same() {
     assert_eq!(read(&tiny), want);
     assert_eq!(tiny.bytes(), 0);
 }
+
+/// A head that a flush has taken and not yet written is still visited: billing reads
+/// the head and then the files, so a sample flushed in between must be seen in one of
+/// them.
+#[tokio::test]
+async fn visiting_the_head_sees_a_flush_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 20_394 * telltale_model::calendar::DAY_MS;
+    let store = super::rollup_tests::open(dir.path(), t0).await;
+    store
+        .head()
+        .insert_series(&[("__name__", "a"), ("i", "1")], &[(t0, 1.0)], 0);
+    store
+        .head()
+        .insert_series(&[("__name__", "a"), ("i", "2")], &[(t0, 2.0)], 0);
+    let count = |store: &super::Store| {
+        let mut n = 0;
+        store.visit_head(|_, points| n += points.len());
+        n
+    };
+    assert_eq!(count(&store), 2);
+    // What `Store::flush` does first: the head's samples move to the flush under way.
+    let taken = std::sync::Arc::new(store.head().take());
+    store.flushing().push(taken);
+    store
+        .head()
+        .insert_series(&[("__name__", "a"), ("i", "1")], &[(t0 + 15_000, 3.0)], 0);
+    assert_eq!(count(&store), 3);
+}
