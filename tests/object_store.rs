@@ -66,6 +66,57 @@ fn write(a: &Running, series: usize, points: i64, end: i64) {
     assert_eq!(code, 204, "{body}");
 }
 
+/// The series the collector exports for one pod of `shop` that ran 600 s from `start`
+/// (ms) with 2 cores and 4 GiB requested, every 15 s.
+fn post_pod(a: &Running, start: i64) {
+    let at: Vec<i64> = (0..=40).map(|i| start + i * 15_000).collect();
+    let id = [
+        ("cluster", "c1"),
+        ("namespace", "shop"),
+        ("pod", "api-0"),
+        ("uid", "u-0"),
+    ];
+    let series = |name: &str, extra: &[(&str, &str)], v: f64, at: &[i64]| {
+        let mut l: Vec<(&str, &str)> = vec![("__name__", name)];
+        l.extend(id);
+        l.extend_from_slice(extra);
+        let samples: Vec<(i64, f64)> = at.iter().map(|&t| (t, v)).collect();
+        TimeSeries::new(&l, &samples)
+    };
+    let stop = start + 600_000;
+    let requests = [("container", "app"), ("unit", "core"), ("resource", "cpu")];
+    let memory = [
+        ("container", "app"),
+        ("unit", "byte"),
+        ("resource", "memory"),
+    ];
+    let body = WriteRequest {
+        timeseries: vec![
+            series("kube_pod_start_time", &[], (start / 1000) as f64, &at),
+            series(
+                "kube_pod_completion_time",
+                &[],
+                (stop / 1000) as f64,
+                &at[at.len() - 1..],
+            ),
+            series("kube_pod_container_resource_requests", &requests, 2.0, &at),
+            series(
+                "kube_pod_container_resource_requests",
+                &memory,
+                4.0 * 1_073_741_824.0,
+                &at,
+            ),
+        ],
+    }
+    .encode_body();
+    let r = ureq::post(&a.url("/api/v1/write"))
+        .set("Content-Type", "application/x-protobuf")
+        .set("Content-Encoding", "snappy")
+        .send_bytes(&body)
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
 /// The answers a user would compare: instant and range queries at fixed times.
 fn answers(a: &Running, at: i64) -> Vec<String> {
     let t = at as f64 / 1000.0;
@@ -126,19 +177,42 @@ fn a_lost_machine_comes_back_whole_from_the_bucket() {
     // Yesterday and today: two day partitions.
     write(&a, 20, 120, end - DAY);
     write(&a, 20, 120, end);
+    // A pod that ran ten minutes at 03:00 two days ago: its hour settles at once.
+    let billed_day = (end / DAY - 2) * DAY;
+    post_pod(&a, billed_day + 3 * 3_600_000);
     let days = [
         telltale_model::calendar::day_name((end - DAY) / DAY),
         telltale_model::calendar::day_name(end / DAY),
     ];
+    let record = format!(
+        "cluster-a/billing/day={}/hour=03.parquet",
+        telltale_model::calendar::day_name(billed_day / DAY)
+    );
     let uploaded = eventually(Duration::from_secs(60), || {
         let keys = s3.keys("cluster-a/");
         let have = days.iter().all(|d| {
             keys.iter()
                 .any(|k| k.starts_with(&format!("cluster-a/data/day={d}/")))
         });
-        (have && in_wal(&first) == 0).then_some(keys)
+        (have && keys.contains(&record) && in_wal(&first) == 0).then_some(keys)
     })
-    .expect("the day files in the bucket and the WAL retired");
+    .unwrap_or_else(|| {
+        panic!(
+            "the day files and {record} in the bucket, and the WAL retired: {:?}\n{}",
+            s3.keys("cluster-a/"),
+            a.log().join("\n")
+        )
+    });
+    let bill = |a: &Running| {
+        get(&a.url(&format!(
+            "/api/v1/billing?start={}&end={}&by=namespace",
+            billed_day / 1000,
+            billed_day / 1000 + 86_400
+        )))
+        .1
+    };
+    let want_bill = bill(&a);
+    assert!(want_bill.contains("\"shop\""), "{want_bill}");
     assert!(
         uploaded
             .iter()
@@ -160,6 +234,7 @@ fn a_lost_machine_comes_back_whole_from_the_bucket() {
     let second = dir.path().join("second");
     let mut b = aggregator(&s3, &second, "cluster-a", &[]);
     assert_eq!(answers(&b, end), want);
+    assert_eq!(bill(&b), want_bill);
     assert!(
         b.log()
             .iter()
