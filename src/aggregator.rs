@@ -102,6 +102,12 @@ pub struct AggregatorArgs {
     #[serde(rename = "object-store-option", deserialize_with = "options_from_yaml")]
     pub object_store_option: Vec<(String, String)>,
 
+    /// This aggregator's name among replicas writing to one --object-store (each fed the
+    /// same streams): it names their files, and compaction is coordinated through
+    /// leases in the bucket. [default: the host name]
+    #[arg(long, env = "TELLTALE_REPLICA")]
+    pub replica: Option<String>,
+
     /// Run as a query node: serve the query API, remote read and billing from the files of
     /// --object-store (followed every --refresh-interval) without taking writes (remote
     /// write answers 405), flushing, compacting, settling or deleting anything.
@@ -188,11 +194,26 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
         wal_max_bytes,
         object_store,
         object_store_option,
+        replica,
         read_only,
         refresh_interval,
         ingesters,
         ingester_window
     );
+    let replica = a.replica.clone().unwrap_or_else(|| {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    });
+    if !telltale_aggregator::store::layout::valid_replica(&replica) {
+        return Err(ConfigError::Invalid {
+            key: "replica",
+            message: format!(
+                "{replica:?}: use letters, digits, '.', '_' and '-', at most 63 (set --replica)"
+            ),
+        });
+    }
     if !a.ingesters.is_empty() && !a.read_only {
         return Err(ConfigError::Invalid {
             key: "ingesters",
@@ -241,6 +262,7 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
             },
             auth_tokens: a.auth_tokens,
             wal_max_bytes: a.wal_max_bytes,
+            replica,
             read_only: a.read_only,
             refresh_interval: a.refresh_interval,
             ingesters: a.ingesters,

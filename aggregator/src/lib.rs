@@ -67,6 +67,8 @@ pub struct Options {
     /// Bytes the WAL may hold before remote write answers 503 (`--wal-max-bytes`; 0: no
     /// bound).
     pub wal_max_bytes: u64,
+    /// This writer's name among replicas sharing `object_store` (`--replica`).
+    pub replica: String,
     /// A query node (`--read-only`): no ingest, flush, compaction, settlement or
     /// retention; the data directory follows the bucket.
     pub read_only: bool,
@@ -140,11 +142,11 @@ pub async fn run(
     let bucket = match &opts.object_store {
         Some(target) => {
             metrics.register_object_store(&registry)?;
-            let b = Arc::new(store::bucket::Bucket::new(
-                target,
-                &opts.data_dir,
-                metrics.clone(),
-            )?);
+            let mut b = store::bucket::Bucket::new(target, &opts.data_dir, metrics.clone())?;
+            if !opts.read_only {
+                b = b.with_replica(&opts.replica);
+            }
+            let b = Arc::new(b);
             // Before anything reads the data directory (billing's frontier included):
             // what the bucket keeps and the directory lacks comes back first. An
             // unreachable bucket is logged and retried by the upload loop.

@@ -18,7 +18,8 @@
 //!
 //! With `--object-store`, the bucket holds the same files under the same names (keys
 //! relative to `<data-dir>`, e.g. `data/day=2026-01-02/part-....parquet`): everything
-//! under `data/` and `billing/`, never `wal/`, `corrupt/` or a temporary file.
+//! under `data/` and `billing/`, never `wal/`, `corrupt/` or a temporary file; and
+//! `leases/compaction/day=YYYY-MM-DD` while a replica compacts that day.
 //!
 //! Files are written under a hidden temporary name (`.<name>.tmp`) in their final
 //! directory and renamed into place, so a reader never sees a partial file.
@@ -112,14 +113,35 @@ pub fn rollup_file(sources: u64) -> String {
 }
 
 /// The file a flush writes: `stamp` is the flush's wall-clock ms, `n` its sequence number
-/// in this process.
-pub fn flush_file(stamp: i64, n: u64) -> String {
-    format!("part-{stamp}-{n}.parquet")
+/// in this process, `replica` the writer's name when several share a bucket.
+pub fn flush_file(stamp: i64, n: u64, replica: Option<&str>) -> String {
+    format!("part-{stamp}-{n}{}.parquet", tag(replica))
 }
 
 /// The file a compaction of `count` files writes.
-pub fn compacted_file(stamp: i64, count: usize) -> String {
-    format!("part-{stamp}-c{count}.parquet")
+pub fn compacted_file(stamp: i64, count: usize, replica: Option<&str>) -> String {
+    format!("part-{stamp}-c{count}{}.parquet", tag(replica))
+}
+
+/// `-r<replica>`, so that replicas sharing a bucket never write the same name.
+fn tag(replica: Option<&str>) -> String {
+    replica.map(|r| format!("-r{r}")).unwrap_or_default()
+}
+
+/// Whether `name` can name a replica in a file name and a bucket key: letters, digits,
+/// `.`, `_` and `-`, at most 63 of them.
+pub fn valid_replica(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The bucket key of the lease a replica holds while it compacts `day` (outside `data/`
+/// and `billing/`, so never mirrored).
+pub fn compaction_lease(day: i64) -> String {
+    format!("leases/compaction/{}", day_dir_name(day))
 }
 
 /// The file `telltale import` writes for its `n`th day.

@@ -280,7 +280,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let n = self.flushes.fetch_add(1, Ordering::Relaxed);
-        let name = layout::flush_file(to_millis(std::time::SystemTime::now()), n);
+        let replica = self.bucket.as_ref().and_then(|b| b.replica());
+        let name = layout::flush_file(to_millis(std::time::SystemTime::now()), n, replica);
         let data_dir = self.data_dir.clone();
         let taken = days.clone();
         let written = tokio::task::spawn_blocking(move || {
@@ -383,13 +384,25 @@ impl Store {
                 tracing::error!(error = %e, "flush failed; the samples stay in the WAL and the next flush retries");
                 continue;
             }
+            let start = std::time::Instant::now();
+            let c = match self.bucket.clone() {
+                Some(b) if b.replica().is_some() => self.compact_shared(&b).await,
+                _ => {
+                    let dir = self.data_dir.clone();
+                    tokio::task::spawn_blocking(move || partition::compact(&dir, None))
+                        .await
+                        .unwrap_or_default()
+                }
+            };
+            self.metrics
+                .compaction_duration
+                .observe(start.elapsed().as_secs_f64());
+            self.metrics
+                .corrupt_files
+                .inc_by(c.quarantined.len() as u64);
             let (dir, m) = (self.data_dir.clone(), self.metrics.clone());
             let now = to_millis(self.clock.now());
             let _ = tokio::task::spawn_blocking(move || {
-                let start = std::time::Instant::now();
-                let c = partition::compact(&dir);
-                m.compaction_duration.observe(start.elapsed().as_secs_f64());
-                m.corrupt_files.inc_by(c.quarantined.len() as u64);
                 // Complete days whose raw files changed are rolled up again.
                 let start = std::time::Instant::now();
                 let built = rollup::maintain(&dir, now);
@@ -402,6 +415,44 @@ impl Store {
             .await;
             self.report_cache();
         }
+    }
+
+    /// Compaction among replicas sharing a bucket: a day is compacted only under its
+    /// lease, and its merged file is uploaded (and the parts it replaces, any replica's,
+    /// deleted from the bucket) before the lease is given back. Without the bucket no day
+    /// is compacted: the files wait.
+    async fn compact_shared(&self, bucket: &bucket::Bucket) -> partition::Compacted {
+        let mut out = partition::Compacted::default();
+        let dir = self.data_dir.clone();
+        let days = tokio::task::spawn_blocking(move || partition::compactable_days(&dir))
+            .await
+            .unwrap_or_default();
+        for day in days {
+            match bucket.lease(day).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no compaction lease; the day waits");
+                    break;
+                }
+            }
+            let (dir, replica) = (self.data_dir.clone(), bucket.replica().map(str::to_owned));
+            let c = tokio::task::spawn_blocking(move || {
+                partition::compact_day(&dir, day, replica.as_deref())
+            })
+            .await
+            .unwrap_or_default();
+            if c.written > 0 {
+                if let Err(e) = bucket.sync().await {
+                    tracing::debug!(error = %e, "a compacted day is uploaded later");
+                }
+            }
+            bucket.release(day).await;
+            out.merged += c.merged;
+            out.written += c.written;
+            out.quarantined.extend(c.quarantined);
+        }
+        out
     }
 
     /// Sets the query cache gauge to what the cache holds now (after each read, and

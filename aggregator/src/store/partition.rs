@@ -518,56 +518,86 @@ pub fn quarantine(data_dir: &Path, path: &Path, why: &str) -> Option<PathBuf> {
     }
 }
 
+/// The small files of a day partition one compaction round merges (under
+/// [`SMALL_FILE`], up to [`COMPACT_INPUT`] in all); empty unless two or more.
+fn small_files(part: &Path) -> Vec<PathBuf> {
+    let mut small = Vec::new();
+    let mut total = 0;
+    for f in layout::parquet_files(part) {
+        let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        if len < SMALL_FILE && total + len <= COMPACT_INPUT {
+            total += len;
+            small.push(f);
+        }
+    }
+    if small.len() < 2 {
+        small.clear();
+    }
+    small
+}
+
+/// The days with small files to merge.
+pub fn compactable_days(data_dir: &Path) -> Vec<i64> {
+    layout::day_dirs(data_dir)
+        .into_iter()
+        .filter(|(_, part)| !small_files(part).is_empty())
+        .map(|(day, _)| day)
+        .collect()
+}
+
 /// Merges the small files of every partition (two or more) into one, dropping exact
 /// duplicates; unreadable files are moved aside. The merged file is durable before the
 /// files it replaces are deleted (a crash in between leaves exact duplicates, which the
-/// next compaction drops).
-pub fn compact(data_dir: &Path) -> Compacted {
+/// next compaction drops). `replica` names the writer in the merged file's name.
+pub fn compact(data_dir: &Path, replica: Option<&str>) -> Compacted {
     let mut out = Compacted::default();
-    for (day, part) in layout::day_dirs(data_dir) {
-        let name = layout::day_dir_name(day);
-        let mut small = Vec::new();
-        let mut total = 0;
-        for f in layout::parquet_files(&part) {
-            let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
-            if len < SMALL_FILE && total + len <= COMPACT_INPUT {
-                total += len;
-                small.push(f);
-            }
-        }
-        if small.len() < 2 {
-            continue;
-        }
-        let mut day_data = Day::default();
-        let mut read = Vec::new();
-        for f in small {
-            match read_file(&f, &mut day_data) {
-                Ok(_) => read.push(f),
-                Err(e) => {
-                    if let Some(q) = quarantine(data_dir, &f, &e.to_string()) {
-                        out.quarantined.push(q);
-                    }
-                }
-            }
-        }
-        if read.len() < 2 {
-            continue;
-        }
-        let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
-        let merged_name = layout::compacted_file(stamp, read.len());
-        match write_day(data_dir, day, day_data, &merged_name) {
-            Ok(_) => {
-                for f in &read {
-                    if let Err(e) = std::fs::remove_file(f) {
-                        tracing::warn!(file = %f.display(), error = %e, "cannot remove a compacted file");
-                    }
-                }
-                out.merged += read.len();
-                out.written += 1;
-            }
+    for day in compactable_days(data_dir) {
+        let c = compact_day(data_dir, day, replica);
+        out.merged += c.merged;
+        out.written += c.written;
+        out.quarantined.extend(c.quarantined);
+    }
+    out
+}
+
+/// [`compact`] for one day partition.
+pub fn compact_day(data_dir: &Path, day: i64, replica: Option<&str>) -> Compacted {
+    let mut out = Compacted::default();
+    let part = layout::day_dir(data_dir, day);
+    let name = layout::day_dir_name(day);
+    let small = small_files(&part);
+    if small.is_empty() {
+        return out;
+    }
+    let mut day_data = Day::default();
+    let mut read = Vec::new();
+    for f in small {
+        match read_file(&f, &mut day_data) {
+            Ok(_) => read.push(f),
             Err(e) => {
-                tracing::warn!(partition = %name, error = %e, "compaction failed; the files stay as they are")
+                if let Some(q) = quarantine(data_dir, &f, &e.to_string()) {
+                    out.quarantined.push(q);
+                }
             }
+        }
+    }
+    if read.len() < 2 {
+        return out;
+    }
+    let stamp = telltale_model::time::to_millis(std::time::SystemTime::now());
+    let merged_name = layout::compacted_file(stamp, read.len(), replica);
+    match write_day(data_dir, day, day_data, &merged_name) {
+        Ok(_) => {
+            for f in &read {
+                if let Err(e) = std::fs::remove_file(f) {
+                    tracing::warn!(file = %f.display(), error = %e, "cannot remove a compacted file");
+                }
+            }
+            out.merged += read.len();
+            out.written += 1;
+        }
+        Err(e) => {
+            tracing::warn!(partition = %name, error = %e, "compaction failed; the files stay as they are")
         }
     }
     out
@@ -679,7 +709,7 @@ mod tests {
         flush(dir.path(), &mut h, 2);
         let part = day_dir(dir.path(), 20_000);
         assert_eq!(layout::parquet_files(&part).len(), 2);
-        let c = compact(dir.path());
+        let c = compact(dir.path(), None);
         assert_eq!((c.merged, c.written), (2, 1));
         let left = layout::parquet_files(&part);
         assert_eq!(left.len(), 1);

@@ -179,7 +179,7 @@ fn a_file_compacted_away_after_planning_fails_the_read_whole_and_is_planned_agai
         .collect();
     assert_eq!(reads.len(), 2);
     // Compaction merges the two and deletes them between planning and reading.
-    assert_eq!(super::partition::compact(dir.path()).merged, 2);
+    assert_eq!(super::partition::compact(dir.path(), None).merged, 2);
     let err = super::select::read_all(&reads, t0, t0 + DAY_MS, &mut found).unwrap_err();
     assert!(
         matches!(&err, super::partition::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),

@@ -16,85 +16,42 @@
 //! change of state.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
-use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, RetryConfig,
-    WriteMultipart,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tracing::{info, warn};
 
 use super::layout;
 use crate::metrics::Metrics;
 
+mod target;
+#[cfg(test)]
+mod tests;
+
+use target::connect;
+pub use target::{Error, Target};
+
+/// How long a compaction lease holds: far longer than compacting a day takes.
+const LEASE: Duration = Duration::from_secs(600);
+
+/// How [`Bucket::follow`] brings the data directory in line with the bucket.
+#[derive(Clone, Copy)]
+enum Follow {
+    /// A query node: the directory becomes what the bucket holds.
+    ReadOnly,
+    /// A replica among writers: other replicas' files come and go; its own stay.
+    Replica,
+}
+
 /// Files at least this large are uploaded in parts.
 const MULTIPART_FROM: u64 = 16 << 20;
 /// The size of one part of a multipart upload (S3 wants at least 5 MiB).
 const PART: usize = 8 << 20;
-
-/// Where the bucket is and how to reach it: `--object-store` and its
-/// `--object-store-option key=value` settings.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Target {
-    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or
-    /// `file:///dir`.
-    pub url: String,
-    /// Settings of the object store client, as `object_store` names them (`region`,
-    /// `endpoint`, `allow_http`, `timeout`, ...).
-    pub options: Vec<(String, String)>,
-}
-
-impl fmt::Debug for Target {
-    /// The URL and the option names; values may be secrets.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys: Vec<&str> = self.options.iter().map(|(k, _)| k.as_str()).collect();
-        f.debug_struct("Target")
-            .field("url", &self.url)
-            .field("options", &keys)
-            .finish()
-    }
-}
-
-/// Errors of the object store.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// `--object-store` or one of its options is not usable.
-    #[error("--object-store {url}: {message}")]
-    Config {
-        /// The URL given.
-        url: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// An operation on the bucket failed.
-    #[error("object store: {op} {key}: {source}")]
-    Store {
-        /// What was tried.
-        op: &'static str,
-        /// On which key.
-        key: String,
-        /// Why it failed.
-        source: object_store::Error,
-    },
-    /// A local file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
 
 /// What the bucket is known to hold of a file: its length and, for the file uploaded or
 /// downloaded, its modification time on local disk.
@@ -155,6 +112,8 @@ pub struct Bucket {
     data_dir: PathBuf,
     metrics: Metrics,
     known: tokio::sync::Mutex<Known>,
+    /// This writer's name, when replicas share the bucket (`--replica`).
+    replica: Option<String>,
 }
 
 impl Bucket {
@@ -168,7 +127,21 @@ impl Bucket {
             data_dir: data_dir.to_path_buf(),
             metrics,
             known: Default::default(),
+            replica: None,
         })
+    }
+
+    /// The bucket shared with other replicas, this one named `replica`: each sync also
+    /// takes their new files and lets go of files merged away, and compaction is
+    /// coordinated through leases ([`Bucket::lease`]).
+    pub fn with_replica(mut self, replica: &str) -> Bucket {
+        self.replica = Some(replica.to_owned());
+        self
+    }
+
+    /// This writer's name among replicas, if it is one.
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
     }
 
     fn key(&self, rel: &str) -> Key {
@@ -284,6 +257,10 @@ impl Bucket {
             self.metrics.object_store_deleted.inc();
             out.deleted += 1;
         }
+        if self.replica.is_some() {
+            let followed = self.follow(known, Follow::Replica).await?;
+            out.restored += followed.fetched;
+        }
         Ok(out)
     }
 
@@ -292,7 +269,7 @@ impl Bucket {
     /// (compacted away or retired by the aggregator that writes them). Never uploads.
     pub async fn pull(&self) -> Result<Pulled, Error> {
         let mut known = self.known.lock().await;
-        let done = self.pull_locked(&mut known).await;
+        let done = self.follow(&mut known, Follow::ReadOnly).await;
         match &done {
             Ok(_) => self.set_up(&mut known, true, None),
             Err(e) => self.set_up(&mut known, false, Some(e)),
@@ -300,7 +277,14 @@ impl Bucket {
         done
     }
 
-    async fn pull_locked(&self, known: &mut Known) -> Result<Pulled, Error> {
+    /// Brings the data directory in line with the bucket. A read-only node takes every
+    /// new or changed object and drops every file the bucket lacks. A replica takes only
+    /// the immutable files it has never had (other replicas' parts; never one it deleted
+    /// and has not yet deleted from the bucket, never billing's frontier, which each
+    /// replica keeps its own) and drops only files it knew the bucket held and no longer
+    /// does (merged away by the replica that compacted their day); its own files not yet
+    /// uploaded stay.
+    async fn follow(&self, known: &mut Known, mode: Follow) -> Result<Pulled, Error> {
         let listed: Vec<object_store::ObjectMeta> = self
             .store
             .list(Some(&self.prefix))
@@ -316,33 +300,113 @@ impl Bucket {
             let Some(path) = layout::mirrored_path(&self.data_dir, &rel) else {
                 continue;
             };
+            present.insert(rel.clone());
             let version = (
                 meta.size,
                 meta.e_tag
                     .clone()
                     .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
             );
-            let fresh = known.fetched.get(&rel) == Some(&version)
-                || (layout::immutable(&rel) && stamp(&path).is_some_and(|s| s.len == meta.size));
-            if !fresh {
+            let take = match mode {
+                Follow::ReadOnly => {
+                    known.fetched.get(&rel) != Some(&version)
+                        && !(layout::immutable(&rel)
+                            && stamp(&path).is_some_and(|s| s.len == meta.size))
+                }
+                Follow::Replica => {
+                    layout::immutable(&rel)
+                        && stamp(&path).is_none()
+                        && !known.objects.contains_key(&rel)
+                }
+            };
+            if take {
                 self.download(&meta.location, &rel, &path).await?;
                 out.fetched += 1;
                 self.metrics.object_store_restored.inc();
+                if let (Follow::Replica, Some(s)) = (mode, stamp(&path)) {
+                    known.objects.insert(rel.clone(), s);
+                }
             }
-            known.fetched.insert(rel.clone(), version);
-            present.insert(rel);
+            known.fetched.insert(rel, version);
         }
         let dir = self.data_dir.clone();
         let local = tokio::task::spawn_blocking(move || layout::mirrored_files(&dir))
             .await
             .unwrap_or_default();
         for (key, path) in local {
-            if !present.contains(&key) && std::fs::remove_file(&path).is_ok() {
+            let drop = !present.contains(&key)
+                && match mode {
+                    Follow::ReadOnly => true,
+                    Follow::Replica => layout::immutable(&key) && known.objects.contains_key(&key),
+                };
+            if drop && std::fs::remove_file(&path).is_ok() {
                 known.fetched.remove(&key);
+                known.objects.remove(&key);
                 out.removed += 1;
             }
         }
         Ok(out)
+    }
+
+    /// Takes the lease on compacting `day`, unless another replica holds one younger than
+    /// [`LEASE`]: a conditional create of [`layout::compaction_lease`], which one replica
+    /// alone can win. A stale lease (its holder died) is deleted and the create tried
+    /// once more.
+    pub async fn lease(&self, day: i64) -> Result<bool, Error> {
+        let rel = layout::compaction_lease(day);
+        let key = self.key(&rel);
+        let now = telltale_model::time::to_millis(SystemTime::now());
+        let body = format!(
+            "{} {}\n",
+            self.replica.as_deref().unwrap_or("-"),
+            now + LEASE.as_millis() as i64
+        );
+        for attempt in 0..2 {
+            let put = self
+                .store
+                .put_opts(
+                    &key,
+                    PutPayload::from(body.clone().into_bytes()),
+                    object_store::PutMode::Create.into(),
+                )
+                .await;
+            match put {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) if attempt == 0 => {
+                    let held = self
+                        .store
+                        .get(&key)
+                        .await
+                        .map_err(|e| self.failed("get", &rel, e))?
+                        .bytes()
+                        .await
+                        .map_err(|e| self.failed("get", &rel, e))?;
+                    let until = String::from_utf8_lossy(&held)
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|t| t.parse::<i64>().ok())
+                        .unwrap_or(0);
+                    if until > now {
+                        return Ok(false);
+                    }
+                    match self.store.delete(&key).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(self.failed("delete", &rel, e)),
+                    }
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+                Err(e) => return Err(self.failed("lease", &rel, e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Gives the lease on compacting `day` back.
+    pub async fn release(&self, day: i64) {
+        let rel = layout::compaction_lease(day);
+        if let Err(e) = self.store.delete(&self.key(&rel)).await {
+            tracing::debug!(error = %e, lease = %rel, "the lease stays until it expires");
+        }
     }
 
     /// Lists the bucket and downloads every mirrored file the data directory lacks.
@@ -486,187 +550,4 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
     Ok(())
-}
-
-/// Client defaults: a bucket that does not answer fails an operation within about a
-/// minute (the store retries it later), instead of `object_store`'s three.
-fn client_defaults() -> (ClientOptions, RetryConfig) {
-    let client = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(60));
-    let retry = RetryConfig {
-        max_retries: 3,
-        retry_timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
-    (client, retry)
-}
-
-/// The store and key prefix of `target`. S3, GCS and Azure settings come from their
-/// usual environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`), then from the options;
-/// an option the client does not know is an error naming it.
-fn connect(target: &Target) -> Result<(Arc<dyn ObjectStore>, Key), Error> {
-    let bad = |message: String| Error::Config {
-        url: target.url.clone(),
-        message,
-    };
-    let url = url::Url::parse(&target.url).map_err(|e| bad(e.to_string()))?;
-    const SCHEMES: &str =
-        "use s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir";
-    let (scheme, prefix) = ObjectStoreScheme::parse(&url)
-        .map_err(|_| bad(format!("not an object store URL: {SCHEMES}")))?;
-    fn built<T: ObjectStore>(
-        r: object_store::Result<T>,
-        bad: impl Fn(String) -> Error,
-    ) -> Result<Arc<dyn ObjectStore>, Error> {
-        Ok(Arc::new(r.map_err(|e| bad(e.to_string()))?))
-    }
-    let (client, retry) = client_defaults();
-    // The HTTPS client's cryptography: ring, as everywhere else in Telltale (a provider
-    // installed before is kept).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    macro_rules! configured {
-        ($builder:expr, $key:ty, $env:literal) => {{
-            let mut b = $builder
-                .with_client_options(client)
-                .with_retry(retry)
-                .with_url(target.url.clone());
-            let from_env = std::env::vars().filter(|(k, _)| k.starts_with($env));
-            for (k, v) in from_env {
-                if let Ok(key) = k.to_ascii_lowercase().parse::<$key>() {
-                    b = b.with_config(key, v);
-                }
-            }
-            for (k, v) in &target.options {
-                let key = k
-                    .to_ascii_lowercase()
-                    .parse::<$key>()
-                    .map_err(|_| bad(format!("unknown option {k:?}")))?;
-                b = b.with_config(key, v.clone());
-            }
-            b
-        }};
-    }
-    let store: Arc<dyn ObjectStore> = match scheme {
-        ObjectStoreScheme::Local => {
-            if let Some((k, _)) = target.options.first() {
-                return Err(bad(format!("option {k:?} does not apply to file://")));
-            }
-            let dir = url
-                .to_file_path()
-                .map_err(|()| bad("not a local directory".into()))?;
-            std::fs::create_dir_all(&dir).map_err(|e| bad(format!("{}: {e}", dir.display())))?;
-            let store = built(LocalFileSystem::new_with_prefix(&dir), bad)?;
-            return Ok((store, Key::default()));
-        }
-        ObjectStoreScheme::AmazonS3 => built(
-            configured!(AmazonS3Builder::new(), AmazonS3ConfigKey, "AWS_").build(),
-            bad,
-        )?,
-        ObjectStoreScheme::GoogleCloudStorage => built(
-            configured!(GoogleCloudStorageBuilder::new(), GoogleConfigKey, "GOOGLE_").build(),
-            bad,
-        )?,
-        ObjectStoreScheme::MicrosoftAzure => built(
-            configured!(MicrosoftAzureBuilder::new(), AzureConfigKey, "AZURE_").build(),
-            bad,
-        )?,
-        _ => return Err(bad(format!("not an object store URL: {SCHEMES}"))),
-    };
-    Ok((store, prefix))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn target(url: &str, options: &[(&str, &str)]) -> Target {
-        Target {
-            url: url.into(),
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn bad_targets_are_named() {
-        for (t, words) in [
-            (target("not a url", &[]), "not a url"),
-            (target("ftp://x/y", &[]), "use s3://"),
-            (
-                target("s3://b/p", &[("no_such_option", "1")]),
-                "unknown option \"no_such_option\"",
-            ),
-        ] {
-            let e = connect(&t).err().unwrap().to_string();
-            assert!(e.contains(words), "{e}");
-        }
-        let (_, prefix) = connect(&target("s3://bucket/some/prefix", &[("region", "x")])).unwrap();
-        assert_eq!(prefix.as_ref(), "some/prefix");
-        let debug = format!("{:?}", target("s3://b", &[("secret_access_key", "hush")]));
-        assert!(!debug.contains("hush"), "{debug}");
-    }
-
-    /// A file:// bucket: files land under their keys, a fresh data directory gets them
-    /// back, and files deleted locally leave the bucket.
-    #[tokio::test]
-    async fn files_go_up_come_back_and_leave() {
-        let root = tempfile::tempdir().unwrap();
-        let bucket_dir = root.path().join("bucket");
-        let t = target(&format!("file://{}", bucket_dir.display()), &[]);
-        let first = root.path().join("first");
-        let files = [
-            "data/day=2026-01-01/part-1-0.parquet",
-            "data/day=2026-01-01/part-2-0.parquet",
-            "billing/settled",
-        ];
-        for f in files {
-            let p = first.join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, f.as_bytes()).unwrap();
-        }
-        // Large enough to go up in parts.
-        let big_key = "data/day=2026-01-02/part-9-import0.parquet";
-        let big: Vec<u8> = (0..MULTIPART_FROM as usize + PART + 12_345)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        std::fs::create_dir_all(first.join("data/day=2026-01-02")).unwrap();
-        std::fs::write(first.join(big_key), &big).unwrap();
-        let registry = prometheus::Registry::new();
-        let metrics = Metrics::new(&registry).unwrap();
-        let b = Bucket::new(&t, &first, metrics.clone()).unwrap();
-        let s = b.sync().await.unwrap();
-        assert_eq!((s.restored, s.uploaded, s.deleted), (0, 4, 0));
-        for f in files {
-            assert_eq!(std::fs::read(bucket_dir.join(f)).unwrap(), f.as_bytes());
-        }
-        assert!(std::fs::read(bucket_dir.join(big_key)).unwrap() == big);
-        assert_eq!(b.sync().await.unwrap(), Synced::default());
-        // A compaction: one file replaces both.
-        let merged = "data/day=2026-01-01/part-3-c2.parquet";
-        std::fs::write(first.join(merged), b"merged").unwrap();
-        for f in &files[..2] {
-            std::fs::remove_file(first.join(f)).unwrap();
-        }
-        let s = b.sync().await.unwrap();
-        assert_eq!((s.uploaded, s.deleted), (1, 2));
-        assert!(!bucket_dir.join(files[0]).exists());
-        assert_eq!(metrics.object_store_up.get(), 1);
-
-        // The lost machine: an empty directory gets everything back.
-        let second = root.path().join("second");
-        let b2 = Bucket::new(&t, &second, metrics).unwrap();
-        let s = b2.sync().await.unwrap();
-        assert_eq!((s.restored, s.uploaded, s.deleted), (3, 1, 0));
-        assert_eq!(std::fs::read(second.join(merged)).unwrap(), b"merged");
-        assert!(std::fs::read(second.join(big_key)).unwrap() == big);
-        assert_eq!(
-            std::fs::read(second.join("billing/settled")).unwrap(),
-            b"billing/settled"
-        );
-    }
 }

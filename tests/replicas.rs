@@ -1,0 +1,197 @@
+//! Replicas: two ingesting aggregators on one bucket (a real S3-compatible server,
+//! moto_server), fed the same samples as a collector shipping to both would. Each
+//! sample counts once on either replica and on a query node; a sample only one replica
+//! got is answered by the other once its file is in the bucket; days are compacted under
+//! leases while both flush; a replica killed mid-way leaves nothing a reader would take.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::s3::S3;
+use common::{eventually, get, sample, spawn_cmd, urlencode, Running};
+use telltale_model::remote::{TimeSeries, WriteRequest};
+
+const DAY: i64 = 86_400_000;
+
+fn replica(s3: &S3, data: &Path, name: &str) -> Running {
+    let mut c = s3.telltale();
+    c.args(["aggregator", "--data-dir"])
+        .arg(data)
+        .args([
+            "--replica",
+            name,
+            "--flush-interval",
+            "1s",
+            "--object-store",
+        ])
+        .arg(format!("s3://{}/fleet", s3.bucket));
+    spawn_cmd(c)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// 10 series (`pod-0`..`pod-9`), one sample each at every time of `times`.
+fn body(times: &[i64]) -> Vec<u8> {
+    let series: Vec<TimeSeries> = (0..10)
+        .map(|i| {
+            let pod = format!("pod-{i}");
+            let samples: Vec<(i64, f64)> = times.iter().map(|&t| (t, (t % 1000) as f64)).collect();
+            TimeSeries::new(&[("__name__", "steer_total"), ("pod", &pod)], &samples)
+        })
+        .collect();
+    WriteRequest { timeseries: series }.encode_body()
+}
+
+fn send(a: &Running, body: &[u8]) {
+    let r = ureq::post(&a.url("/api/v1/write"))
+        .set("Content-Type", "application/x-protobuf")
+        .set("Content-Encoding", "snappy")
+        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .send_bytes(body)
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+/// Samples of `steer_total` over the last three days as `a` counts them.
+fn count(a: &Running, at: i64) -> Option<f64> {
+    let (_, body) = get(&a.url(&format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode("sum(count_over_time(steer_total[3d]))"),
+        at as f64 / 1000.0
+    )));
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+fn settled(a: &Running) -> bool {
+    let text = get(&a.url("/metrics")).1;
+    sample(&text, "telltale_aggregator_object_store_pending_files") == Some(0.0)
+        && sample(&text, "telltale_aggregator_head_samples") == Some(0.0)
+}
+
+#[test]
+fn two_replicas_count_every_sample_once_and_compact_under_leases() {
+    let Some(s3) = S3::start("telltale") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(&s3, &dir.path().join("a"), "a");
+    let b = replica(&s3, &dir.path().join("b"), "b");
+    let at = now_ms() / 1000 * 1000;
+    // Twelve batches to both, a second apart (so each replica flushes small files and
+    // compacts while the other flushes), half yesterday and half today, each at new
+    // times: 12 x 10 series x 30 samples.
+    let mut sent = 0;
+    for k in 0..12 {
+        let day = if k % 2 == 0 { at - DAY } else { at };
+        let times: Vec<i64> = (0..30)
+            .map(|j| day - 3_600_000 + k * 60_000 + j * 1000)
+            .collect();
+        let body = body(&times);
+        send(&a, &body);
+        send(&b, &body);
+        sent += 300;
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    // One batch only B got (A was away for it): A answers it once B's file is up.
+    let only_b: Vec<i64> = (0..30).map(|j| at - 600_000 + j * 1000).collect();
+    send(&b, &body(&only_b));
+    sent += 300;
+    let quiet = eventually(Duration::from_secs(90), || {
+        (settled(&a)
+            && settled(&b)
+            && count(&a, at) == Some(sent as f64)
+            && count(&b, at) == Some(sent as f64))
+        .then_some(())
+    });
+    assert!(
+        quiet.is_some(),
+        "{sent} samples: A counts {:?}, B counts {:?}",
+        count(&a, at),
+        count(&b, at)
+    );
+    // Compaction runs after every flush while days have small files; once they are
+    // merged the leases are all given back.
+    let compacted = eventually(Duration::from_secs(60), || {
+        let keys = s3.keys("fleet/");
+        let merged = keys.iter().any(|k| {
+            k.contains("-c") && (k.ends_with("-ra.parquet") || k.ends_with("-rb.parquet"))
+        });
+        (merged && keys.iter().all(|k| !k.contains("leases/"))).then_some(())
+    });
+    assert!(compacted.is_some(), "{:?}", s3.keys("fleet/"));
+
+    // A query node over the bucket alone counts each sample once.
+    let q = {
+        let mut c = s3.telltale();
+        c.args(["aggregator", "--read-only", "--data-dir"])
+            .arg(dir.path().join("q"))
+            .args(["--object-store"])
+            .arg(format!("s3://{}/fleet", s3.bucket));
+        spawn_cmd(c)
+    };
+    assert_eq!(count(&q, at), Some(sent as f64));
+    assert!(
+        !q.early.iter().any(|l| l.contains("unreadable")),
+        "{:?}",
+        q.early
+    );
+}
+
+/// A replica killed while it uploads and compacts leaves nothing partial: a query node
+/// over the bucket reads every object, and counts what the other replica holds.
+#[test]
+fn a_replica_killed_mid_way_leaves_nothing_a_reader_would_take() {
+    let Some(s3) = S3::start("telltale") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = replica(&s3, &dir.path().join("a"), "a");
+    let b = replica(&s3, &dir.path().join("b"), "b");
+    let at = now_ms() / 1000 * 1000;
+    let mut sent = 0;
+    for k in 0..16 {
+        let times: Vec<i64> = (0..50)
+            .map(|j| at - 7_200_000 + k * 60_000 + j * 1000)
+            .collect();
+        let body = body(&times);
+        if k == 10 {
+            // Mid-way: flushing, uploading and compacting every second.
+            a.child.kill().unwrap();
+            a.child.wait().unwrap();
+        }
+        if k < 10 {
+            send(&a, &body);
+        }
+        send(&b, &body);
+        sent += 500;
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    eventually(Duration::from_secs(90), || settled(&b).then_some(()))
+        .expect("B uploaded everything");
+    let q = {
+        let mut c = s3.telltale();
+        c.args(["aggregator", "--read-only", "--data-dir"])
+            .arg(dir.path().join("q"))
+            .args(["--object-store"])
+            .arg(format!("s3://{}/fleet", s3.bucket));
+        spawn_cmd(c)
+    };
+    assert_eq!(count(&q, at), Some(sent as f64));
+    let (_, metrics) = get(&q.url("/metrics"));
+    assert_eq!(
+        sample(&metrics, "telltale_aggregator_corrupt_files_total"),
+        Some(0.0),
+        "{:?}",
+        q.early
+    );
+}
