@@ -235,3 +235,55 @@ impl Drop for PrometheusReceiver {
         let _ = self.child.wait();
     }
 }
+
+/// moto_server (PyPI `moto[server]`), an S3-compatible server not written by us, with one
+/// bucket; killed when dropped. `None` when it is not installed.
+pub struct Moto {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts it and makes `bucket` (with a plain request, which moto takes).
+    pub fn start(bucket: &str) -> Option<Moto> {
+        use std::process::{Command, Stdio};
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let url = format!("{}/{bucket}", moto.endpoint);
+        for _ in 0..600 {
+            if ureq::put(&url).call().is_ok() {
+                return Some(moto);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// The S3 client's settings for a `telltale` process.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "bench".into()),
+            ("AWS_SECRET_ACCESS_KEY", "bench-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+        ]
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -336,7 +336,16 @@ impl Store {
         // Read before listing the files: every flush that covered these segments wrote
         // its files before it said so.
         let covered = self.covered.load(Ordering::SeqCst);
+        let start = std::time::Instant::now();
         let synced = bucket.sync().await?;
+        if synced.uploaded > 0 {
+            info!(
+                files = synced.uploaded,
+                bytes = synced.uploaded_bytes,
+                seconds = start.elapsed().as_secs_f64(),
+                "uploaded to the object store"
+            );
+        }
         if covered > self.checkpointed.load(Ordering::SeqCst) {
             self.checkpoint(covered)?;
             self.checkpointed.fetch_max(covered, Ordering::SeqCst);

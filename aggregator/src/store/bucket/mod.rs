@@ -76,6 +76,8 @@ pub struct Synced {
     pub restored: usize,
     /// Files uploaded.
     pub uploaded: usize,
+    /// Their bytes.
+    pub uploaded_bytes: u64,
     /// Objects deleted.
     pub deleted: usize,
 }
@@ -233,6 +235,7 @@ impl Bucket {
                 Ok(()) => {
                     known.objects.insert((*key).clone(), *s);
                     out.uploaded += 1;
+                    out.uploaded_bytes += s.len;
                 }
                 // Deleted since it was listed (compacted away): the next sync sees it gone.
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
