@@ -4,8 +4,9 @@
 //! <data-dir>/
 //!   wal/                               write-ahead log segments and their checkpoint
 //!   data/day=YYYY-MM-DD/               one day partition of samples (UTC)
-//!     part-<ms>-<n>.parquet            a flush of the head
-//!     part-<ms>-c<count>.parquet       a compaction of <count> files
+//!     part-<ms>-<n>[-r<replica>].parquet        a flush of the head
+//!     part-<ms>-c<count>[-r<replica>].parquet   a compaction of <count> files
+//!                                      (-r<replica>: the writer's name, with a bucket)
 //!     part-<ms>-import<n>.parquet      written by `telltale import`
 //!   data/resolution=5m/day=YYYY-MM-DD/rollup-<sources>.parquet
 //!   data/resolution=1h/day=YYYY-MM-DD/rollup-<sources>.parquet
