@@ -236,6 +236,19 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
             message: "given without --object-store".into(),
         });
     }
+    let object_store =
+        a.object_store
+            .clone()
+            .map(|url| telltale_aggregator::store::bucket::Target {
+                url,
+                options: a.object_store_option.clone(),
+            });
+    if let Some(t) = &object_store {
+        t.check().map_err(|e| ConfigError::Invalid {
+            key: "object-store",
+            message: e.to_string(),
+        })?;
+    }
     if let Some(p) = &a.auth_tokens {
         if !p.is_file() {
             return Err(ConfigError::Invalid {
@@ -267,12 +280,7 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
             refresh_interval: a.refresh_interval,
             ingesters: a.ingesters,
             ingester_window: a.ingester_window,
-            object_store: a
-                .object_store
-                .map(|url| telltale_aggregator::store::bucket::Target {
-                    url,
-                    options: a.object_store_option,
-                }),
+            object_store,
             prices: match &a.prices {
                 Some(p) => telltale_aggregator::billing::Prices::load(p).map_err(|e| {
                     ConfigError::Invalid {

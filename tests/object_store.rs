@@ -403,3 +403,46 @@ fn s3_files(data: &Path) -> BTreeSet<String> {
         .filter(|k| k.starts_with("data/"))
         .collect()
 }
+
+/// Unusable object store settings stop the aggregator at start with a usage error (exit
+/// 2) naming what is wrong; nothing is asked of any server.
+#[test]
+fn bad_object_store_settings_are_usage_errors_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--object-store", "ftp://host/x"], "use s3://"),
+        (
+            &[
+                "--object-store",
+                "s3://b/p",
+                "--object-store-option",
+                "no_such_setting=1",
+            ],
+            "unknown option \"no_such_setting\"",
+        ),
+        (
+            &["--object-store-option", "region=eu-west-1"],
+            "given without --object-store",
+        ),
+        (&["--object-store-option", "novalue"], "is not key=value"),
+        (
+            &["--object-store", "s3://b/p", "--replica", "a b"],
+            "replica",
+        ),
+        (
+            &["--ingesters", "http://127.0.0.1:1"],
+            "only a --read-only query node asks ingesters",
+        ),
+    ];
+    for (flags, words) in cases {
+        let out = common::telltale()
+            .args(["aggregator", "--data-dir", &d, "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(words), "{flags:?}: {words:?} not in {err}");
+    }
+}

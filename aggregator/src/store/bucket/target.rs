@@ -25,6 +25,14 @@ pub struct Target {
     pub options: Vec<(String, String)>,
 }
 
+impl Target {
+    /// Checks the URL and options as the client would take them (no request is made):
+    /// for a usage error at start instead of a failure later.
+    pub fn check(&self) -> Result<(), Error> {
+        connect(self).map(|_| ())
+    }
+}
+
 impl fmt::Debug for Target {
     /// The URL and the option names; values may be secrets.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
