@@ -69,3 +69,31 @@ async fn files_go_up_come_back_and_leave() {
         b"billing/settled"
     );
 }
+
+/// A day's compaction lease: one replica at a time; given back, another takes it; a
+/// lease whose holder died (past its expiry) is taken over.
+#[tokio::test]
+async fn one_replica_at_a_time_holds_a_day_s_lease() {
+    let root = tempfile::tempdir().unwrap();
+    let bucket_dir = root.path().join("bucket");
+    let t = target(&format!("file://{}", bucket_dir.display()));
+    let metrics = Metrics::new(&prometheus::Registry::new()).unwrap();
+    let a = Bucket::new(&t, &root.path().join("a"), metrics.clone())
+        .unwrap()
+        .with_replica("a");
+    let b = Bucket::new(&t, &root.path().join("b"), metrics)
+        .unwrap()
+        .with_replica("b");
+    assert!(a.lease(5).await.unwrap());
+    assert!(!b.lease(5).await.unwrap(), "held by a");
+    assert!(!a.lease(5).await.unwrap(), "not even a takes it twice");
+    assert!(b.lease(6).await.unwrap(), "another day is free");
+    a.release(5).await;
+    assert!(b.lease(5).await.unwrap());
+    // A holder that died long ago: its lease expired at 1 ms after the epoch.
+    let stale = bucket_dir.join(layout::compaction_lease(7));
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, "gone 1\n").unwrap();
+    assert!(a.lease(7).await.unwrap());
+    assert!(std::fs::read_to_string(&stale).unwrap().starts_with("a "));
+}
