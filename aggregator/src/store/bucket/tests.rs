@@ -97,3 +97,62 @@ async fn one_replica_at_a_time_holds_a_day_s_lease() {
     assert!(a.lease(7).await.unwrap());
     assert!(std::fs::read_to_string(&stale).unwrap().starts_with("a "));
 }
+
+/// Replicas on one bucket: each takes the other's parts, lets go of parts the compacting
+/// replica merged away (taking the merged file), and keeps its own new files and its own
+/// billing frontier.
+#[tokio::test]
+async fn replicas_take_each_others_parts_and_let_go_of_merged_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let t = target(&format!("file://{}", root.path().join("bucket").display()));
+    let metrics = Metrics::new(&prometheus::Registry::new()).unwrap();
+    let (da, db) = (root.path().join("a"), root.path().join("b"));
+    let a = Bucket::new(&t, &da, metrics.clone())
+        .unwrap()
+        .with_replica("a");
+    let b = Bucket::new(&t, &db, metrics).unwrap().with_replica("b");
+    let put = |dir: &Path, key: &str, text: &str| {
+        let p = dir.join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let day = "data/day=2026-01-01";
+    let (a1, b1) = (
+        format!("{day}/part-1-0-ra.parquet"),
+        format!("{day}/part-2-0-rb.parquet"),
+    );
+    put(&da, &a1, "a1");
+    put(&da, "billing/settled", "frontier of a");
+    a.sync().await.unwrap();
+    put(&db, &b1, "b1");
+    put(&db, "billing/settled", "frontier of b");
+    let s = b.sync().await.unwrap();
+    assert_eq!((s.uploaded, s.restored), (2, 1));
+    assert_eq!(std::fs::read_to_string(db.join(&a1)).unwrap(), "a1");
+    assert_eq!(
+        std::fs::read_to_string(db.join("billing/settled")).unwrap(),
+        "frontier of b"
+    );
+    a.sync().await.unwrap();
+    assert_eq!(std::fs::read_to_string(da.join(&b1)).unwrap(), "b1");
+
+    // A compacts the day: one merged file replaces both parts.
+    let merged = format!("{day}/part-3-c2-ra.parquet");
+    put(&da, &merged, "a1 b1");
+    std::fs::remove_file(da.join(&a1)).unwrap();
+    std::fs::remove_file(da.join(&b1)).unwrap();
+    let s = a.sync().await.unwrap();
+    assert_eq!((s.uploaded, s.deleted), (1, 2));
+    // B meanwhile flushed a new part of its own.
+    let b2 = format!("{day}/part-4-1-rb.parquet");
+    put(&db, &b2, "b2");
+    b.sync().await.unwrap();
+    let mut files: Vec<String> = layout::mirrored_files(&db)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("data/"))
+        .collect();
+    files.sort();
+    assert_eq!(files, vec![merged.clone(), b2.clone()]);
+    assert_eq!(std::fs::read_to_string(db.join(&merged)).unwrap(), "a1 b1");
+}
