@@ -280,6 +280,24 @@ impl Bucket {
         done
     }
 
+    /// The mirrored objects under the prefix: (key relative to it, local path, metadata).
+    async fn list(&self) -> Result<Vec<(String, PathBuf, object_store::ObjectMeta)>, Error> {
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.failed("list", self.prefix.as_ref(), e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|meta| {
+                let rel = self.relative(&meta.location)?;
+                let path = layout::mirrored_path(&self.data_dir, &rel)?;
+                Some((rel, path, meta))
+            })
+            .collect())
+    }
+
     /// Brings the data directory in line with the bucket. A read-only node takes every
     /// new or changed object and drops every file the bucket lacks. A replica takes only
     /// the immutable files it has never had (other replicas' parts; never one it deleted
@@ -288,21 +306,9 @@ impl Bucket {
     /// does (merged away by the replica that compacted their day); its own files not yet
     /// uploaded stay.
     async fn follow(&self, known: &mut Known, mode: Follow) -> Result<Pulled, Error> {
-        let listed: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&self.prefix))
-            .try_collect()
-            .await
-            .map_err(|e| self.failed("list", self.prefix.as_ref(), e))?;
         let mut out = Pulled::default();
         let mut present = std::collections::HashSet::new();
-        for meta in listed {
-            let Some(rel) = self.relative(&meta.location) else {
-                continue;
-            };
-            let Some(path) = layout::mirrored_path(&self.data_dir, &rel) else {
-                continue;
-            };
+        for (rel, path, meta) in self.list().await? {
             present.insert(rel.clone());
             let version = (
                 meta.size,
@@ -416,20 +422,8 @@ impl Bucket {
     /// Immutable files present on both sides with the same length count as the bucket's;
     /// billing's frontier files are uploaded again (the local copy is the newer).
     async fn restore_locked(&self, known: &mut Known) -> Result<usize, Error> {
-        let listed: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&self.prefix))
-            .try_collect()
-            .await
-            .map_err(|e| self.failed("list", self.prefix.as_ref(), e))?;
         let mut restored = 0;
-        for meta in listed {
-            let Some(rel) = self.relative(&meta.location) else {
-                continue;
-            };
-            let Some(path) = layout::mirrored_path(&self.data_dir, &rel) else {
-                continue;
-            };
+        for (rel, path, meta) in self.list().await? {
             let mut s = stamp(&path);
             if s.is_none() {
                 self.download(&meta.location, &rel, &path).await?;
@@ -535,7 +529,7 @@ impl Bucket {
 }
 
 /// Writes `bytes` to `path` durably: a hidden temporary file in the same directory,
-/// fsynced, renamed into place.
+/// published as the store publishes its own files ([`super::partition::publish`]).
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     use std::io::Write;
     let io = |source| Error::Io {
@@ -550,7 +544,6 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .unwrap_or_default();
     let tmp = layout::temporary(dir, &name);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    f.write_all(bytes).map_err(io)?;
+    super::partition::publish(&f, &tmp, path).map_err(io)
 }
