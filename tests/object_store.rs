@@ -11,27 +11,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::S3;
-use common::{eventually, get, sample, spawn_cmd, urlencode, Running};
+use common::{eventually, get, now_ms, remote_write, sample, urlencode, Running};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const DAY: i64 = 86_400_000;
 
-/// `telltale aggregator` on `data`, its files kept in `prefix` of the bucket.
+/// `telltale aggregator` on `data`, its files kept in `prefix` of the bucket, flushing
+/// every second.
 fn aggregator(s3: &S3, data: &Path, prefix: &str, extra: &[&str]) -> Running {
-    let mut c = s3.telltale();
-    c.args(["aggregator", "--data-dir"])
-        .arg(data)
-        .args(["--flush-interval", "1s", "--object-store"])
-        .arg(format!("s3://{}/{prefix}", s3.bucket))
-        .args(extra);
-    spawn_cmd(c)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    s3.aggregator(data, prefix, &[&["--flush-interval", "1s"], extra].concat())
 }
 
 /// Writes `series` counters of `points` samples `every` ms apart ending at `end` (ms):
@@ -46,18 +34,10 @@ fn try_write(a: &Running, series: usize, points: i64, every: i64, end: i64) -> (
             TimeSeries::new(&[("__name__", "steer_total"), ("pod", &pod)], &samples)
         })
         .collect();
-    let body = WriteRequest { timeseries: ts }.encode_body();
-    let sent = ureq::post(&a.url("/api/v1/write"))
-        .set("Content-Type", "application/x-protobuf")
-        .set("Content-Encoding", "snappy")
-        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .timeout(Duration::from_secs(30))
-        .send_bytes(&body);
-    match sent {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(e) => panic!("remote write: {e}"),
-    }
+    remote_write(
+        &a.url("/api/v1/write"),
+        &WriteRequest { timeseries: ts }.encode_body(),
+    )
 }
 
 /// [`try_write`] of samples a minute apart, which must be accepted.
@@ -109,12 +89,8 @@ fn post_pod(a: &Running, start: i64) {
         ],
     }
     .encode_body();
-    let r = ureq::post(&a.url("/api/v1/write"))
-        .set("Content-Type", "application/x-protobuf")
-        .set("Content-Encoding", "snappy")
-        .send_bytes(&body)
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (code, text) = remote_write(&a.url("/api/v1/write"), &body);
+    assert_eq!(code, 204, "{text}");
 }
 
 /// The answers a user would compare: instant and range queries at fixed times.

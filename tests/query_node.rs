@@ -12,24 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::S3;
-use common::{eventually, get, spawn_cmd, urlencode, Running};
+use common::{eventually, get, now_ms, remote_write, urlencode, Running};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 fn start(s3: &S3, data: &Path, extra: &[&str]) -> Running {
-    let mut c = s3.telltale();
-    c.args(["aggregator", "--data-dir"])
-        .arg(data)
-        .args(["--object-store"])
-        .arg(format!("s3://{}/site", s3.bucket))
-        .args(extra);
-    spawn_cmd(c)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    s3.aggregator(data, "site", extra)
 }
 
 /// One sample of each of 10 series (`pod-0`..`pod-9`) at every time of `times`.
@@ -42,16 +29,7 @@ fn write(a: &Running, times: &[i64]) -> u16 {
         })
         .collect();
     let body = WriteRequest { timeseries: series }.encode_body();
-    match ureq::post(&a.url("/api/v1/write"))
-        .set("Content-Type", "application/x-protobuf")
-        .set("Content-Encoding", "snappy")
-        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .send_bytes(&body)
-    {
-        Ok(r) => r.status(),
-        Err(ureq::Error::Status(code, _)) => code,
-        Err(e) => panic!("remote write: {e}"),
-    }
+    remote_write(&a.url("/api/v1/write"), &body).0
 }
 
 /// `sum(count_over_time(steer_total[1h]))` at `t` (ms), if there is an answer.

@@ -12,31 +12,22 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::S3;
-use common::{eventually, get, sample, spawn_cmd, urlencode, Running};
+use common::{eventually, get, now_ms, remote_write, sample, urlencode, Running};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const DAY: i64 = 86_400_000;
 
 fn replica(s3: &S3, data: &Path, name: &str) -> Running {
-    let mut c = s3.telltale();
-    c.args(["aggregator", "--data-dir"])
-        .arg(data)
-        .args([
-            "--replica",
-            name,
-            "--flush-interval",
-            "1s",
-            "--object-store",
-        ])
-        .arg(format!("s3://{}/fleet", s3.bucket));
-    spawn_cmd(c)
+    s3.aggregator(
+        data,
+        "fleet",
+        &["--replica", name, "--flush-interval", "1s"],
+    )
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+/// A query node over the replicas' bucket.
+fn query_node(s3: &S3, data: &Path) -> Running {
+    s3.aggregator(data, "fleet", &["--read-only"])
 }
 
 /// 10 series (`pod-0`..`pod-9`), one sample each at every time of `times`.
@@ -52,13 +43,8 @@ fn body(times: &[i64]) -> Vec<u8> {
 }
 
 fn send(a: &Running, body: &[u8]) {
-    let r = ureq::post(&a.url("/api/v1/write"))
-        .set("Content-Type", "application/x-protobuf")
-        .set("Content-Encoding", "snappy")
-        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
-        .send_bytes(body)
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (code, text) = remote_write(&a.url("/api/v1/write"), body);
+    assert_eq!(code, 204, "{text}");
 }
 
 /// Samples of `steer_total` over the last three days as `a` counts them.
@@ -131,14 +117,7 @@ fn two_replicas_count_every_sample_once_and_compact_under_leases() {
     assert!(compacted.is_some(), "{:?}", s3.keys("fleet/"));
 
     // A query node over the bucket alone counts each sample once.
-    let q = {
-        let mut c = s3.telltale();
-        c.args(["aggregator", "--read-only", "--data-dir"])
-            .arg(dir.path().join("q"))
-            .args(["--object-store"])
-            .arg(format!("s3://{}/fleet", s3.bucket));
-        spawn_cmd(c)
-    };
+    let q = query_node(&s3, &dir.path().join("q"));
     assert_eq!(count(&q, at), Some(sent as f64));
     assert!(
         !q.early.iter().any(|l| l.contains("unreadable")),
@@ -178,14 +157,7 @@ fn a_replica_killed_mid_way_leaves_nothing_a_reader_would_take() {
     }
     eventually(Duration::from_secs(90), || settled(&b).then_some(()))
         .expect("B uploaded everything");
-    let q = {
-        let mut c = s3.telltale();
-        c.args(["aggregator", "--read-only", "--data-dir"])
-            .arg(dir.path().join("q"))
-            .args(["--object-store"])
-            .arg(format!("s3://{}/fleet", s3.bucket));
-        spawn_cmd(c)
-    };
+    let q = query_node(&s3, &dir.path().join("q"));
     assert_eq!(count(&q, at), Some(sent as f64));
     let (_, metrics) = get(&q.url("/metrics"));
     assert_eq!(

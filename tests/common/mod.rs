@@ -200,6 +200,27 @@ pub fn now_seconds() -> f64 {
         .as_secs_f64()
 }
 
+/// Milliseconds since the Unix epoch, as samples carry them.
+pub fn now_ms() -> i64 {
+    (now_seconds() * 1000.0) as i64
+}
+
+/// POSTs a remote-write `body` (snappy protobuf) to `url` with the headers a sender
+/// sets: (status, message).
+pub fn remote_write(url: &str, body: &[u8]) -> (u16, String) {
+    let sent = ureq::post(url)
+        .set("Content-Type", "application/x-protobuf")
+        .set("Content-Encoding", "snappy")
+        .set("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .timeout(Duration::from_secs(30))
+        .send_bytes(body);
+    match sent {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("remote write to {url}: {e}"),
+    }
+}
+
 /// A free TCP port on loopback (for peers that cannot report an ephemeral one).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -2,10 +2,11 @@
 //! installed by the test command), reached by the aggregator's real S3 client over HTTP
 //! with signed requests.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{eventually, free_port, telltale};
+use super::{eventually, free_port, spawn_cmd, telltale, Running};
 
 /// A running `moto_server` with one bucket; killed when dropped.
 pub struct S3 {
@@ -72,6 +73,18 @@ impl S3 {
             .env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ALLOW_HTTP", "true");
         c
+    }
+
+    /// `telltale aggregator` on `data`, its files kept in `prefix` of the bucket, with
+    /// `flags` added.
+    pub fn aggregator(&self, data: &Path, prefix: &str, flags: &[&str]) -> Running {
+        let mut c = self.telltale();
+        c.args(["aggregator", "--data-dir"])
+            .arg(data)
+            .arg("--object-store")
+            .arg(format!("s3://{}/{prefix}", self.bucket))
+            .args(flags);
+        spawn_cmd(c)
     }
 
     /// The keys of the bucket under `prefix`, sorted.
