@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use crate::serve::serve;
 use crate::settings::{
-    bytes_from_yaml, defaults, explicit, load_file, parse_bytes, parse_duration, ConfigError,
-    Failure,
+    bytes_from_yaml, defaults, explicit, load_file, parse_bytes, parse_bytes_or_zero,
+    parse_duration, ConfigError, Failure,
 };
 
 /// `telltale aggregator` flags. Every flag may also be set by `TELLTALE_<FLAG>` or in the
@@ -119,6 +119,13 @@ pub struct AggregatorArgs {
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
 
+    /// With --read-only: disk the page cache of object store blocks read by queries may
+    /// take under --data-dir (e.g. 4GiB; 0 keeps blocks in memory only). Files are not
+    /// downloaded whole: queries read the footers and pages they need.
+    #[arg(long, env = "TELLTALE_CACHE_MAX_BYTES", default_value = "4GiB", value_parser = parse_bytes_or_zero)]
+    #[serde(deserialize_with = "bytes_from_yaml")]
+    pub cache_max_bytes: u64,
+
     /// With --read-only: the ingesting aggregators (http://host:9201, comma-separated),
     /// asked over remote read for their newest samples, so answers reach now before
     /// those samples are in the bucket.
@@ -197,6 +204,7 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
         replica,
         read_only,
         refresh_interval,
+        cache_max_bytes,
         ingesters,
         ingester_window
     );
@@ -278,6 +286,7 @@ pub fn config(cli: AggregatorArgs, m: &ArgMatches) -> Result<AggregatorConfig, C
             replica,
             read_only: a.read_only,
             refresh_interval: a.refresh_interval,
+            cache_max_bytes: a.cache_max_bytes,
             ingesters: a.ingesters,
             ingester_window: a.ingester_window,
             object_store,

@@ -116,6 +116,14 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// A byte size as [`parse_bytes`] reads it, or `0` (for bounds where 0 turns a use off).
+pub fn parse_bytes_or_zero(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "0" | "0B" => Ok(0),
+        _ => parse_bytes(s),
+    }
+}
+
 /// A size in YAML: a number of bytes, or a string with a unit.
 pub fn bytes_from_yaml<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]

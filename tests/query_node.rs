@@ -116,3 +116,152 @@ fn a_query_node_answers_from_the_bucket_and_the_ingesters_newest_samples() {
         .iter()
         .all(|k| k.starts_with("site/data/") || k.starts_with("site/billing/")));
 }
+
+/// A pseudo-random value, so the files are as large as real counters' would be uneven.
+fn noise(series: u64, k: u64) -> f64 {
+    let x = (series * 1_000_003 + k).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The value of the first sample of `name` on `a`'s `/metrics`.
+fn own_metric(a: &Running, name: &str) -> f64 {
+    common::sample(&get(&a.url("/metrics")).1, name).unwrap_or(0.0)
+}
+
+#[test]
+fn a_query_node_reads_only_the_pages_a_query_needs_and_answers_as_local_disk() {
+    let Some(s3) = S3::start("telltale") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut ingester = start(
+        &s3,
+        &dir.path().join("ingester"),
+        &["--flush-interval", "1h", "--flush-samples", "100000000"],
+    );
+    // 1,000 series of 1,000 noisy samples, 15 s apart, ending an hour ago: a file of
+    // several of the page cache's 1 MiB blocks.
+    let end = now_ms() / 1000 * 1000 - 3_600_000;
+    let start_ms = end - 999 * 15_000;
+    for chunk in 0..10u64 {
+        let series: Vec<TimeSeries> = (chunk * 100..chunk * 100 + 100)
+            .map(|i| {
+                let pod = format!("pod-{i}");
+                let samples: Vec<(i64, f64)> = (0..1000u64)
+                    .map(|k| (start_ms + k as i64 * 15_000, noise(i, k)))
+                    .collect();
+                TimeSeries::new(&[("__name__", "noise"), ("pod", &pod)], &samples)
+            })
+            .collect();
+        let body = WriteRequest { timeseries: series }.encode_body();
+        assert_eq!(remote_write(&ingester.url("/api/v1/write"), &body).0, 204);
+    }
+    // SIGTERM flushes the head and uploads the files before exiting.
+    let status = ingester.terminate(Duration::from_secs(120)).expect("exits");
+    assert!(status.success(), "{status}");
+    let stored: u64 = walk(&dir.path().join("ingester/data"))
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
+    assert!(
+        stored > 4 << 20,
+        "{stored} bytes: too small to tell pages apart"
+    );
+    let ingester = start(&s3, &dir.path().join("ingester"), &[]);
+
+    let node_dir = dir.path().join("node");
+    let node = start(&s3, &node_dir, &["--read-only"]);
+    // The node holds placeholders, not the files.
+    let local = walk(&node_dir.join("data"));
+    assert!(!local.is_empty());
+    for p in &local {
+        let head = std::fs::read(p).unwrap();
+        assert!(
+            head.starts_with(b"telltale remote object\n"),
+            "{}",
+            p.display()
+        );
+    }
+
+    let range = |q: &str| {
+        format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=60",
+            urlencode(q),
+            start_ms / 1000,
+            end / 1000
+        )
+    };
+    let one = range("noise{pod=\"pod-417\"}");
+    let (code, body) = get(&node.url(&one));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, get(&ingester.url(&one)).1);
+    assert!(body.contains("pod-417"), "{body}");
+    let read = own_metric(&node, "telltale_aggregator_object_store_read_bytes_total");
+    eprintln!("one series of 1,000: read {read} of {stored} bytes");
+    assert!(read > 0.0);
+    assert!(
+        read < stored as f64 / 2.0,
+        "one series of 1,000 read {read} of {stored} bytes"
+    );
+
+    // Asked again, it comes from the page cache.
+    let misses = own_metric(&node, "telltale_aggregator_object_store_cache_misses_total");
+    assert_eq!(get(&node.url(&one)).1, body);
+    assert_eq!(
+        own_metric(&node, "telltale_aggregator_object_store_read_bytes_total"),
+        read
+    );
+    assert_eq!(
+        own_metric(&node, "telltale_aggregator_object_store_cache_misses_total"),
+        misses
+    );
+    assert!(own_metric(&node, "telltale_aggregator_object_store_cache_hits_total") > 0.0);
+
+    // Queries over every series answer as local disk does, with the cache on disk and
+    // with none.
+    let bare = start(
+        &s3,
+        &dir.path().join("bare"),
+        &["--read-only", "--cache-max-bytes", "0"],
+    );
+    for q in [
+        "sum(rate(noise[5m]))",
+        "max by (pod) (max_over_time(noise[30m]))",
+        "count(noise > 0.5)",
+    ] {
+        let want = get(&ingester.url(&range(q))).1;
+        assert!(want.contains("\"values\""), "{q}: {want}");
+        assert_eq!(get(&node.url(&range(q))).1, want, "{q}");
+        assert_eq!(
+            get(&bare.url(&range(q))).1,
+            want,
+            "{q} without a disk cache"
+        );
+    }
+    let cached = own_metric(&node, "telltale_aggregator_object_store_cache_bytes");
+    assert!(
+        cached > 0.0 && cached <= 4.0 * (1u64 << 30) as f64,
+        "{cached}"
+    );
+    assert_eq!(
+        own_metric(&bare, "telltale_aggregator_object_store_cache_bytes"),
+        0.0
+    );
+}
+
+/// Every file under `dir`, hidden ones left out.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -74,6 +74,9 @@ pub struct Options {
     pub read_only: bool,
     /// With `read_only`: how often the bucket is listed for new files.
     pub refresh_interval: Duration,
+    /// With `read_only`: disk bytes of the page cache of blocks read from the bucket
+    /// (`--cache-max-bytes`).
+    pub cache_max_bytes: u64,
     /// Ingesting aggregators asked over remote read for their newest samples
     /// (`--ingesters`).
     pub ingesters: Vec<String>,
@@ -143,7 +146,10 @@ pub async fn run(
         Some(target) => {
             metrics.register_object_store(&registry)?;
             let mut b = store::bucket::Bucket::new(target, &opts.data_dir, metrics.clone())?;
-            if !opts.read_only {
+            if opts.read_only {
+                metrics.register_page_cache(&registry)?;
+                b = b.read_in_place(opts.cache_max_bytes)?;
+            } else {
                 b = b.with_replica(&opts.replica);
             }
             let b = Arc::new(b);

@@ -58,6 +58,14 @@ pub const OBJECT_STORE_DELETED: &str = "telltale_aggregator_object_store_deleted
 pub const OBJECT_STORE_RESTORED: &str = "telltale_aggregator_object_store_restored_files_total";
 /// Files on local disk not yet in the object store.
 pub const OBJECT_STORE_PENDING: &str = "telltale_aggregator_object_store_pending_files";
+/// Bytes a query node read from the object store in place (range reads).
+pub const OBJECT_STORE_READ_BYTES: &str = "telltale_aggregator_object_store_read_bytes_total";
+/// Blocks a query node found in its page cache.
+pub const OBJECT_STORE_CACHE_HITS: &str = "telltale_aggregator_object_store_cache_hits_total";
+/// Blocks a query node had to read from the object store.
+pub const OBJECT_STORE_CACHE_MISSES: &str = "telltale_aggregator_object_store_cache_misses_total";
+/// Bytes a query node's page cache holds on disk (at most --cache-max-bytes).
+pub const OBJECT_STORE_CACHE_BYTES: &str = "telltale_aggregator_object_store_cache_bytes";
 
 /// Parquet files written by flushes.
 pub const FILES_WRITTEN: &str = "telltale_aggregator_parquet_files_written_total";
@@ -126,6 +134,14 @@ pub struct Metrics {
     pub object_store_restored: IntCounter,
     /// Files waiting for upload.
     pub object_store_pending: IntGauge,
+    /// Bytes read in place.
+    pub object_store_read_bytes: IntCounter,
+    /// Page cache blocks found.
+    pub object_store_cache_hits: IntCounter,
+    /// Page cache blocks read from the bucket.
+    pub object_store_cache_misses: IntCounter,
+    /// Page cache bytes on disk.
+    pub object_store_cache_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -228,11 +244,27 @@ impl Metrics {
             )?,
             object_store_restored: IntCounter::new(
                 OBJECT_STORE_RESTORED,
-                "Files downloaded from the object store: at start, those the data directory lacked; on a --read-only node, each new or changed file.",
+                "Files downloaded from the object store: at start, those the data directory lacked; on a replica, the other replicas' new parts; on a --read-only node, billing's frontier files (Parquet files are read in place).",
             )?,
             object_store_pending: IntGauge::new(
                 OBJECT_STORE_PENDING,
                 "Files on local disk that the object store does not hold yet.",
+            )?,
+            object_store_read_bytes: IntCounter::new(
+                OBJECT_STORE_READ_BYTES,
+                "Bytes a --read-only node read from the object store by range reads.",
+            )?,
+            object_store_cache_hits: IntCounter::new(
+                OBJECT_STORE_CACHE_HITS,
+                "Blocks of object store files a --read-only node found in its page cache.",
+            )?,
+            object_store_cache_misses: IntCounter::new(
+                OBJECT_STORE_CACHE_MISSES,
+                "Blocks of object store files a --read-only node read from the object store.",
+            )?,
+            object_store_cache_bytes: IntGauge::new(
+                OBJECT_STORE_CACHE_BYTES,
+                "Bytes the page cache of a --read-only node holds on disk (at most --cache-max-bytes).",
             )?,
         };
         registry.register(Box::new(m.rollup_days.clone()))?;
@@ -268,6 +300,16 @@ impl Metrics {
         registry.register(Box::new(self.object_store_deleted.clone()))?;
         registry.register(Box::new(self.object_store_restored.clone()))?;
         registry.register(Box::new(self.object_store_pending.clone()))?;
+        Ok(())
+    }
+
+    /// Adds the page cache's families to `registry` (a `--read-only` node with
+    /// `--object-store`).
+    pub fn register_page_cache(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.object_store_read_bytes.clone()))?;
+        registry.register(Box::new(self.object_store_cache_hits.clone()))?;
+        registry.register(Box::new(self.object_store_cache_misses.clone()))?;
+        registry.register(Box::new(self.object_store_cache_bytes.clone()))?;
         Ok(())
     }
 

@@ -161,6 +161,11 @@ pub fn quarantine_dir(data_dir: &Path, partition: &std::ffi::OsStr) -> PathBuf {
     data_dir.join("corrupt").join(partition)
 }
 
+/// Where a query node keeps blocks of object store files it read (`--cache-max-bytes`).
+pub fn page_cache_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("cache")
+}
+
 /// The billing directory.
 pub fn billing_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("billing")

@@ -36,6 +36,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use super::bucket::remote::{stored_len, Marker, Source};
 use super::head::{Day, SeriesKey};
 use super::layout;
 
@@ -255,9 +256,10 @@ pub fn publish(file: &std::fs::File, tmp: &Path, path: &Path) -> std::io::Result
     Ok(())
 }
 
-/// Opens a file of the store, the error naming it.
-pub fn open(path: &Path) -> Result<std::fs::File, Error> {
-    std::fs::File::open(path).map_err(|source| Error::Io {
+/// Opens a file of the store, the error naming it: on local disk, or read in place from
+/// the object store when the file is a query node's placeholder.
+pub fn open(path: &Path) -> Result<Source, Error> {
+    Source::open(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
     })
@@ -614,6 +616,10 @@ pub fn scan(data_dir: &Path) -> Vec<PathBuf> {
     let mut moved = Vec::new();
     for (_, part) in layout::day_dirs(data_dir) {
         for f in layout::parquet_files(&part) {
+            if Marker::read(&f).is_some() {
+                // Read in place: its footer is checked when a query first opens it.
+                continue;
+            }
             let ok = std::fs::File::open(&f)
                 .map_err(|e| e.to_string())
                 .and_then(|file| SerializedFileReader::new(file).map_err(|e| e.to_string()))
@@ -645,11 +651,7 @@ pub fn usage(data_dir: &Path) -> Vec<Usage> {
         .into_iter()
         .map(|(day, part)| {
             let files = layout::parquet_files(&part);
-            let bytes = files
-                .iter()
-                .filter_map(|f| f.metadata().ok())
-                .map(|m| m.len())
-                .sum();
+            let bytes = files.iter().filter_map(|f| stored_len(f)).sum();
             Usage {
                 day: telltale_model::calendar::day_name(day),
                 files: files.len(),

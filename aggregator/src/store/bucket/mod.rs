@@ -29,6 +29,8 @@ use tracing::{info, warn};
 use super::layout;
 use crate::metrics::Metrics;
 
+mod cache;
+pub mod remote;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -116,6 +118,8 @@ pub struct Bucket {
     known: tokio::sync::Mutex<Known>,
     /// This writer's name, when replicas share the bucket (`--replica`).
     replica: Option<String>,
+    /// On a query node: Parquet files are read in place, placeholders standing for them.
+    in_place: Option<Arc<remote::Remote>>,
 }
 
 impl Bucket {
@@ -130,7 +134,54 @@ impl Bucket {
             metrics,
             known: Default::default(),
             replica: None,
+            in_place: None,
         })
+    }
+
+    /// A query node's bucket: Parquet files are not downloaded but read in place, by
+    /// range reads through a page cache of `cache_max_bytes` on local disk (see
+    /// [`remote`]). Must be called inside the runtime that will run the client.
+    pub fn read_in_place(mut self, cache_max_bytes: u64) -> Result<Bucket, Error> {
+        let dir = layout::page_cache_dir(&self.data_dir);
+        let remote = remote::Remote::install(
+            self.store.clone(),
+            self.prefix.clone(),
+            &self.data_dir,
+            &dir,
+            cache_max_bytes,
+            self.metrics.clone(),
+        )
+        .map_err(|source| Error::Io { path: dir, source })?;
+        self.in_place = Some(remote);
+        Ok(self)
+    }
+
+    /// Brings the object of `rel` to `path`: downloaded, or, read in place, a placeholder
+    /// of its `version`.
+    async fn take(
+        &self,
+        meta: &object_store::ObjectMeta,
+        rel: &str,
+        path: &Path,
+    ) -> Result<(), Error> {
+        if self.in_place.is_none() || !layout::immutable(rel) {
+            self.download(&meta.location, rel, path).await?;
+            self.metrics.object_store_restored.inc();
+            return Ok(());
+        }
+        let marker = remote::Marker {
+            rel: rel.to_owned(),
+            size: meta.size,
+            version: version(meta).1,
+        };
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || marker.write(&path).map_err(|e| (path, e)))
+            .await
+            .map_err(|e| Error::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+            .map_err(|(path, source)| Error::Io { path, source })
     }
 
     /// The bucket shared with other replicas, this one named `replica`: each sync also
@@ -310,17 +361,12 @@ impl Bucket {
         let mut present = std::collections::HashSet::new();
         for (rel, path, meta) in self.list().await? {
             present.insert(rel.clone());
-            let version = (
-                meta.size,
-                meta.e_tag
-                    .clone()
-                    .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
-            );
+            let version = version(&meta);
             let take = match mode {
                 Follow::ReadOnly => {
                     known.fetched.get(&rel) != Some(&version)
                         && !(layout::immutable(&rel)
-                            && stamp(&path).is_some_and(|s| s.len == meta.size))
+                            && remote::stored_len(&path) == Some(meta.size))
                 }
                 Follow::Replica => {
                     layout::immutable(&rel)
@@ -329,9 +375,8 @@ impl Bucket {
                 }
             };
             if take {
-                self.download(&meta.location, &rel, &path).await?;
+                self.take(&meta, &rel, &path).await?;
                 out.fetched += 1;
-                self.metrics.object_store_restored.inc();
                 if let (Follow::Replica, Some(s)) = (mode, stamp(&path)) {
                     known.objects.insert(rel.clone(), s);
                 }
@@ -426,9 +471,8 @@ impl Bucket {
         for (rel, path, meta) in self.list().await? {
             let mut s = stamp(&path);
             if s.is_none() {
-                self.download(&meta.location, &rel, &path).await?;
+                self.take(&meta, &rel, &path).await?;
                 restored += 1;
-                self.metrics.object_store_restored.inc();
                 s = stamp(&path);
             }
             match s {
@@ -526,6 +570,16 @@ impl Bucket {
         self.metrics.object_store_uploaded.inc();
         Ok(())
     }
+}
+
+/// An object's size and version (entity tag, or modification time without one).
+fn version(meta: &object_store::ObjectMeta) -> (u64, String) {
+    (
+        meta.size,
+        meta.e_tag
+            .clone()
+            .unwrap_or_else(|| meta.last_modified.to_rfc3339()),
+    )
 }
 
 /// Writes `bytes` to `path` durably: a hidden temporary file in the same directory,

@@ -1,0 +1,432 @@
+//! Reading the bucket's Parquet files in place (a query node, `--read-only`): instead of
+//! downloading a file, the node writes a small placeholder under the file's name (a
+//! [`Marker`]: its key, size and version), so listing, retention and the query cache see
+//! the file as they would on local disk. Opening it ([`Source::open`], which every read of
+//! the store goes through) gives a reader that fetches only the byte ranges Parquet asks
+//! for (the footer, the page index, the pages of the wanted row groups and columns) in
+//! [`BLOCK`]-sized blocks, kept in the [`PageCache`].
+//!
+//! A placeholder names the data directory's [`Remote`], found by path in a registry the
+//! query node fills once at start: the store's readers are plain functions of a path, and
+//! a placeholder read by a process without the bucket is an error naming the file.
+
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use object_store::path::Path as Key;
+use object_store::ObjectStore;
+use parquet::errors::ParquetError;
+use parquet::file::reader::{ChunkReader, Length};
+
+use super::cache::{BlockId, PageCache, BLOCK};
+use crate::metrics::Metrics;
+
+/// The first line of a placeholder; a Parquet file starts with `PAR1`.
+const MAGIC: &str = "telltale remote object\n";
+
+/// What a placeholder says: the object's key (relative to the bucket's prefix), size and
+/// version (entity tag or modification time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The key, relative to the bucket's prefix (the file's path under the data directory).
+    pub rel: String,
+    /// The object's length in bytes.
+    pub size: u64,
+    /// Its entity tag (or modification time): a new version is a new object to the cache.
+    pub version: String,
+}
+
+impl Marker {
+    /// The placeholder at `path`, if that file is one.
+    pub fn read(path: &Path) -> Option<Marker> {
+        let mut head = [0u8; MAGIC.len()];
+        let mut f = std::fs::File::open(path).ok()?;
+        f.read_exact(&mut head).ok()?;
+        if head != MAGIC.as_bytes() {
+            return None;
+        }
+        let mut rest = String::new();
+        f.take(64 << 10).read_to_string(&mut rest).ok()?;
+        Marker::parse(&rest)
+    }
+
+    fn parse(text: &str) -> Option<Marker> {
+        let mut lines = text.lines();
+        let mut field = |name: &str| lines.next()?.strip_prefix(name)?.strip_prefix(' ');
+        Some(Marker {
+            rel: field("key")?.to_owned(),
+            size: field("size")?.parse().ok()?,
+            version: field("version")?.to_owned(),
+        })
+    }
+
+    /// Writes the placeholder to `path`, replacing what is there at once.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = super::layout::temporary(dir, &name);
+        let body = format!(
+            "{MAGIC}key {}\nsize {}\nversion {}\n",
+            self.rel,
+            self.size,
+            self.version.replace('\n', " ")
+        );
+        std::fs::write(&tmp, body)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The block cache's name for this version of the object (FNV-1a of key and version).
+    fn object_id(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.rel.bytes().chain([0]).chain(self.version.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
+}
+
+/// The length of the file at `path` as the store sees it: a placeholder's object size, or
+/// the file's own length.
+pub fn stored_len(path: &Path) -> Option<u64> {
+    match Marker::read(path) {
+        Some(m) => Some(m.size),
+        None => std::fs::metadata(path).ok().map(|m| m.len()),
+    }
+}
+
+/// A data directory whose placeholders are read from a bucket.
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    prefix: Key,
+    data_dir: PathBuf,
+    cache: PageCache,
+    /// The runtime the object store client runs on; reads come from blocking threads.
+    runtime: tokio::runtime::Handle,
+    metrics: Metrics,
+}
+
+static REMOTES: RwLock<Vec<Arc<Remote>>> = RwLock::new(Vec::new());
+
+impl Remote {
+    /// Reads placeholders under `data_dir` from `store` (keys under `prefix`), through a
+    /// page cache of `cache_max_bytes` in `cache_dir`, and registers itself for
+    /// [`Source::open`]. Must be called inside the runtime the client is to run on.
+    pub(super) fn install(
+        store: Arc<dyn ObjectStore>,
+        prefix: Key,
+        data_dir: &Path,
+        cache_dir: &Path,
+        cache_max_bytes: u64,
+        metrics: Metrics,
+    ) -> std::io::Result<Arc<Remote>> {
+        let remote = Arc::new(Remote {
+            store,
+            prefix,
+            data_dir: data_dir.to_path_buf(),
+            cache: PageCache::open(cache_dir, cache_max_bytes)?,
+            runtime: tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?,
+            metrics,
+        });
+        let mut all = REMOTES.write().unwrap_or_else(|p| p.into_inner());
+        all.retain(|r| r.data_dir != remote.data_dir);
+        all.push(remote.clone());
+        Ok(remote)
+    }
+
+    /// The remote of the data directory holding `path`.
+    fn of(path: &Path) -> Option<Arc<Remote>> {
+        let all = REMOTES.read().unwrap_or_else(|p| p.into_inner());
+        all.iter()
+            .filter(|r| path.starts_with(&r.data_dir))
+            .max_by_key(|r| r.data_dir.as_os_str().len())
+            .cloned()
+    }
+
+    /// Reads `range` of the object at `key`, waiting on this thread.
+    fn fetch(&self, key: &Key, range: Range<u64>) -> Result<Bytes, object_store::Error> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (store, key, wanted) = (self.store.clone(), key.clone(), range.clone());
+        self.runtime.spawn(async move {
+            let got = store.get_ranges(&key, &[wanted]).await;
+            let _ = tx.send(got.map(|mut parts| parts.pop().unwrap_or_default()));
+        });
+        let bytes = rx.recv().unwrap_or_else(|_| {
+            Err(object_store::Error::Generic {
+                store: "telltale",
+                source: "the runtime stopped during a read".into(),
+            })
+        })?;
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(object_store::Error::Generic {
+                store: "telltale",
+                source: format!(
+                    "asked for bytes {range:?}, got {}: the object changed or was cut short",
+                    bytes.len()
+                )
+                .into(),
+            });
+        }
+        self.metrics
+            .object_store_read_bytes
+            .inc_by(bytes.len() as u64);
+        Ok(bytes)
+    }
+}
+
+/// A file of the store, opened for reading: on local disk, or an object read in place.
+pub enum Source {
+    /// A file on local disk.
+    Local(std::fs::File),
+    /// A placeholder's object.
+    Remote(RemoteFile),
+}
+
+impl Source {
+    /// Opens the file at `path`; a placeholder gives its object.
+    pub fn open(path: &Path) -> std::io::Result<Source> {
+        let file = std::fs::File::open(path)?;
+        let Some(marker) = Marker::read(path) else {
+            return Ok(Source::Local(file));
+        };
+        let remote = Remote::of(path).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} stands for {} in an object store, and this process reads none",
+                path.display(),
+                marker.rel
+            ))
+        })?;
+        let key = marker
+            .rel
+            .split('/')
+            .fold(remote.prefix.clone(), |k, part| k.join(part));
+        Ok(Source::Remote(RemoteFile(Arc::new(Object {
+            id: marker.object_id(),
+            remote,
+            key,
+            marker,
+        }))))
+    }
+}
+
+/// An object read in place, by blocks through the page cache.
+#[derive(Clone)]
+pub struct RemoteFile(Arc<Object>);
+
+struct Object {
+    remote: Arc<Remote>,
+    key: Key,
+    marker: Marker,
+    id: u64,
+}
+
+impl RemoteFile {
+    fn size(&self) -> u64 {
+        self.0.marker.size
+    }
+
+    fn failed(&self, e: impl std::fmt::Display) -> ParquetError {
+        ParquetError::General(format!(
+            "reading {} from the object store: {e}",
+            self.0.marker.rel
+        ))
+    }
+
+    /// The blocks `first..=last`, each from the cache or, in one request per run of
+    /// blocks the cache lacks, from the bucket.
+    fn blocks(&self, first: u64, last: u64) -> Result<Vec<Bytes>, ParquetError> {
+        let cache = &self.0.remote.cache;
+        let metrics = &self.0.remote.metrics;
+        let id = |index| BlockId {
+            object: self.0.id,
+            index,
+        };
+        let mut out: Vec<Option<Bytes>> = (first..=last).map(|i| cache.get(id(i))).collect();
+        let hits = out.iter().filter(|b| b.is_some()).count();
+        metrics.object_store_cache_hits.inc_by(hits as u64);
+        metrics
+            .object_store_cache_misses
+            .inc_by((out.len() - hits) as u64);
+        let mut i = 0;
+        while i < out.len() {
+            if out[i].is_some() {
+                i += 1;
+                continue;
+            }
+            let run = out[i..].iter().take_while(|b| b.is_none()).count();
+            let start = (first + i as u64) * BLOCK;
+            let end = ((first + (i + run) as u64) * BLOCK).min(self.size());
+            let got = self
+                .0
+                .remote
+                .fetch(&self.0.key, start..end)
+                .map_err(|e| self.failed(e))?;
+            for (k, slot) in out[i..i + run].iter_mut().enumerate() {
+                let lo = k * BLOCK as usize;
+                let hi = (lo + BLOCK as usize).min(got.len());
+                let block = got.slice(lo..hi);
+                cache.put(id(first + (i + k) as u64), block.clone());
+                *slot = Some(block);
+            }
+            i += run;
+        }
+        metrics
+            .object_store_cache_bytes
+            .set(cache.disk_bytes() as i64);
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+impl Length for Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Local(f) => f.len(),
+            Source::Remote(r) => r.size(),
+        }
+    }
+}
+
+impl ChunkReader for Source {
+    type T = SourceRead;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<SourceRead> {
+        match self {
+            Source::Local(f) => f.get_read(start).map(SourceRead::Local),
+            Source::Remote(r) => Ok(SourceRead::Remote {
+                file: r.clone(),
+                pos: start,
+                block: None,
+            }),
+        }
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let r = match self {
+            Source::Local(f) => return f.get_bytes(start, length),
+            Source::Remote(r) => r,
+        };
+        let end = start + length as u64;
+        if end > r.size() {
+            return Err(ParquetError::EOF(format!(
+                "{} holds {} bytes, asked for {start}..{end}",
+                r.0.marker.rel,
+                r.size()
+            )));
+        }
+        if length == 0 {
+            return Ok(Bytes::new());
+        }
+        let (first, last) = (start / BLOCK, (end - 1) / BLOCK);
+        let blocks = r.blocks(first, last)?;
+        let offset = (start - first * BLOCK) as usize;
+        if let [one] = blocks.as_slice() {
+            return Ok(one.slice(offset..offset + length));
+        }
+        let mut out = BytesMut::with_capacity(length);
+        for b in &blocks {
+            out.extend_from_slice(b);
+        }
+        Ok(out.freeze().slice(offset..offset + length))
+    }
+}
+
+/// A reader from an offset of a [`Source`].
+pub enum SourceRead {
+    /// From a local file.
+    Local(std::io::BufReader<std::fs::File>),
+    /// From an object, block by block.
+    Remote {
+        /// The object.
+        file: RemoteFile,
+        /// The next byte to read.
+        pos: u64,
+        /// The block read last: its index and bytes.
+        block: Option<(u64, Bytes)>,
+    },
+}
+
+impl Read for SourceRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let (file, pos, block) = match self {
+            SourceRead::Local(r) => return r.read(buf),
+            SourceRead::Remote { file, pos, block } => (file, pos, block),
+        };
+        if *pos >= file.size() || buf.is_empty() {
+            return Ok(0);
+        }
+        let index = *pos / BLOCK;
+        if block.as_ref().map(|(i, _)| *i) != Some(index) {
+            let got = file
+                .blocks(index, index)
+                .map_err(std::io::Error::other)?
+                .pop()
+                .unwrap_or_default();
+            *block = Some((index, got));
+        }
+        let data = block.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
+        let at = (*pos - index * BLOCK) as usize;
+        let n = buf.len().min(data.len().saturating_sub(at));
+        if n == 0 {
+            return Ok(0);
+        }
+        buf[..n].copy_from_slice(&data[at..at + n]);
+        *pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_marker_reads_back_and_a_parquet_file_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part-1.parquet");
+        let m = Marker {
+            rel: "data/day=2026-01-01/part-1.parquet".into(),
+            size: 12345,
+            version: "\"etag-1\"".into(),
+        };
+        m.write(&path).unwrap();
+        assert_eq!(Marker::read(&path), Some(m.clone()));
+        assert_eq!(stored_len(&path), Some(12345));
+        std::fs::write(&path, b"PAR1 not a marker").unwrap();
+        assert_eq!(Marker::read(&path), None);
+        assert_eq!(stored_len(&path), Some(17));
+        let other = Marker {
+            version: "\"etag-2\"".into(),
+            ..m.clone()
+        };
+        assert_ne!(
+            m.object_id(),
+            other.object_id(),
+            "a new version is a new object"
+        );
+    }
+
+    #[test]
+    fn a_marker_without_an_object_store_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part-1.parquet");
+        Marker {
+            rel: "data/day=2026-01-01/part-1.parquet".into(),
+            size: 10,
+            version: "v".into(),
+        }
+        .write(&path)
+        .unwrap();
+        let Err(e) = Source::open(&path) else {
+            panic!("a placeholder opened without its bucket")
+        };
+        assert!(e.to_string().contains("part-1.parquet"), "{e}");
+    }
+}
