@@ -8,7 +8,8 @@
 //! deleted (compacted away, past retention) is deleted from the bucket, after the files
 //! that replace it are uploaded. On start, files the bucket holds and the data directory
 //! lacks are downloaded first: an aggregator on an empty directory comes back with
-//! everything the bucket kept.
+//! everything the bucket kept. A query node (`--read-only`) downloads no Parquet file: it
+//! reads them in place ([`remote`]).
 //!
 //! While the bucket cannot be reached the store goes on: files stay on local disk, the WAL
 //! segments they came from are kept (see `Store::bucket_loop`), uploads are retried with
