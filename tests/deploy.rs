@@ -5,78 +5,18 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
+#[path = "common/manifests.rs"]
+mod manifests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Namespace, PersistentVolumeClaim, PodSpec, PodTemplateSpec, Probe,
-    Secret, Service, ServiceAccount, Volume,
-};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Probe, Service, Volume};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::Deserialize;
-
-/// Each document of each deploy/*.yaml file, parsed into its API type.
-#[derive(Debug)]
-enum Object {
-    Namespace(Box<Namespace>),
-    ServiceAccount(Box<ServiceAccount>),
-    ClusterRole(Box<ClusterRole>),
-    ClusterRoleBinding(Box<ClusterRoleBinding>),
-    DaemonSet(Box<DaemonSet>),
-    Deployment(Box<Deployment>),
-    StatefulSet(Box<StatefulSet>),
-    Service(Box<Service>),
-    ConfigMap(Box<ConfigMap>),
-    Secret(Box<Secret>),
-    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
-}
+use manifests::Object;
 
 fn manifests() -> Vec<(String, Object)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    let mut out = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for path in files
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-    {
-        let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v = serde_yaml::Value::deserialize(doc).unwrap();
-            let kind = v["kind"].as_str().unwrap_or_default().to_owned();
-            let at = format!("{}: {kind}", path.display());
-            let obj = match kind.as_str() {
-                "Namespace" => Object::Namespace(Box::new(serde_yaml::from_value(v).unwrap())),
-                "ServiceAccount" => {
-                    Object::ServiceAccount(Box::new(serde_yaml::from_value(v).unwrap()))
-                }
-                "ClusterRole" => Object::ClusterRole(Box::new(serde_yaml::from_value(v).unwrap())),
-                "ClusterRoleBinding" => {
-                    Object::ClusterRoleBinding(Box::new(serde_yaml::from_value(v).unwrap()))
-                }
-                "DaemonSet" => Object::DaemonSet(Box::new(serde_yaml::from_value(v).unwrap())),
-                "Service" => Object::Service(Box::new(serde_yaml::from_value(v).unwrap())),
-                "Deployment" => Object::Deployment(Box::new(serde_yaml::from_value(v).unwrap())),
-                "StatefulSet" => Object::StatefulSet(Box::new(serde_yaml::from_value(v).unwrap())),
-                "ConfigMap" => Object::ConfigMap(Box::new(serde_yaml::from_value(v).unwrap())),
-                "Secret" => Object::Secret(Box::new(serde_yaml::from_value(v).unwrap())),
-                "PersistentVolumeClaim" => {
-                    Object::PersistentVolumeClaim(Box::new(serde_yaml::from_value(v).unwrap()))
-                }
-                other => panic!("{at}: no test knows kind {other:?}"),
-            };
-            out.push((at, obj));
-        }
-    }
-    assert!(!out.is_empty());
-    out
+    manifests::parse(&repo().join("deploy"))
 }
 
 #[test]
@@ -414,6 +354,48 @@ fn flag(args: &[String], name: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A flag's value as the kubelet passes it: each `$(NAME)` replaced by the container's
+/// environment variable (a literal, or a key of a ConfigMap of the manifests), then split
+/// at commas as the collector splits a list.
+fn expand(all: &[(String, Object)], ns: &str, c: &Container, value: &str) -> Vec<String> {
+    let mut out = value.to_owned();
+    while let Some(start) = out.find("$(") {
+        let end = start + out[start..].find(')').expect("a closing parenthesis");
+        let name = &out[start + 2..end];
+        let var = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("container {}: $({name}) is set by no env", c.name));
+        let text = match (&var.value, &var.value_from) {
+            (Some(v), _) => v.clone(),
+            (None, Some(from)) => {
+                let key = from
+                    .config_map_key_ref
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("$({name}): only ConfigMap keys are followed"));
+                all.iter()
+                    .find_map(|(_, o)| match o {
+                        Object::ConfigMap(m)
+                            if m.metadata.name.as_deref() == Some(key.name.as_str())
+                                && m.metadata.namespace.as_deref() == Some(ns) =>
+                        {
+                            m.data.as_ref()?.get(&key.key).cloned()
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| {
+                        panic!("$({name}): ConfigMap {} has no key {}", key.name, key.key)
+                    })
+            }
+            (None, None) => String::new(),
+        };
+        out.replace_range(start..=end, &text);
+    }
+    out.split(',').map(str::to_owned).collect()
 }
 
 /// The value of a flag given at most once.
@@ -985,7 +967,10 @@ fn everything_that_writes_or_queries_names_the_aggregator_service() {
         for c in &w.pod().containers {
             let at = format!("{} container {}", w.at(), c.name);
             let args = args_of(c);
-            let remote_write = flag(&args, "--remote-write");
+            let remote_write: Vec<String> = flag(&args, "--remote-write")
+                .iter()
+                .flat_map(|v| expand(&all, &w.namespace, c, v))
+                .collect();
             for url in &remote_write {
                 check(&at, url, &w.namespace, "/api/v1/write");
             }
