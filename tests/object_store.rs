@@ -422,3 +422,102 @@ fn bad_object_store_settings_are_usage_errors_naming_them() {
         assert!(err.contains(words), "{flags:?}: {words:?} not in {err}");
     }
 }
+
+/// SIGKILL while a large file's multipart upload is half sent (a proxy in front of the
+/// bucket holds its second part): the bucket shows no object under the file's key, only
+/// an unfinished upload, which no reader takes. Restarted, the aggregator uploads the file
+/// whole, and every sample is counted once.
+#[test]
+fn killed_inside_a_multipart_upload_leaves_no_object_a_reader_takes() {
+    let Some(s3) = S3::start("telltale") else {
+        return;
+    };
+    let proxy = s3.holding("partNumber=2");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("a");
+    let flags = ["--flush-interval", "1h", "--flush-samples", "100000000"];
+    let mut a = s3.aggregator_via(&proxy.url(), &data, "mp", &flags);
+    // 2,000 series of 1,200 uneven samples a second apart: one file past the 16 MiB from
+    // which uploads go in parts.
+    let end = now_ms() / 1000 * 1000 - 3_600_000;
+    let (series, points) = (2000u64, 1200u64);
+    for chunk in 0..series / 100 {
+        let ts: Vec<TimeSeries> = (chunk * 100..chunk * 100 + 100)
+            .map(|i| {
+                let pod = format!("pod-{i}");
+                let samples: Vec<(i64, f64)> = (0..points)
+                    .map(|k| {
+                        let x = (i * 1_000_003 + k).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        (end - (points - 1 - k) as i64 * 1000, (x >> 11) as f64)
+                    })
+                    .collect();
+                TimeSeries::new(&[("__name__", "uneven"), ("pod", &pod)], &samples)
+            })
+            .collect();
+        let body = WriteRequest { timeseries: ts }.encode_body();
+        assert_eq!(remote_write(&a.url("/api/v1/write"), &body).0, 204);
+    }
+    // SIGTERM flushes the head to a file and uploads it: the proxy holds the second part.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&a.child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    eventually(Duration::from_secs(180), || proxy.held().then_some(()))
+        .expect("the upload's second part sent");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+
+    let unfinished = s3.unfinished_uploads();
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    let key = &unfinished[0];
+    assert!(key.ends_with(".parquet"), "{key}");
+    let local = s3_files(&data);
+    assert!(
+        local.contains(key.trim_start_matches("mp/")),
+        "{key} is not the file"
+    );
+    assert!(
+        !s3.keys("mp/").contains(key),
+        "{key} is visible half uploaded"
+    );
+
+    // A query node over the bucket takes nothing partial.
+    let count = |q: &Running| {
+        let (_, body) = get(&q.url(&format!(
+            "/api/v1/query?query={}&time={}",
+            urlencode("sum(count_over_time(uneven[2h]))"),
+            end / 1000
+        )));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+    };
+    let q = s3.aggregator(
+        &dir.path().join("q"),
+        "mp",
+        &["--read-only", "--refresh-interval", "1s"],
+    );
+    assert_eq!(count(&q), None);
+    assert_eq!(
+        metric(&q, "telltale_aggregator_corrupt_files_total"),
+        Some(0.0)
+    );
+
+    // Restarted (the bucket answering), it uploads the file whole.
+    let _a = s3.aggregator(&data, "mp", &flags);
+    eventually(Duration::from_secs(120), || {
+        s3.keys("mp/").contains(key).then_some(())
+    })
+    .expect("the file uploaded after the restart");
+    let all = (series * points) as f64;
+    let counted = eventually(Duration::from_secs(60), || {
+        (count(&q) == Some(all)).then_some(())
+    });
+    assert!(counted.is_some(), "{:?} of {all}", count(&q));
+    assert_eq!(
+        metric(&q, "telltale_aggregator_corrupt_files_total"),
+        Some(0.0)
+    );
+}

@@ -66,11 +66,16 @@ impl S3 {
 
     /// `telltale` with the S3 client's settings in its environment.
     pub fn telltale(&self) -> Command {
+        self.telltale_via(&self.endpoint)
+    }
+
+    /// [`S3::telltale`] reaching the server at `endpoint` (a proxy in front of it).
+    pub fn telltale_via(&self, endpoint: &str) -> Command {
         let mut c = telltale();
         c.env("AWS_ACCESS_KEY_ID", "telltale-test")
             .env("AWS_SECRET_ACCESS_KEY", "telltale-test-secret")
             .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ALLOW_HTTP", "true");
         c
     }
@@ -78,7 +83,18 @@ impl S3 {
     /// `telltale aggregator` on `data`, its files kept in `prefix` of the bucket, with
     /// `flags` added.
     pub fn aggregator(&self, data: &Path, prefix: &str, flags: &[&str]) -> Running {
-        let mut c = self.telltale();
+        self.aggregator_via(&self.endpoint, data, prefix, flags)
+    }
+
+    /// [`S3::aggregator`] reaching the server at `endpoint`.
+    pub fn aggregator_via(
+        &self,
+        endpoint: &str,
+        data: &Path,
+        prefix: &str,
+        flags: &[&str],
+    ) -> Running {
+        let mut c = self.telltale_via(endpoint);
         c.args(["aggregator", "--data-dir"])
             .arg(data)
             .arg("--object-store")
@@ -118,5 +134,97 @@ impl S3 {
         };
         rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), signal)
             .expect("signal moto_server");
+    }
+
+    /// The keys of the multipart uploads started and neither completed nor aborted.
+    pub fn unfinished_uploads(&self) -> Vec<String> {
+        let body = ureq::get(&format!("{}/{}?uploads", self.endpoint, self.bucket))
+            .timeout(Duration::from_secs(10))
+            .call()
+            .expect("list multipart uploads")
+            .into_string()
+            .expect("listing text");
+        body.split("<Upload>")
+            .skip(1)
+            .filter_map(|u| u.split("<Key>").nth(1)?.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A forwarder to the server that holds, unanswered, every connection once it has
+    /// sent `pattern` (e.g. `partNumber=2`, a multipart upload's second part).
+    pub fn holding(&self, pattern: &'static str) -> Holding {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let target = self.endpoint.trim_start_matches("http://").to_owned();
+        let flag = held.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let (Ok(client), Ok(server)) = (conn, std::net::TcpStream::connect(&target)) else {
+                    continue;
+                };
+                let (mut back_from, mut back_to) = (
+                    server.try_clone().expect("clone"),
+                    client.try_clone().expect("clone"),
+                );
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut back_from, &mut back_to);
+                });
+                let flag = flag.clone();
+                std::thread::spawn(move || forward_until(client, server, pattern, &flag));
+            }
+        });
+        Holding { addr, held }
+    }
+}
+
+/// Copies `from` to `to` until the bytes sent hold `pattern`: then stops reading and
+/// keeps both ends open, and sets `held`.
+fn forward_until(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    pattern: &str,
+    held: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        tail.extend_from_slice(&buf[..n]);
+        if tail.windows(pattern.len()).any(|w| w == pattern.as_bytes()) {
+            held.store(true, std::sync::atomic::Ordering::SeqCst);
+            // Held until the test ends: the sender waits for an answer that never comes.
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        let keep = tail.len().saturating_sub(pattern.len());
+        tail.drain(..keep);
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// See [`S3::holding`].
+pub struct Holding {
+    addr: std::net::SocketAddr,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Holding {
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Whether a connection has been held.
+    pub fn held(&self) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
