@@ -81,7 +81,7 @@ fn config_map<'a>(all: &'a [(String, Object)], name: &str) -> &'a ConfigMap {
         .unwrap_or_else(|| panic!("no ConfigMap {name}"))
 }
 
-fn container<'a>(spec: &'a k8s_openapi::api::core::v1::PodTemplateSpec) -> &'a Container {
+fn container(spec: &k8s_openapi::api::core::v1::PodTemplateSpec) -> &Container {
     &spec.spec.as_ref().unwrap().containers[0]
 }
 
