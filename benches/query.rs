@@ -20,6 +20,11 @@
 //! store of the same 10,000 series sampled every 5 minutes (90 days at 15 s would be 5
 //! billion rows to generate; a single-series read touches the same footer and a page or
 //! two of each day either way). Its target is absolute: ≤ 100 ms.
+//!
+//! Then, with moto_server installed (PyPI `moto[server]`), both stores are uploaded to an
+//! S3 bucket on it by an aggregator with `--object-store`, and each query is asked of a
+//! fresh `--read-only` query node reading the bucket in place: its first run (cold: empty
+//! page cache) and the median of 5 more (warm) against the local-disk median above.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
 
@@ -284,7 +289,7 @@ fn main() {
         }
     );
 
-    let (_ours, ours_url) = start_ours(&ours_dir);
+    let (ours_proc, ours_url) = start_ours(&ours_dir);
     let prom = if promtool_ok {
         start_prometheus(&data, &blocks)
     } else {
@@ -340,6 +345,25 @@ fn main() {
         }
     }
     drop(prom);
+    drop(ours_proc);
+    let moto = common::Moto::start("bench");
+    if let Some(moto) = &moto {
+        println!("  object store: the same files in an S3 bucket on moto_server, read by a fresh --read-only query node, against a fresh aggregator on the local files (goals: warm <= 1.2x, cold <= 3x)");
+        upload(moto, &ours_dir, "query");
+        for (name, q, start, step) in cases {
+            bucket_case(
+                moto,
+                "query",
+                &ours_dir,
+                &agent,
+                (name, q, start, end, step),
+            );
+        }
+    } else {
+        println!(
+            "  object store: moto_server is not installed (python3 -m pip install 'moto[server]')"
+        );
+    }
 
     if long_days > 0 {
         let long_dir = work.path().join("long");
@@ -352,7 +376,7 @@ fn main() {
             specs.len(),
             started.elapsed()
         );
-        let (_long, long_url) = start_ours(&long_dir);
+        let (long, long_url) = start_ours(&long_dir);
         let q = "bench_requests_total{pod=\"pod-00042\"}";
         let start = end - long_days * DAY_MS;
         let (first, s, p) = query(&agent, &long_url, q, start, end, "3600");
@@ -363,5 +387,121 @@ fn main() {
             "  one series, {long_days} d at 1 h: first {first:.1?}, then median {:.1?} (target <= 100 ms); {s} series, {p} points",
             median(runs)
         );
+        drop(long);
+        if let Some(moto) = &moto {
+            upload(moto, &long_dir, "long");
+            let name = format!("one series, {long_days} d at 1 h");
+            bucket_case(
+                moto,
+                "long",
+                &long_dir,
+                &agent,
+                (&name, q, start, end, "3600"),
+            );
+        }
     }
+}
+
+/// Puts the files of the store in `dir` into the bucket under `prefix`: an aggregator
+/// with `--object-store` uploads them; it is stopped once it has.
+fn upload(moto: &common::Moto, dir: &Path, prefix: &str) {
+    let target = format!("s3://bench/{prefix}");
+    let (_up, url) = common::start_aggregator_env(dir, &["--object-store", &target], &moto.env());
+    let begin = Instant::now();
+    loop {
+        let text = ureq::get(&format!("{url}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let metric = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+                .unwrap_or(-1.0)
+        };
+        let want = dir_bytes(&dir.join("data")).0 as f64;
+        let sent = metric("telltale_aggregator_object_store_uploaded_bytes_total");
+        if sent >= want && metric("telltale_aggregator_object_store_pending_files") == 0.0 {
+            println!(
+                "    {prefix}: {:.0} MiB uploaded in {:.0?}",
+                sent / (1 << 20) as f64,
+                begin.elapsed()
+            );
+            return;
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(1800),
+            "{prefix}: uploaded {sent} of {want} bytes in 30 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// One query asked of two fresh processes: an aggregator on the local files in
+/// `local_dir` and a query node over the bucket's `prefix` holding the same files. Each
+/// answers once (cold: its footer cache, and the node's page cache, empty; the local
+/// files are in the kernel's page cache either way), then 5 more times (warm, median).
+/// The answers must be the same, byte for byte.
+fn bucket_case(
+    moto: &common::Moto,
+    prefix: &str,
+    local_dir: &Path,
+    agent: &ureq::Agent,
+    (name, q, start, end, step): (&str, &str, i64, i64, &str),
+) {
+    let run = |url: &str| {
+        let (cold, _, _) = query(agent, url, q, start, end, step);
+        let warm = median(
+            (0..5)
+                .map(|_| query(agent, url, q, start, end, step).0)
+                .collect(),
+        );
+        let body = agent
+            .post(&format!("{url}/api/v1/query_range"))
+            .send_form(&[
+                ("query", q),
+                ("start", &(start / 1000).to_string()),
+                ("end", &(end / 1000).to_string()),
+                ("step", step),
+            ])
+            .unwrap()
+            .into_string()
+            .unwrap();
+        (cold, warm, body)
+    };
+    let (local, local_url) = start_ours(local_dir);
+    let (local_cold, local_warm, want) = run(&local_url);
+    drop(local);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let target = format!("s3://bench/{prefix}");
+    let (node, url) = common::start_aggregator_env(
+        dir.path(),
+        &["--read-only", "--object-store", &target],
+        &moto.env(),
+    );
+    let (cold, warm, got) = run(&url);
+    let read = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("telltale_aggregator_object_store_read_bytes_total ")?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    drop(node);
+    let same = if got == want {
+        "same answer"
+    } else {
+        "ANSWERS DIFFER"
+    };
+    println!(
+        "    {name}: cold {cold:.1?} vs {local_cold:.1?} = {:.2}x (goal <= 3x), warm {warm:.1?} vs {local_warm:.1?} = {:.2}x (goal <= 1.2x); {:.1} MiB read from the bucket; {same}",
+        cold.as_secs_f64() / local_cold.as_secs_f64(),
+        warm.as_secs_f64() / local_warm.as_secs_f64(),
+        read / (1 << 20) as f64,
+    );
 }

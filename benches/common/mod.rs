@@ -101,6 +101,15 @@ pub fn start_aggregator(data: &Path) -> (Killed, String) {
 
 /// [`start_aggregator`] with more flags.
 pub fn start_aggregator_with(data: &Path, flags: &[&str]) -> (Killed, String) {
+    start_aggregator_env(data, flags, &[])
+}
+
+/// [`start_aggregator`] with more flags and environment variables.
+pub fn start_aggregator_env(
+    data: &Path,
+    flags: &[&str],
+    env: &[(&str, String)],
+) -> (Killed, String) {
     use std::process::{Command, Stdio};
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_telltale"))
@@ -108,6 +117,7 @@ pub fn start_aggregator_with(data: &Path, flags: &[&str]) -> (Killed, String) {
         .arg("--data-dir")
         .arg(data)
         .args(flags)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -25,6 +25,7 @@ pub mod bucket;
 pub mod head;
 pub mod layout;
 pub mod partition;
+mod prefetch;
 pub mod retention;
 pub mod rollup;
 pub mod select;

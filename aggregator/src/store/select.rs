@@ -162,6 +162,7 @@ impl FileCache {
             message,
         };
         let file = partition::open(path)?;
+        file.prefetch_footer();
         let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_page_index(true);
         let meta = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(&file, options)
             .map_err(|e| format(e.to_string()))?;
@@ -685,6 +686,16 @@ fn read_plans(
         message,
     };
     let file = partition::open(path)?;
+    if file.is_remote() {
+        let columns = super::prefetch::leaves(meta.metadata(), &["timestamp", "value"]);
+        let ranges: Vec<_> = plans
+            .iter()
+            .flat_map(|p| {
+                super::prefetch::page_ranges(meta.metadata(), p.group, &p.selectors, &columns)
+            })
+            .collect();
+        file.prefetch(&ranges);
+    }
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let mask =
         parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), ["timestamp", "value"]);

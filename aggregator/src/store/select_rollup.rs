@@ -177,13 +177,23 @@ fn read(r: &Read, mint: i64, maxt: i64, fields: Fields) -> Result<Vec<Part>, Err
         message,
     };
     let file = partition::open(path)?;
-    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, r.index.meta.clone());
     let mut columns = vec!["timestamp"];
     for (f, names) in COLUMNS {
         if fields.has(f) {
             columns.extend_from_slice(names);
         }
     }
+    if file.is_remote() {
+        let meta = r.index.meta.metadata();
+        let leaves = super::prefetch::leaves(meta, &columns);
+        let ranges: Vec<_> = r
+            .plans
+            .iter()
+            .flat_map(|p| super::prefetch::page_ranges(meta, p.group, &p.selectors, &leaves))
+            .collect();
+        file.prefetch(&ranges);
+    }
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, r.index.meta.clone());
     let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), columns);
     let selectors: Vec<_> = r
         .plans

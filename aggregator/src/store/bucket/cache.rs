@@ -17,7 +17,7 @@ use bytes::Bytes;
 pub const BLOCK: u64 = 1 << 20;
 
 /// Bytes of blocks held in memory at most, besides the disk cache.
-const MEMORY_BYTES: usize = 64 << 20;
+pub const MEMORY_BYTES: usize = 64 << 20;
 
 /// A block: the object (a hash of its key and version) and the block's index in it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -75,6 +75,12 @@ impl PageCache {
     /// Bytes the cache holds on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.lock().disk_bytes
+    }
+
+    /// Whether the block is held, in memory or on disk.
+    pub fn contains(&self, id: BlockId) -> bool {
+        let inner = self.lock();
+        inner.memory.contains_key(&id) || inner.disk.contains_key(&id)
     }
 
     /// The block, from memory or disk.

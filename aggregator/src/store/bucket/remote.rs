@@ -24,6 +24,9 @@ use parquet::file::reader::{ChunkReader, Length};
 use super::cache::{BlockId, PageCache, BLOCK};
 use crate::metrics::Metrics;
 
+/// How much of a file's end [`Source::prefetch_footer`] reads at once.
+const TAIL: u64 = 4 * BLOCK;
+
 /// The first line of a placeholder; a Parquet file starts with `PAR1`.
 const MAGIC: &str = "telltale remote object\n";
 
@@ -149,34 +152,38 @@ impl Remote {
             .cloned()
     }
 
-    /// Reads `range` of the object at `key`, waiting on this thread.
-    fn fetch(&self, key: &Key, range: Range<u64>) -> Result<Bytes, object_store::Error> {
+    /// Reads `ranges` of the object at `key` (concurrently, nearby ones in one request),
+    /// waiting on this thread.
+    fn fetch(&self, key: &Key, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, object_store::Error> {
+        let began = std::time::Instant::now();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let (store, key, wanted) = (self.store.clone(), key.clone(), range.clone());
+        let (store, object, wanted) = (self.store.clone(), key.clone(), ranges.to_vec());
         self.runtime.spawn(async move {
-            let got = store.get_ranges(&key, &[wanted]).await;
-            let _ = tx.send(got.map(|mut parts| parts.pop().unwrap_or_default()));
+            let _ = tx.send(store.get_ranges(&object, &wanted).await);
         });
-        let bytes = rx.recv().unwrap_or_else(|_| {
+        let parts = rx.recv().unwrap_or_else(|_| {
             Err(object_store::Error::Generic {
                 store: "telltale",
                 source: "the runtime stopped during a read".into(),
             })
         })?;
-        if bytes.len() as u64 != range.end - range.start {
-            return Err(object_store::Error::Generic {
-                store: "telltale",
-                source: format!(
-                    "asked for bytes {range:?}, got {}: the object changed or was cut short",
-                    bytes.len()
-                )
-                .into(),
-            });
+        for (range, bytes) in ranges.iter().zip(&parts) {
+            if bytes.len() as u64 != range.end - range.start {
+                return Err(object_store::Error::Generic {
+                    store: "telltale",
+                    source: format!(
+                        "asked for bytes {range:?}, got {}: the object changed or was cut short",
+                        bytes.len()
+                    )
+                    .into(),
+                });
+            }
+            self.metrics
+                .object_store_read_bytes
+                .inc_by(bytes.len() as u64);
         }
-        self.metrics
-            .object_store_read_bytes
-            .inc_by(bytes.len() as u64);
-        Ok(bytes)
+        tracing::debug!(%key, ?ranges, ms = began.elapsed().as_millis() as u64, "read from the object store");
+        Ok(parts)
     }
 }
 
@@ -215,6 +222,44 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Whether the file is read in place from the object store.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Source::Remote(_))
+    }
+
+    /// Fetches ahead, in one round of concurrent requests, the blocks of `ranges` the
+    /// page cache lacks (nothing on local disk): what a reader is about to ask for page by
+    /// page. At most half the page cache's memory is fetched ahead, so what is fetched
+    /// first is still there when read; a failure is left to the reads to report.
+    pub fn prefetch(&self, ranges: &[Range<u64>]) {
+        if let Source::Remote(r) = self {
+            r.prefetch(ranges);
+        }
+    }
+
+    /// Fetches ahead the file's footer, metadata and the page index before them: the
+    /// last [`TAIL`] bytes (an eighth of a smaller file) in one request, where all three
+    /// are for the store's files but those of very many series, then whatever more the
+    /// footer's length says the metadata spans, with a block before it for the page index.
+    pub fn prefetch_footer(&self) {
+        let Source::Remote(r) = self else {
+            return;
+        };
+        let size = r.size();
+        let tail = TAIL.min(size / 8).max(1);
+        r.prefetch(std::slice::from_ref(&(size.saturating_sub(tail)..size)));
+        let Ok(tail) = self.get_bytes(size.saturating_sub(8), 8.min(size as usize)) else {
+            return;
+        };
+        if tail.len() == 8 {
+            let meta = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+            let span = size.saturating_sub(8 + meta + BLOCK)..size;
+            r.prefetch(std::slice::from_ref(&span));
+        }
+    }
+}
+
 /// An object read in place, by blocks through the page cache.
 #[derive(Clone)]
 pub struct RemoteFile(Arc<Object>);
@@ -238,16 +283,84 @@ impl RemoteFile {
         ))
     }
 
+    fn id(&self, index: u64) -> BlockId {
+        BlockId {
+            object: self.0.id,
+            index,
+        }
+    }
+
+    /// See [`Source::prefetch`].
+    fn prefetch(&self, ranges: &[Range<u64>]) {
+        let size = self.size();
+        let cache = &self.0.remote.cache;
+        let mut blocks: Vec<u64> = ranges
+            .iter()
+            .filter(|r| r.start < r.end.min(size))
+            .flat_map(|r| r.start / BLOCK..=(r.end.min(size) - 1) / BLOCK)
+            .collect();
+        blocks.sort_unstable();
+        blocks.dedup();
+        let budget = (super::cache::MEMORY_BYTES as u64 / 2 / BLOCK) as usize;
+        let missing: Vec<u64> = blocks
+            .into_iter()
+            .filter(|&i| !cache.contains(self.id(i)))
+            .take(budget)
+            .collect();
+        // Runs of consecutive blocks, one range each.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for i in missing {
+            match runs.last_mut() {
+                Some((_, end)) if *end == i => *end = i + 1,
+                _ => runs.push((i, i + 1)),
+            }
+        }
+        if runs.is_empty() {
+            return;
+        }
+        let ranges: Vec<Range<u64>> = runs
+            .iter()
+            .map(|&(a, b)| a * BLOCK..(b * BLOCK).min(size))
+            .collect();
+        match self.0.remote.fetch(&self.0.key, &ranges) {
+            Ok(parts) => {
+                for (&(first, _), got) in runs.iter().zip(parts) {
+                    self.keep(first, &got);
+                }
+                let metrics = &self.0.remote.metrics;
+                metrics
+                    .object_store_cache_misses
+                    .inc_by(runs.iter().map(|(a, b)| b - a).sum());
+                metrics
+                    .object_store_cache_bytes
+                    .set(cache.disk_bytes() as i64);
+            }
+            Err(e) => tracing::debug!(error = %e, key = %self.0.marker.rel, "prefetch failed"),
+        }
+    }
+
+    /// Puts `got`, read from the start of block `first`, in the cache block by block;
+    /// the blocks.
+    fn keep(&self, first: u64, got: &Bytes) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut lo = 0;
+        while lo < got.len() {
+            let hi = (lo + BLOCK as usize).min(got.len());
+            let block = got.slice(lo..hi);
+            let index = first + (lo as u64 / BLOCK);
+            self.0.remote.cache.put(self.id(index), block.clone());
+            out.push(block);
+            lo = hi;
+        }
+        out
+    }
+
     /// The blocks `first..=last`, each from the cache or, in one request per run of
     /// blocks the cache lacks, from the bucket.
     fn blocks(&self, first: u64, last: u64) -> Result<Vec<Bytes>, ParquetError> {
         let cache = &self.0.remote.cache;
         let metrics = &self.0.remote.metrics;
-        let id = |index| BlockId {
-            object: self.0.id,
-            index,
-        };
-        let mut out: Vec<Option<Bytes>> = (first..=last).map(|i| cache.get(id(i))).collect();
+        let mut out: Vec<Option<Bytes>> = (first..=last).map(|i| cache.get(self.id(i))).collect();
         let hits = out.iter().filter(|b| b.is_some()).count();
         metrics.object_store_cache_hits.inc_by(hits as u64);
         metrics
@@ -265,13 +378,12 @@ impl RemoteFile {
             let got = self
                 .0
                 .remote
-                .fetch(&self.0.key, start..end)
-                .map_err(|e| self.failed(e))?;
-            for (k, slot) in out[i..i + run].iter_mut().enumerate() {
-                let lo = k * BLOCK as usize;
-                let hi = (lo + BLOCK as usize).min(got.len());
-                let block = got.slice(lo..hi);
-                cache.put(id(first + (i + k) as u64), block.clone());
+                .fetch(&self.0.key, std::slice::from_ref(&(start..end)))
+                .map_err(|e| self.failed(e))?
+                .pop()
+                .unwrap_or_default();
+            let kept = self.keep(first + i as u64, &got);
+            for (slot, block) in out[i..i + run].iter_mut().zip(kept) {
                 *slot = Some(block);
             }
             i += run;
