@@ -2,7 +2,8 @@
 //! moto_server), fed the same samples as a collector shipping to both would. Each
 //! sample counts once on either replica and on a query node; a sample only one replica
 //! got is answered by the other once its file is in the bucket; days are compacted under
-//! leases while both flush; a replica killed mid-way leaves nothing a reader would take.
+//! leases while both flush; retention takes a whole day out of the bucket; a replica
+//! killed mid-way leaves nothing a reader would take.
 
 #![allow(clippy::unwrap_used)]
 
@@ -166,4 +167,82 @@ fn a_replica_killed_mid_way_leaves_nothing_a_reader_would_take() {
         "{:?}",
         q.early
     );
+}
+
+/// Retention on two replicas: a day past `--retention` leaves the bucket whole (every
+/// replica's parts of it), once, while newer days stay; both replicas and a query node
+/// then count exactly the days kept.
+#[test]
+fn retention_deletes_a_whole_day_from_the_bucket_once() {
+    let Some(s3) = S3::start("telltale") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let mut a = replica(&s3, &da, "a");
+    let mut b = replica(&s3, &db, "b");
+    let at = now_ms() / 1000 * 1000;
+    let old_day = telltale_model::calendar::day_name((at - 3 * DAY) / DAY);
+    let old: Vec<i64> = (0..30).map(|j| at - 3 * DAY + j * 1000).collect();
+    let new: Vec<i64> = (0..30).map(|j| at - 600_000 + j * 1000).collect();
+    for times in [&old, &new] {
+        let body = body(times);
+        send(&a, &body);
+        send(&b, &body);
+    }
+    // The raw day (its rollups have retentions of their own).
+    let day_keys = |day: &str| s3.keys(&format!("fleet/data/day={day}/"));
+    let both = eventually(Duration::from_secs(90), || {
+        let keys = day_keys(&old_day);
+        (settled(&a)
+            && settled(&b)
+            && keys.iter().any(|k| k.ends_with("-ra.parquet"))
+            && keys.iter().any(|k| k.ends_with("-rb.parquet")))
+        .then_some(())
+    });
+    assert!(both.is_some(), "{:?}", day_keys(&old_day));
+    let wide = |a: &Running| {
+        let (_, body) = get(&a.url(&format!(
+            "/api/v1/query?query={}&time={}",
+            urlencode("sum(count_over_time(steer_total[5d]))"),
+            at as f64 / 1000.0
+        )));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+    };
+    assert_eq!(wide(&a), Some(600.0));
+
+    // Both restart keeping two days: each drops the old day on start, and the bucket
+    // with them.
+    for r in [&mut a, &mut b] {
+        assert!(r.terminate(Duration::from_secs(60)).unwrap().success());
+    }
+    let flags = |name: &'static str| {
+        [
+            "--replica",
+            name,
+            "--flush-interval",
+            "1s",
+            "--retention",
+            "2d",
+        ]
+    };
+    let a = s3.aggregator(&da, "fleet", &flags("a"));
+    let b = s3.aggregator(&db, "fleet", &flags("b"));
+    let gone = eventually(Duration::from_secs(60), || {
+        day_keys(&old_day).is_empty().then_some(())
+    });
+    assert!(gone.is_some(), "{:?}", day_keys(&old_day));
+    let today = telltale_model::calendar::day_name((at - 600_000) / DAY);
+    assert!(!day_keys(&today).is_empty(), "the day kept stays");
+    let q = query_node(&s3, &dir.path().join("q"));
+    for r in [&a, &b, &q] {
+        assert_eq!(wide(r), Some(300.0));
+    }
+    for mut r in [a, b] {
+        let log = r.log().join("\n");
+        assert!(!log.contains("ERROR"), "{log}");
+    }
 }
