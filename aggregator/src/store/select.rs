@@ -125,6 +125,16 @@ impl FileCache {
         }
     }
 
+    /// Those of `paths` whose index the cache does not hold.
+    pub(super) fn uncached(&self, paths: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        paths
+            .iter()
+            .filter(|p| !inner.files.contains_key(*p))
+            .cloned()
+            .collect()
+    }
+
     /// Bytes held now, as the cache counts them (at most its bound).
     pub fn bytes(&self) -> usize {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes
@@ -358,17 +368,20 @@ pub fn from_files(
 ) -> Result<(), partition::Error> {
     let (first, last) = (mint.div_euclid(DAY_MS), maxt.div_euclid(DAY_MS));
     let once = |found: &mut Found| -> Result<(), partition::Error> {
-        let mut reads = Vec::new();
+        let mut files = Vec::new();
         for (day, dir) in super::layout::day_dirs(data_dir) {
             if day < first || day > last {
                 continue;
             }
-            let files = super::layout::parquet_files(&dir);
-            cache.forget_gone(&dir, &files);
-            for path in files {
-                if let Some(read) = from_file(path, cache, matchers, mint, maxt, found)? {
-                    reads.push(read);
-                }
+            let present = super::layout::parquet_files(&dir);
+            cache.forget_gone(&dir, &present);
+            files.extend(present);
+        }
+        super::bucket::remote::prefetch_footers(&cache.uncached(&files));
+        let mut reads = Vec::new();
+        for path in files {
+            if let Some(read) = from_file(path, cache, matchers, mint, maxt, found)? {
+                reads.push(read);
             }
         }
         read_all(&reads, mint, maxt, found)

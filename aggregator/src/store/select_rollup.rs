@@ -98,6 +98,7 @@ pub fn from_files(
 ) -> Result<Vec<Vec<Part>>, Error> {
     let mut found = Found::default();
     let mut reads = Vec::with_capacity(files.len());
+    super::bucket::remote::prefetch_footers(&cache.uncached(files));
     for path in files {
         let (index, candidates) = cache.index(path, matchers)?;
         let meta = index.meta.metadata().clone();

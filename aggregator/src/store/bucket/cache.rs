@@ -13,8 +13,10 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-/// The size of a cached block: the unit of range reads from the bucket.
-pub const BLOCK: u64 = 1 << 20;
+/// The size of a cached block: the unit of range reads from the bucket. Small enough that
+/// a warm read of one page copies little from disk, large enough that a cold column
+/// chunk is a few requests (reads ahead coalesce neighbouring blocks into one).
+pub const BLOCK: u64 = 256 << 10;
 
 /// Bytes of blocks held in memory at most, besides the disk cache.
 pub const MEMORY_BYTES: usize = 64 << 20;
