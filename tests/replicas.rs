@@ -246,3 +246,88 @@ fn retention_deletes_a_whole_day_from_the_bucket_once() {
         assert!(!log.contains("ERROR"), "{log}");
     }
 }
+
+/// Whether `line` is the request line of a PUT of a file replica `a`'s compaction wrote
+/// (`part-<stamp>-c<count>-ra.parquet`).
+fn puts_a_compacted_file(sent: &str) -> bool {
+    sent.lines().any(|l| {
+        l.starts_with("PUT ")
+            && l.split("-c").skip(1).any(|rest| {
+                let digits = rest.chars().take_while(char::is_ascii_digit).count();
+                digits > 0 && rest[digits..].starts_with("-ra.parquet")
+            })
+    })
+}
+
+/// Replica A is killed while the file its compaction merged is being uploaded (a proxy in
+/// front of the bucket holds that upload): the parts it merged are all still in the
+/// bucket, so a query node counts every sample once; restarted, A uploads the merged file
+/// and lets go of the parts, and every count stays exact.
+#[test]
+fn a_replica_killed_during_a_compaction_s_upload_loses_and_duplicates_nothing() {
+    let Some(s3) = S3::start("telltale") else {
+        return;
+    };
+    let proxy = s3.holding(puts_a_compacted_file);
+    let dir = tempfile::tempdir().unwrap();
+    let da = dir.path().join("a");
+    let flags = ["--replica", "a", "--flush-interval", "1s"];
+    let mut a = s3.aggregator_via(&proxy.url(), &da, "fleet", &flags);
+    let b = replica(&s3, &dir.path().join("b"), "b");
+    let at = now_ms() / 1000 * 1000;
+    let mut sent = 0;
+    for k in 0..40 {
+        if proxy.held() {
+            break;
+        }
+        let times: Vec<i64> = (0..20)
+            .map(|j| at - 7_200_000 + k * 60_000 + j * 1000)
+            .collect();
+        let body = body(&times);
+        send(&a, &body);
+        send(&b, &body);
+        sent += 200;
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    eventually(Duration::from_secs(60), || proxy.held().then_some(()))
+        .expect("A compacted and uploads the merged file");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let merged: Vec<String> = s3
+        .keys("fleet/data/")
+        .into_iter()
+        .filter(|k| puts_a_compacted_file(&format!("PUT /{k}")))
+        .collect();
+    eventually(Duration::from_secs(90), || settled(&b).then_some(()))
+        .expect("B uploaded everything");
+    let q = query_node(&s3, &dir.path().join("q"));
+    assert_eq!(
+        count(&q, at),
+        Some(sent as f64),
+        "merged files up: {merged:?}"
+    );
+
+    // Restarted, A uploads what its compaction wrote and drops the parts it replaced.
+    let a = replica(&s3, &da, "a");
+    let q2 = query_node(&s3, &dir.path().join("q2"));
+    let exact = eventually(Duration::from_secs(90), || {
+        (settled(&a)
+            && count(&a, at) == Some(sent as f64)
+            && count(&b, at) == Some(sent as f64)
+            && count(&q2, at) == Some(sent as f64))
+        .then_some(())
+    });
+    assert!(
+        exact.is_some(),
+        "{sent}: A {:?}, B {:?}, a new query node {:?}",
+        count(&a, at),
+        count(&b, at),
+        count(&q2, at)
+    );
+    let up = s3.keys("fleet/data/");
+    assert!(
+        up.iter()
+            .any(|k| puts_a_compacted_file(&format!("PUT /{k}"))),
+        "A's merged file in the bucket: {up:?}"
+    );
+}

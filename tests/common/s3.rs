@@ -151,9 +151,10 @@ impl S3 {
             .collect()
     }
 
-    /// A forwarder to the server that holds, unanswered, every connection once it has
-    /// sent `pattern` (e.g. `partNumber=2`, a multipart upload's second part).
-    pub fn holding(&self, pattern: &'static str) -> Holding {
+    /// A forwarder to the server that holds, unanswered, every connection once what it
+    /// has sent lately (its last 4 KiB) satisfies `hold`, e.g. holds a multipart upload's
+    /// second part (`partNumber=2`).
+    pub fn holding(&self, hold: fn(&str) -> bool) -> Holding {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -172,19 +173,19 @@ impl S3 {
                     let _ = std::io::copy(&mut back_from, &mut back_to);
                 });
                 let flag = flag.clone();
-                std::thread::spawn(move || forward_until(client, server, pattern, &flag));
+                std::thread::spawn(move || forward_until(client, server, hold, &flag));
             }
         });
         Holding { addr, held }
     }
 }
 
-/// Copies `from` to `to` until the bytes sent hold `pattern`: then stops reading and
+/// Copies `from` to `to` until the bytes sent lately satisfy `hold`: then stops reading,
 /// keeps both ends open, and sets `held`.
 fn forward_until(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
-    pattern: &str,
+    hold: fn(&str) -> bool,
     held: &std::sync::atomic::AtomicBool,
 ) {
     use std::io::{Read, Write};
@@ -196,15 +197,15 @@ fn forward_until(
             Ok(n) => n,
         };
         tail.extend_from_slice(&buf[..n]);
-        if tail.windows(pattern.len()).any(|w| w == pattern.as_bytes()) {
+        let keep = tail.len().saturating_sub(4096);
+        tail.drain(..keep);
+        if hold(&String::from_utf8_lossy(&tail)) {
             held.store(true, std::sync::atomic::Ordering::SeqCst);
             // Held until the test ends: the sender waits for an answer that never comes.
             loop {
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
-        let keep = tail.len().saturating_sub(pattern.len());
-        tail.drain(..keep);
         if to.write_all(&buf[..n]).is_err() {
             return;
         }
