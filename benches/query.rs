@@ -480,18 +480,18 @@ fn bucket_case(
         &moto.env(),
     );
     let (cold, warm, got) = run(&url);
-    let read = ureq::get(&format!("{url}/metrics"))
+    let text = ureq::get(&format!("{url}/metrics"))
         .call()
         .unwrap()
         .into_string()
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("telltale_aggregator_object_store_read_bytes_total ")?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(0.0);
+        .unwrap();
+    let metric = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let read = metric("telltale_aggregator_object_store_read_bytes_total");
+    let reads = metric("telltale_aggregator_object_store_reads_total");
     drop(node);
     let same = if got == want {
         "same answer"
@@ -499,7 +499,7 @@ fn bucket_case(
         "ANSWERS DIFFER"
     };
     println!(
-        "    {name}: cold {cold:.1?} vs {local_cold:.1?} = {:.2}x (goal <= 3x), warm {warm:.1?} vs {local_warm:.1?} = {:.2}x (goal <= 1.2x); {:.1} MiB read from the bucket; {same}",
+        "    {name}: cold {cold:.1?} vs {local_cold:.1?} = {:.2}x (goal <= 3x), warm {warm:.1?} vs {local_warm:.1?} = {:.2}x (goal <= 1.2x); {:.1} MiB in {reads} range reads from the bucket; {same}",
         cold.as_secs_f64() / local_cold.as_secs_f64(),
         warm.as_secs_f64() / local_warm.as_secs_f64(),
         read / (1 << 20) as f64,

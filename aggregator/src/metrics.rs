@@ -60,6 +60,8 @@ pub const OBJECT_STORE_RESTORED: &str = "telltale_aggregator_object_store_restor
 pub const OBJECT_STORE_PENDING: &str = "telltale_aggregator_object_store_pending_files";
 /// Bytes a query node read from the object store in place (range reads).
 pub const OBJECT_STORE_READ_BYTES: &str = "telltale_aggregator_object_store_read_bytes_total";
+/// Range reads a query node asked of the object store.
+pub const OBJECT_STORE_READS: &str = "telltale_aggregator_object_store_reads_total";
 /// Blocks a query node found in its page cache.
 pub const OBJECT_STORE_CACHE_HITS: &str = "telltale_aggregator_object_store_cache_hits_total";
 /// Blocks a query node had to read from the object store.
@@ -136,6 +138,8 @@ pub struct Metrics {
     pub object_store_pending: IntGauge,
     /// Bytes read in place.
     pub object_store_read_bytes: IntCounter,
+    /// Range reads asked.
+    pub object_store_reads: IntCounter,
     /// Page cache blocks found.
     pub object_store_cache_hits: IntCounter,
     /// Page cache blocks read from the bucket.
@@ -254,6 +258,10 @@ impl Metrics {
                 OBJECT_STORE_READ_BYTES,
                 "Bytes a --read-only node read from the object store by range reads.",
             )?,
+            object_store_reads: IntCounter::new(
+                OBJECT_STORE_READS,
+                "Range reads a --read-only node asked of the object store (the client merges reads less than 1 MiB apart into one request).",
+            )?,
             object_store_cache_hits: IntCounter::new(
                 OBJECT_STORE_CACHE_HITS,
                 "Blocks of object store files a --read-only node found in its page cache.",
@@ -307,6 +315,7 @@ impl Metrics {
     /// `--object-store`).
     pub fn register_page_cache(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.object_store_read_bytes.clone()))?;
+        registry.register(Box::new(self.object_store_reads.clone()))?;
         registry.register(Box::new(self.object_store_cache_hits.clone()))?;
         registry.register(Box::new(self.object_store_cache_misses.clone()))?;
         registry.register(Box::new(self.object_store_cache_bytes.clone()))?;

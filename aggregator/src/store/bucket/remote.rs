@@ -24,9 +24,13 @@ use parquet::file::reader::{ChunkReader, Length};
 use super::cache::{BlockId, PageCache, BLOCK};
 use crate::metrics::Metrics;
 
-/// How much of a file's end [`Source::prefetch_footer`] reads at once: the footer and
-/// metadata of a day of 10,000 series take 0.7 MiB, its page index less.
-const TAIL: u64 = 2 << 20;
+/// How much of a file's end [`Source::prefetch_footer`] reads at once (a quarter of a
+/// smaller file): the footer, metadata and page index of a day of 10,000 series at 15 s
+/// take 2.4 MiB.
+const TAIL: u64 = 4 << 20;
+
+/// Files up to this size are read whole when their footer is.
+const SMALL: u64 = 2 << 20;
 
 /// The first line of a placeholder; a Parquet file starts with `PAR1`.
 const MAGIC: &str = "telltale remote object\n";
@@ -157,6 +161,7 @@ impl Remote {
     /// waiting on this thread.
     fn fetch(&self, key: &Key, ranges: &[Range<u64>]) -> Result<Vec<Bytes>, object_store::Error> {
         let began = std::time::Instant::now();
+        self.metrics.object_store_reads.inc_by(ranges.len() as u64);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (store, object, wanted) = (self.store.clone(), key.clone(), ranges.to_vec());
         self.runtime.spawn(async move {
@@ -240,7 +245,7 @@ impl Source {
     }
 
     /// Fetches ahead the file's footer, metadata and the page index before them, in one
-    /// request where they fit in the last [`TAIL`] bytes (a file not much larger is read
+    /// request where they fit in the last [`TAIL`] bytes (a file up to [`SMALL`] is read
     /// whole), else in a second one for what the footer's length says the metadata spans,
     /// with [`TAIL`] before it for the page index. Requests, not bytes, are what a cold
     /// read from a bucket pays most for.
@@ -249,7 +254,11 @@ impl Source {
             return;
         };
         let size = r.size();
-        let tail = if size <= 2 * TAIL { size } else { TAIL };
+        let tail = if size <= SMALL {
+            size
+        } else {
+            TAIL.min(size / 4)
+        };
         r.prefetch(std::slice::from_ref(&(size - tail..size)));
         let Ok(end) = self.get_bytes(size.saturating_sub(8), 8.min(size as usize)) else {
             return;
