@@ -409,19 +409,13 @@ fn upload(moto: &common::Moto, dir: &Path, prefix: &str) {
     let (_up, url) = common::start_aggregator_env(dir, &["--object-store", &target], &moto.env());
     let begin = Instant::now();
     loop {
-        let text = ureq::get(&format!("{url}/metrics"))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        let metric = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-                .unwrap_or(-1.0)
-        };
+        let text = own_metrics(&url);
         let want = dir_bytes(&dir.join("data")).0 as f64;
-        let sent = metric("telltale_aggregator_object_store_uploaded_bytes_total");
-        if sent >= want && metric("telltale_aggregator_object_store_pending_files") == 0.0 {
+        let sent = metric(
+            &text,
+            "telltale_aggregator_object_store_uploaded_bytes_total",
+        );
+        if sent >= want && metric(&text, "telltale_aggregator_object_store_pending_files") == 0.0 {
             println!(
                 "    {prefix}: {:.0} MiB uploaded in {:.0?}",
                 sent / (1 << 20) as f64,
@@ -480,18 +474,9 @@ fn bucket_case(
         &moto.env(),
     );
     let (cold, warm, got) = run(&url);
-    let text = ureq::get(&format!("{url}/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let metric = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let read = metric("telltale_aggregator_object_store_read_bytes_total");
-    let reads = metric("telltale_aggregator_object_store_reads_total");
+    let text = own_metrics(&url);
+    let read = metric(&text, "telltale_aggregator_object_store_read_bytes_total");
+    let reads = metric(&text, "telltale_aggregator_object_store_reads_total");
     drop(node);
     let same = if got == want {
         "same answer"
@@ -504,4 +489,20 @@ fn bucket_case(
         warm.as_secs_f64() / local_warm.as_secs_f64(),
         read / (1 << 20) as f64,
     );
+}
+
+/// The `/metrics` page of the process at `url`.
+fn own_metrics(url: &str) -> String {
+    ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap()
+}
+
+/// The value of the unlabelled series `name` on a `/metrics` page (-1 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .unwrap_or(-1.0)
 }

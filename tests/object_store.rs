@@ -463,8 +463,12 @@ fn killed_inside_a_multipart_upload_leaves_no_object_a_reader_takes() {
         rustix::process::Signal::TERM,
     )
     .unwrap();
-    eventually(Duration::from_secs(180), || proxy.held().then_some(()))
-        .expect("the upload's second part sent");
+    if eventually(Duration::from_secs(180), || proxy.held().then_some(())).is_none() {
+        panic!(
+            "the upload's second part was not sent:\n{}",
+            a.log().join("\n")
+        );
+    }
     a.child.kill().unwrap();
     a.child.wait().unwrap();
 

@@ -152,8 +152,8 @@ impl S3 {
     }
 
     /// A forwarder to the server that holds, unanswered, every connection once what it
-    /// has sent lately (its last 4 KiB) satisfies `hold`, e.g. holds a multipart upload's
-    /// second part (`partNumber=2`).
+    /// has sent lately (its last 4 KiB and what it read since) satisfies `hold`, e.g.
+    /// holds a multipart upload's second part (`partNumber=2`).
     pub fn holding(&self, hold: fn(&str) -> bool) -> Holding {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -197,8 +197,6 @@ fn forward_until(
             Ok(n) => n,
         };
         tail.extend_from_slice(&buf[..n]);
-        let keep = tail.len().saturating_sub(4096);
-        tail.drain(..keep);
         if hold(&String::from_utf8_lossy(&tail)) {
             held.store(true, std::sync::atomic::Ordering::SeqCst);
             // Held until the test ends: the sender waits for an answer that never comes.
@@ -206,6 +204,8 @@ fn forward_until(
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
+        let keep = tail.len().saturating_sub(4096);
+        tail.drain(..keep);
         if to.write_all(&buf[..n]).is_err() {
             return;
         }
