@@ -204,8 +204,12 @@ pub enum Source {
 impl Source {
     /// Opens the file at `path`; a placeholder gives its object.
     pub fn open(path: &Path) -> std::io::Result<Source> {
+        use std::os::unix::fs::FileExt;
         let file = std::fs::File::open(path)?;
-        let Some(marker) = Marker::read(path) else {
+        // A Parquet file costs one small read here; only a placeholder is parsed.
+        let mut head = [0u8; MAGIC.len()];
+        let placeholder = file.read_exact_at(&mut head, 0).is_ok() && head == MAGIC.as_bytes();
+        let Some(marker) = placeholder.then(|| Marker::read(path)).flatten() else {
             return Ok(Source::Local(file));
         };
         let remote = Remote::of(path).ok_or_else(|| {
@@ -226,9 +230,7 @@ impl Source {
             marker,
         }))))
     }
-}
 
-impl Source {
     /// Whether the file is read in place from the object store.
     pub fn is_remote(&self) -> bool {
         matches!(self, Source::Remote(_))
