@@ -175,14 +175,7 @@ impl Bucket {
             size: meta.size,
             version: version(meta).1,
         };
-        let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || marker.write(&path).map_err(|e| (path, e)))
-            .await
-            .map_err(|e| Error::Io {
-                path: PathBuf::new(),
-                source: std::io::Error::other(e.to_string()),
-            })?
-            .map_err(|(path, source)| Error::Io { path, source })
+        self.write(path, marker.encode().into()).await
     }
 
     /// The bucket shared with other replicas, this one named `replica`: each sync also
@@ -509,6 +502,11 @@ impl Bucket {
             .bytes()
             .await
             .map_err(|e| self.failed("get", rel, e))?;
+        self.write(path, bytes).await
+    }
+
+    /// [`write_whole`] on a blocking thread.
+    async fn write(&self, path: &Path, bytes: bytes::Bytes) -> Result<(), Error> {
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || write_whole(&path, &bytes))
             .await

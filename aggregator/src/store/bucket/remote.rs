@@ -71,23 +71,14 @@ impl Marker {
         })
     }
 
-    /// Writes the placeholder to `path`, replacing what is there at once.
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = super::layout::temporary(dir, &name);
-        let body = format!(
+    /// The placeholder's text, as [`Marker::read`] parses it.
+    pub fn encode(&self) -> String {
+        format!(
             "{MAGIC}key {}\nsize {}\nversion {}\n",
             self.rel,
             self.size,
             self.version.replace('\n', " ")
-        );
-        std::fs::write(&tmp, body)?;
-        std::fs::rename(&tmp, path)
+        )
     }
 
     /// The block cache's name for this version of the object (FNV-1a of key and version).
@@ -278,8 +269,11 @@ impl Source {
 /// Fetches ahead the footers of the files at `paths` that are read in place, several
 /// files at once (a query over 90 days opens 90 footers before it reads a page).
 pub fn prefetch_footers(paths: &[PathBuf]) {
+    // Only a data directory read from a bucket can hold placeholders: a store on local
+    // disk opens nothing here.
     let remote: Vec<Source> = paths
         .iter()
+        .filter(|p| Remote::of(p).is_some())
         .filter_map(|p| Source::open(p).ok())
         .filter(Source::is_remote)
         .collect();
@@ -542,7 +536,7 @@ mod tests {
             size: 12345,
             version: "\"etag-1\"".into(),
         };
-        m.write(&path).unwrap();
+        std::fs::write(&path, m.encode()).unwrap();
         assert_eq!(Marker::read(&path), Some(m.clone()));
         assert_eq!(stored_len(&path), Some(12345));
         std::fs::write(&path, b"PAR1 not a marker").unwrap();
@@ -563,13 +557,12 @@ mod tests {
     fn a_marker_without_an_object_store_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("part-1.parquet");
-        Marker {
+        let m = Marker {
             rel: "data/day=2026-01-01/part-1.parquet".into(),
             size: 10,
             version: "v".into(),
-        }
-        .write(&path)
-        .unwrap();
+        };
+        std::fs::write(&path, m.encode()).unwrap();
         let Err(e) = Source::open(&path) else {
             panic!("a placeholder opened without its bucket")
         };
