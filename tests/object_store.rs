@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::S3;
-use common::{eventually, get, now_ms, remote_write, sample, urlencode, Running};
+use common::{eventually, get, instant_value, now_ms, remote_write, sample, urlencode, Running};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const DAY: i64 = 86_400_000;
@@ -487,17 +487,7 @@ fn killed_inside_a_multipart_upload_leaves_no_object_a_reader_takes() {
     );
 
     // A query node over the bucket takes nothing partial.
-    let count = |q: &Running| {
-        let (_, body) = get(&q.url(&format!(
-            "/api/v1/query?query={}&time={}",
-            urlencode("sum(count_over_time(uneven[2h]))"),
-            end / 1000
-        )));
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-    };
+    let count = |q: &Running| instant_value(q, "sum(count_over_time(uneven[2h]))", end);
     let q = s3.aggregator(
         &dir.path().join("q"),
         "mp",

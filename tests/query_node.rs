@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::S3;
-use common::{eventually, get, now_ms, remote_write, urlencode, Running};
+use common::{eventually, get, instant_value, now_ms, remote_write, urlencode, Running};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 fn start(s3: &S3, data: &Path, extra: &[&str]) -> Running {
@@ -34,13 +34,7 @@ fn write(a: &Running, times: &[i64]) -> u16 {
 
 /// `sum(count_over_time(steer_total[1h]))` at `t` (ms), if there is an answer.
 fn count(a: &Running, t: i64) -> Option<f64> {
-    let (_, body) = get(&a.url(&format!(
-        "/api/v1/query?query={}&time={}",
-        urlencode("sum(count_over_time(steer_total[1h]))"),
-        t as f64 / 1000.0
-    )));
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    instant_value(a, "sum(count_over_time(steer_total[1h]))", t)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::s3::S3;
-use common::{eventually, get, now_ms, remote_write, sample, urlencode, Running};
+use common::{eventually, get, instant_value, now_ms, remote_write, sample, Running};
 use telltale_model::remote::{TimeSeries, WriteRequest};
 
 const DAY: i64 = 86_400_000;
@@ -50,13 +50,7 @@ fn send(a: &Running, body: &[u8]) {
 
 /// Samples of `steer_total` over the last three days as `a` counts them.
 fn count(a: &Running, at: i64) -> Option<f64> {
-    let (_, body) = get(&a.url(&format!(
-        "/api/v1/query?query={}&time={}",
-        urlencode("sum(count_over_time(steer_total[3d]))"),
-        at as f64 / 1000.0
-    )));
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    instant_value(a, "sum(count_over_time(steer_total[3d]))", at)
 }
 
 fn settled(a: &Running) -> bool {
@@ -201,17 +195,7 @@ fn retention_deletes_a_whole_day_from_the_bucket_once() {
         .then_some(())
     });
     assert!(both.is_some(), "{:?}", day_keys(&old_day));
-    let wide = |a: &Running| {
-        let (_, body) = get(&a.url(&format!(
-            "/api/v1/query?query={}&time={}",
-            urlencode("sum(count_over_time(steer_total[5d]))"),
-            at as f64 / 1000.0
-        )));
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse::<f64>().ok())
-    };
+    let wide = |a: &Running| instant_value(a, "sum(count_over_time(steer_total[5d]))", at);
     assert_eq!(wide(&a), Some(600.0));
 
     // Both restart keeping two days: each drops the old day on start, and the bucket

@@ -323,6 +323,18 @@ impl Prometheus {
     }
 }
 
+/// The value of the first sample of instant query `query` at `at` (ms) on `a`, if it
+/// answers one.
+pub fn instant_value(a: &Running, query: &str, at: i64) -> Option<f64> {
+    let (_, body) = get(&a.url(&format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode(query),
+        at as f64 / 1000.0
+    )));
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
 /// `s` percent-encoded as a query parameter value.
 pub fn urlencode(s: &str) -> String {
     s.bytes()
