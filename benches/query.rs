@@ -174,6 +174,21 @@ fn start_prometheus(dir: &Path, tsdb: &Path) -> Option<(Killed, String)> {
     )
 }
 
+/// The body of a range query's answer.
+fn answer(agent: &ureq::Agent, url: &str, q: &str, start: i64, end: i64, step: &str) -> String {
+    agent
+        .post(&format!("{url}/api/v1/query_range"))
+        .send_form(&[
+            ("query", q),
+            ("start", &(start / 1000).to_string()),
+            ("end", &(end / 1000).to_string()),
+            ("step", step),
+        ])
+        .unwrap_or_else(|e| panic!("{url}: {q}: {e}"))
+        .into_string()
+        .unwrap()
+}
+
 /// Runs a range query: (wall time, series, points).
 fn query(
     agent: &ureq::Agent,
@@ -184,17 +199,7 @@ fn query(
     step: &str,
 ) -> (Duration, usize, usize) {
     let begin = Instant::now();
-    let body = agent
-        .post(&format!("{url}/api/v1/query_range"))
-        .send_form(&[
-            ("query", q),
-            ("start", &(start / 1000).to_string()),
-            ("end", &(end / 1000).to_string()),
-            ("step", step),
-        ])
-        .unwrap_or_else(|e| panic!("{url}: {q}: {e}"))
-        .into_string()
-        .unwrap();
+    let body = answer(agent, url, q, start, end, step);
     let took = begin.elapsed();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let result = v["data"]["result"].as_array().unwrap();
@@ -450,18 +455,7 @@ fn bucket_case(
                 .map(|_| query(agent, url, q, start, end, step).0)
                 .collect(),
         );
-        let body = agent
-            .post(&format!("{url}/api/v1/query_range"))
-            .send_form(&[
-                ("query", q),
-                ("start", &(start / 1000).to_string()),
-                ("end", &(end / 1000).to_string()),
-                ("step", step),
-            ])
-            .unwrap()
-            .into_string()
-            .unwrap();
-        (cold, warm, body)
+        (cold, warm, answer(agent, url, q, start, end, step))
     };
     let (local, local_url) = start_ours(local_dir);
     let (local_cold, local_warm, want) = run(&local_url);
